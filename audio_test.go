@@ -1,0 +1,426 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"iter"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/internal/opus"
+	"github.com/fastrtc-go/fastrtc/internal/wav"
+)
+
+// tone returns n samples of a sine at freq Hz, amplitude amp (0..1), at rate.
+func tone(rate int, freq, amp float64, n int, phase int) []int16 {
+	out := make([]int16, n)
+	for i := range out {
+		out[i] = int16(amp * 32767 * math.Sin(2*math.Pi*freq*float64(i+phase)/float64(rate)))
+	}
+	return out
+}
+
+// sendAudio Opus-encodes pcm (48 kHz mono) in 20 ms packets, paced in real time, on the
+// client's audio track. drop, if set, says which packet indexes are not sent (loss).
+func (c *testClient) sendAudio(ctx context.Context, pcm []int16, drop func(i int) bool) <-chan struct{} {
+	c.t.Helper()
+	enc, err := opus.NewEncoder(opus.DefaultEncoderConfig())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer enc.Close()
+		buf := make([]byte, 1500)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 42}}
+		for i := 0; (i+1)*960 <= len(pcm); i++ {
+			n, err := enc.Encode(pcm[i*960:(i+1)*960], buf)
+			if err != nil {
+				return
+			}
+			pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = uint16(i), uint32(i*960), buf[:n]
+			if drop == nil || !drop(i) {
+				_ = c.audio.WriteRTP(&pkt)
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// audioCapture decodes the remote audio track to 48 kHz mono and records packet arrival.
+type audioCapture struct {
+	mu      sync.Mutex
+	pcm     []int16
+	packets int
+	first   time.Time
+	last    time.Time
+}
+
+func (a *audioCapture) snapshot() ([]int16, int, time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]int16(nil), a.pcm...), a.packets, a.last.Sub(a.first)
+}
+
+func receiveAudio(t *testing.T, tr *webrtc.TrackRemote) *audioCapture {
+	t.Helper()
+	a := &audioCapture{}
+	dec, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer dec.Close()
+		buf := make([]byte, 1500)
+		pcm := make([]int16, 5760)
+		var pkt rtp.Packet
+		for {
+			n, _, err := tr.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkt.Unmarshal(buf[:n]) != nil {
+				continue
+			}
+			k, err := dec.Decode(pkt.Payload, pcm)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			a.mu.Lock()
+			if a.packets == 0 {
+				a.first = now
+			}
+			a.last = now
+			a.packets++
+			a.pcm = append(a.pcm, pcm[:k]...)
+			a.mu.Unlock()
+		}
+	}()
+	return a
+}
+
+// goertzelPower returns the power of x at freq relative to its total power (0..1).
+func goertzelPower(x []int16, rate int, freq float64) float64 {
+	w := 2 * math.Pi * freq / float64(rate)
+	coeff := 2 * math.Cos(w)
+	var s1, s2, total float64
+	for _, v := range x {
+		f := float64(v)
+		s := f + coeff*s1 - s2
+		s2, s1 = s1, s
+		total += f * f
+	}
+	p := s1*s1 + s2*s2 - coeff*s1*s2
+	return p / (total * float64(len(x)) / 2)
+}
+
+// zeroCrossFreq estimates the frequency of a tone from its rising zero crossings.
+func zeroCrossFreq(x []int16, rate int) float64 {
+	first, last, n := -1, -1, 0
+	for i := 1; i < len(x); i++ {
+		if x[i-1] < 0 && x[i] >= 0 {
+			if first < 0 {
+				first = i
+			} else {
+				n++
+			}
+			last = i
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(n) * float64(rate) / float64(last-first)
+}
+
+func rms(x []int16) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s / float64(max(1, len(x))))
+}
+
+func echoFactory() AudioHandlerFactory {
+	return AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) { return in, nil })
+}
+
+func TestAudioEchoTone(t *testing.T) {
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := tone(48000, 440, 0.5, 48000*3, 0)
+	done := c.sendAudio(ctx, src, nil)
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	<-done
+	time.Sleep(300 * time.Millisecond)
+	pcm, packets, _ := capt.snapshot()
+	if packets < 120 {
+		t.Fatalf("received %d packets for 150 sent", packets)
+	}
+	body := pcm[48000/2 : len(pcm)-48000/4] // skip the start-up and the tail
+	if f := zeroCrossFreq(body, 48000); math.Abs(f-440) > 440*0.01 {
+		t.Errorf("echoed tone at %.1f Hz, want 440", f)
+	}
+	ratio := rms(body) / rms(src)
+	if db := 20 * math.Log10(ratio); math.Abs(db) > 1.5 {
+		t.Errorf("echo level %+.1f dB from the source", db)
+	}
+	if p := goertzelPower(body, 48000, 440); 10*math.Log10(p/(1-p)) < 20 {
+		t.Errorf("SNR at 440 Hz: %.1f dB, want > 20", 10*math.Log10(p/(1-p)))
+	}
+}
+
+// TestAudioOutputAt24k: a handler returning 24 kHz audio reaches the client intact.
+func TestAudioOutputAt24k(t *testing.T) {
+	var phase atomic.Int64
+	h := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
+		n := len(in.Samples) * 24000 / in.SampleRate
+		p := int(phase.Add(int64(n))) - n
+		return AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 1000, 0.4, n, p)}, nil
+	})
+	_, srv := newTestStream(t, h, Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := c.sendAudio(ctx, make([]int16, 48000*2), nil)
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	<-done
+	time.Sleep(200 * time.Millisecond)
+	pcm, _, _ := capt.snapshot()
+	if len(pcm) < 48000 {
+		t.Fatalf("received %d samples", len(pcm))
+	}
+	body := pcm[48000/4 : len(pcm)-48000/4]
+	if f := zeroCrossFreq(body, 48000); math.Abs(f-1000) > 10 {
+		t.Errorf("tone at %.1f Hz, want 1000", f)
+	}
+	if db := 20 * math.Log10(rms(body)/(0.4*32767/math.Sqrt2)); math.Abs(db) > 1.5 {
+		t.Errorf("level %+.1f dB", db)
+	}
+}
+
+// TestAudioSourcePacing: a receive-mode source produces 3 s of audio at once; the client
+// gets 150 packets over 3 s of wall time.
+func TestAudioSourcePacing(t *testing.T) {
+	src := AudioSource(func(s *Session) iter.Seq2[AudioFrame, error] {
+		return func(yield func(AudioFrame, error) bool) {
+			yield(AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 500, 0.5, 16000*3, 0)}, nil)
+		}
+	})
+	s, srv := newTestStream(t, src, Audio, Receive)
+	c := newTestClient(t, srv.URL, clientOpts{recvAudio: true})
+	c.connect()
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	c.waitMsg("end_stream", 10*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	pcm, packets, span := capt.snapshot()
+	if packets < 148 || packets > 152 {
+		t.Errorf("%d packets, want 150", packets)
+	}
+	if d := span.Seconds() + 0.02; math.Abs(d-3) > 3*0.05 {
+		t.Errorf("3 s of audio took %.2f s", d)
+	}
+	if f := zeroCrossFreq(pcm[4800:len(pcm)-4800], 48000); math.Abs(f-500) > 5 {
+		t.Errorf("tone at %.1f Hz", f)
+	}
+	_ = s
+}
+
+// speechFixture loads the two-utterance fixture and its truth.
+func speechFixture(t *testing.T) ([]int16, []float64) {
+	t.Helper()
+	pcm, rate, ch, err := wav.ReadFile("testdata/audio/two_utterances48k.wav")
+	if err != nil || rate != 48000 || ch != 1 {
+		t.Fatalf("fixture: %v (%d Hz, %d ch)", err, rate, ch)
+	}
+	b, err := os.ReadFile("testdata/audio/two_utterances.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truth struct {
+		Utterances []struct {
+			StartMS float64 `json:"start_ms"`
+			EndMS   float64 `json:"end_ms"`
+		} `json:"utterances"`
+	}
+	if err := json.Unmarshal(b, &truth); err != nil || len(truth.Utterances) != 2 {
+		t.Fatalf("fixture truth: %v", err)
+	}
+	var lens []float64
+	for _, u := range truth.Utterances {
+		lens = append(lens, (u.EndMS-u.StartMS)/1000)
+	}
+	return pcm, lens
+}
+
+// replyRecorder is a ReplyFunc that records utterances and answers with a tone of the given
+// length.
+type replyRecorder struct {
+	mu         sync.Mutex
+	utterances []time.Duration
+	finished   int
+	cancelled  int
+	replyLen   time.Duration
+}
+
+func (r *replyRecorder) reply(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+	r.mu.Lock()
+	r.utterances = append(r.utterances, u.Duration())
+	r.mu.Unlock()
+	return func(yield func(AudioFrame, error) bool) {
+		n := int(r.replyLen / (20 * time.Millisecond))
+		for i := 0; i < n; i++ {
+			if !yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 300, 0.3, 480, i*480)}, nil) {
+				r.mu.Lock()
+				r.cancelled++
+				r.mu.Unlock()
+				return
+			}
+		}
+		r.mu.Lock()
+		r.finished++
+		r.mu.Unlock()
+	}
+}
+
+func (r *replyRecorder) snapshot() ([]time.Duration, int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.utterances...), r.finished, r.cancelled
+}
+
+// collectLogs gathers the pause-detection log messages of a client.
+func (c *testClient) collectLogs(ctx context.Context) func() []string {
+	var mu sync.Mutex
+	var logs []string
+	go func() {
+		for {
+			select {
+			case m := <-c.msgs:
+				if m["type"] == "log" {
+					if d, _ := m["data"].(string); d == "started_talking" || d == "pause_detected" || d == "response_starting" {
+						mu.Lock()
+						logs = append(logs, d)
+						mu.Unlock()
+					}
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), logs...)
+	}
+}
+
+func TestReplyOnPauseTwoUtterances(t *testing.T) {
+	for _, loss := range []bool{false, true} {
+		name := "clean"
+		if loss {
+			name = "10% loss"
+		}
+		t.Run(name, func(t *testing.T) {
+			rec := &replyRecorder{replyLen: 500 * time.Millisecond}
+			_, srv := newTestStream(t, NewReplyOnPause(rec.reply), Audio, SendReceive)
+			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+			c.connect()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			logs := c.collectLogs(ctx)
+			pcm, truth := speechFixture(t)
+			var drop func(int) bool
+			if loss {
+				drop = func(i int) bool { return i%10 == 5 }
+			}
+			done := c.sendAudio(ctx, pcm, drop)
+			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+			<-done
+			time.Sleep(1500 * time.Millisecond)
+			utts, finished, _ := rec.snapshot()
+			if len(utts) != 2 {
+				t.Fatalf("%d replies (utterances %v), want 2", len(utts), utts)
+			}
+			for i, u := range utts {
+				if math.Abs(u.Seconds()-truth[i]) > 0.3 {
+					t.Errorf("utterance %d: %.2f s, want %.2f ± 0.3", i, u.Seconds(), truth[i])
+				}
+			}
+			if finished != 2 {
+				t.Errorf("%d replies finished", finished)
+			}
+			want := []string{"started_talking", "pause_detected", "response_starting", "started_talking", "pause_detected", "response_starting"}
+			if got := logs(); len(got) != len(want) || got[2] != want[2] || got[5] != want[5] || got[0] != want[0] || got[1] != want[1] {
+				t.Errorf("log messages %v, want %v", got, want)
+			}
+			out, _, _ := capt.snapshot()
+			if got := float64(len(out)) / 48000; got < 0.9 {
+				t.Errorf("received %.2f s of reply audio, want ~1.0", got)
+			}
+			if f := zeroCrossFreq(out, 48000); math.Abs(f-300) > 6 {
+				t.Errorf("reply tone at %.1f Hz, want 300", f)
+			}
+		})
+	}
+}
+
+// TestReplyOnPauseInterrupt: the first utterance's reply is long (4 s); the second
+// utterance starts 1.5 s after the first ends, during the reply.
+func TestReplyOnPauseInterrupt(t *testing.T) {
+	for _, canInterrupt := range []bool{true, false} {
+		t.Run(map[bool]string{true: "on", false: "off"}[canInterrupt], func(t *testing.T) {
+			rec := &replyRecorder{replyLen: 4 * time.Second}
+			_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithCanInterrupt(canInterrupt)), Audio, SendReceive)
+			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+			c.connect()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pcm, _ := speechFixture(t)
+			done := c.sendAudio(ctx, pcm, nil)
+			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+			<-done
+			time.Sleep(5 * time.Second)
+			utts, _, cancelled := rec.snapshot()
+			out, _, _ := capt.snapshot()
+			got := float64(len(out)) / 48000
+			if canInterrupt {
+				if len(utts) != 2 || cancelled != 1 {
+					t.Errorf("replies %d, cancelled %d; want 2 replies, the first cancelled", len(utts), cancelled)
+				}
+				// The first reply is cut after ~1.5-2 s, the second plays 4 s.
+				if got > 6.8 || got < 4.5 {
+					t.Errorf("received %.2f s of audio, want about 5.5-6", got)
+				}
+			} else {
+				if len(utts) != 1 || cancelled != 0 {
+					t.Errorf("replies %d, cancelled %d; want 1 reply, not cancelled", len(utts), cancelled)
+				}
+				if math.Abs(got-4) > 0.3 {
+					t.Errorf("received %.2f s of audio, want the whole 4 s reply", got)
+				}
+			}
+		})
+	}
+}

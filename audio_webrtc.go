@@ -1,0 +1,209 @@
+package fastrtc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/internal/opus"
+)
+
+// opusRate returns rate if Opus can encode it directly, else 48000.
+func opusRate(rate int) int {
+	switch rate {
+	case 8000, 12000, 16000, 24000, 48000:
+		return rate
+	}
+	return 48000
+}
+
+// setupAudio wires a WebRTC session's audio: the outgoing Opus track (client receives), the
+// handler's start-up hook and Emit loop or the audio source, and returns the function that
+// runs the incoming Opus track (client sends).
+func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*webrtc.TrackRemote), error) {
+	if !hasTransceiver(pc, webrtc.RTPCodecTypeAudio) {
+		return nil, fmt.Errorf("fastrtc: the offer has no audio section, but this is a %s stream", s.modality)
+	}
+	layout := sess.layout
+	if s.mode.clientReceives() {
+		track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "fastrtc-"+sess.id)
+		if err != nil {
+			return nil, fmt.Errorf("fastrtc: audio track: %w", err)
+		}
+		sender, err := pc.AddTrack(track)
+		if err != nil {
+			return nil, fmt.Errorf("fastrtc: add audio track: %w", err)
+		}
+		sess.goFn(func() { readSenderRTCP(sender, nil) })
+		sink, err := s.newOpusSink(sess, track, layout.OutputChannels)
+		if err != nil {
+			return nil, err
+		}
+		sess.audioOut = newAudioOut(opusRate(s.cfg.audioOpts.outputRate), layout.OutputChannels, sink)
+	}
+	// Once connected: start-up hook, then the output side.
+	started := make(chan struct{})
+	sess.goFn(func() {
+		select {
+		case <-sess.connected:
+		case <-sess.ctx.Done():
+			return
+		}
+		if !s.startAudio(sess) {
+			return
+		}
+		close(started)
+	})
+	if !s.mode.clientSends() {
+		return nil, nil
+	}
+	return func(track *webrtc.TrackRemote) {
+		select {
+		case <-started:
+		case <-sess.ctx.Done():
+			return
+		}
+		s.runOpusTrack(sess, track, layout)
+	}, nil
+}
+
+// startAudio runs the handler's start-up hook and starts the paced output and the Emit loop
+// or source. It reports false if the session ended.
+func (s *Stream) startAudio(sess *Session) bool {
+	if st, ok := sess.handler.(AudioStarter); ok {
+		if err := st.Start(sess); err != nil {
+			sess.fail(handlerError(err))
+			return false
+		}
+	}
+	if out := sess.audioOut; out != nil {
+		sess.goFn(func() {
+			if err := out.run(sess.ctx); err != nil {
+				sess.fail(err)
+			}
+		})
+	}
+	switch {
+	case s.audio.source != nil:
+		sess.goFn(func() { s.runAudioSource(sess, sess.audioOut) })
+	case sess.handler != nil:
+		out := sess.audioOut
+		if out == nil { // send mode: the handler's audio goes nowhere
+			out = newAudioOut(48000, 1, func([]int16, bool) error { return nil })
+			sess.goFn(func() { _ = out.run(sess.ctx) })
+		}
+		sess.goFn(func() { s.runAudioEmit(sess, sess.handler, out) })
+	}
+	return true
+}
+
+// newOpusSink returns the audio sink of a WebRTC session: Opus-encode each 20 ms frame and
+// send it as one RTP packet, with timestamps that follow the wall clock across pauses.
+func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, channels int) (func([]int16, bool) error, error) {
+	ao := s.cfg.audioOpts
+	rate := opusRate(ao.outputRate)
+	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: rate, Channels: channels, BitrateBps: ao.opusBitrate,
+		Complexity: ao.opusComplexity, FEC: true, PacketLossPercent: 10, Application: opus.ApplicationVoIP})
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: Opus encoder: %w", err)
+	}
+	s.codecs.Add(1)
+	sess.onEnd(func() { _ = enc.Close(); s.codecs.Add(-1) })
+	buf := make([]byte, 1500)
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111}}
+	var last time.Time
+	return func(frame []int16, resumed bool) error {
+		n, err := enc.Encode(frame, buf)
+		if err != nil {
+			return fmt.Errorf("fastrtc: Opus encode: %w", err)
+		}
+		now := time.Now()
+		if resumed && !last.IsZero() {
+			// Keep the 48 kHz RTP clock in step with the pause.
+			gap := now.Sub(last) - frameDuration
+			if gap > 0 {
+				pkt.Timestamp += uint32(gap * 48000 / time.Second)
+			}
+		}
+		pkt.Marker = resumed
+		pkt.Payload = buf[:n]
+		err = track.WriteRTP(&pkt)
+		pkt.SequenceNumber++
+		pkt.Timestamp += 960
+		last = now
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return fmt.Errorf("fastrtc: send audio: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// runOpusTrack decodes the client's Opus, concealing lost packets (in-band FEC when the next
+// packet carries it, PLC otherwise), and gives the audio to the handler.
+func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout AudioLayout) {
+	ch := layout.InputChannels
+	dec, err := opus.NewDecoder(48000, ch)
+	if err != nil {
+		sess.fail(fmt.Errorf("fastrtc: Opus decoder: %w", err))
+		return
+	}
+	s.codecs.Add(1)
+	defer func() { _ = dec.Close(); s.codecs.Add(-1) }()
+	in := &audioIn{sess: sess, h: sess.handler, rate: layout.InputRate, ch: ch}
+	pcm := make([]int16, 5760*ch) // 120 ms
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var expected uint16
+	started := false
+	frameSize := 960
+	deliver := func(n int) bool {
+		if err := in.receive(pcm[:n*ch], 48000, ch); err != nil {
+			sess.fail(err)
+			return false
+		}
+		return true
+	}
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		if pkt.Unmarshal(buf[:n]) != nil || len(pkt.Payload) == 0 {
+			continue
+		}
+		if started {
+			gap := pkt.SequenceNumber - expected
+			if gap >= 0x8000 { // late or duplicate packet: already concealed
+				continue
+			}
+			if gap > 0 && gap < 50 {
+				for i := uint16(0); i+1 < gap; i++ {
+					if k, err := dec.Conceal(pcm, frameSize); err == nil && !deliver(k) {
+						return
+					}
+				}
+				if k, err := dec.DecodeFEC(pkt.Payload, pcm, frameSize); err == nil && !deliver(k) {
+					return
+				}
+			}
+		}
+		started = true
+		expected = pkt.SequenceNumber + 1
+		k, err := dec.Decode(pkt.Payload, pcm)
+		if err != nil {
+			sess.log.Debug("opus decode", "err", err)
+			if k, err = dec.Conceal(pcm, frameSize); err != nil {
+				continue
+			}
+		} else {
+			frameSize = k
+		}
+		if !deliver(k) {
+			return
+		}
+	}
+}

@@ -1,0 +1,351 @@
+package fastrtc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc/internal/resample"
+)
+
+// frameDuration is the length of every audio frame the Stream sends.
+const frameDuration = 20 * time.Millisecond
+
+// maxAhead is how much output audio may queue before Emit and audio sources are held back.
+const maxAhead = time.Second
+
+// audioOut queues a session's outgoing audio at the transport's rate and paces it out in
+// 20 ms frames to a sink (an Opus track, a WebSocket). Safe for concurrent use: handlers push
+// and clear from their goroutines while run paces on its own.
+type audioOut struct {
+	rate, channels int
+	frameLen       int // samples per 20 ms frame, all channels
+	sink           func(frame []int16, resumed bool) error
+	onClear        func() // called after a clear (telephone: tell Twilio to drop its buffer)
+
+	mu      sync.Mutex
+	buf     []int16
+	res     *resample.Resampler
+	resRate int
+	resCh   int
+	scratch []int16
+	conv    []int16
+	notify  chan struct{} // cap 1: audio was added
+	space   chan struct{} // cap 1: the queue shrank below maxAhead
+	drained chan struct{} // cap 1: the queue ran empty
+	sent    int64         // frames taken for sending
+}
+
+func newAudioOut(rate, channels int, sink func([]int16, bool) error) *audioOut {
+	return &audioOut{
+		rate: rate, channels: channels, frameLen: rate / 50 * channels, sink: sink,
+		notify: make(chan struct{}, 1), space: make(chan struct{}, 1), drained: make(chan struct{}, 1),
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// push resamples f to the output format and queues it, waiting while a second or more is
+// already queued (so a fast producer is held back in real time) until ctx is done.
+func (o *audioOut) push(ctx context.Context, f AudioFrame) error {
+	if len(f.Samples) == 0 {
+		return nil
+	}
+	if f.SampleRate <= 0 || f.Channels < 1 || f.Channels > 2 || len(f.Samples)%f.Channels != 0 {
+		return fmt.Errorf("fastrtc: invalid audio frame: %d Hz, %d channels, %d samples", f.SampleRate, f.Channels, len(f.Samples))
+	}
+	limit := int(int64(o.rate) * int64(o.channels) * int64(maxAhead) / int64(time.Second))
+	for {
+		o.mu.Lock()
+		if len(o.buf) < limit {
+			break
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer o.mu.Unlock()
+	src := convertChannels(&o.conv, f.Samples, f.Channels, o.channels)
+	if f.SampleRate == o.rate {
+		o.buf = append(o.buf, src...)
+	} else {
+		if o.res == nil || o.resRate != f.SampleRate || o.resCh != o.channels {
+			r, err := resample.New(f.SampleRate, o.rate, o.channels)
+			if err != nil {
+				return fmt.Errorf("fastrtc: resample %d -> %d Hz: %w", f.SampleRate, o.rate, err)
+			}
+			o.res, o.resRate, o.resCh = r, f.SampleRate, o.channels
+		}
+		o.buf = o.res.Process(o.buf, src)
+	}
+	signal(o.notify)
+	return nil
+}
+
+// convertChannels returns src with from channels as to channels (mono <-> stereo), using
+// *scratch when a conversion is needed.
+func convertChannels(scratch *[]int16, src []int16, from, to int) []int16 {
+	switch {
+	case from == to:
+		return src
+	case from == 2 && to == 1:
+		out := (*scratch)[:0]
+		for i := 0; i+1 < len(src); i += 2 {
+			out = append(out, int16((int32(src[i])+int32(src[i+1]))/2))
+		}
+		*scratch = out
+		return out
+	default: // 1 -> 2
+		out := (*scratch)[:0]
+		for _, v := range src {
+			out = append(out, v, v)
+		}
+		*scratch = out
+		return out
+	}
+}
+
+// clear drops all queued audio at once (an interruption).
+func (o *audioOut) clear() {
+	o.mu.Lock()
+	o.buf = o.buf[:0]
+	if o.res != nil {
+		o.res.Reset()
+	}
+	o.mu.Unlock()
+	signal(o.space)
+	signal(o.drained)
+	if o.onClear != nil {
+		o.onClear()
+	}
+}
+
+// queued returns the duration of audio waiting to be sent.
+func (o *audioOut) queued() time.Duration {
+	o.mu.Lock()
+	n := len(o.buf)
+	o.mu.Unlock()
+	return time.Duration(n/o.channels) * time.Second / time.Duration(o.rate)
+}
+
+// waitDrained waits until nothing is queued, or d passes.
+func (o *audioOut) waitDrained(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for o.queued() > 0 {
+		select {
+		case <-o.drained:
+		case <-deadline.C:
+			return
+		}
+	}
+	time.Sleep(2 * frameDuration) // the last frame's packet leaves
+}
+
+// run paces queued audio out, one 20 ms frame per 20 ms, until ctx is done. While nothing is
+// queued it blocks without a timer, so an idle session costs no CPU. A partial frame is
+// padded with silence if the rest has not come by its time slot.
+func (o *audioOut) run(ctx context.Context) error {
+	frame := make([]int16, o.frameLen)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	// sleep waits d (or until audio arrives, with wake), reporting false when ctx is done.
+	sleep := func(d time.Duration, wake bool) (alive, woken bool) {
+		if d <= 0 {
+			return true, false
+		}
+		timer.Reset(d)
+		defer timer.Stop()
+		notify := o.notify
+		if !wake {
+			notify = nil
+		}
+		select {
+		case <-timer.C:
+			return true, false
+		case <-notify:
+			return true, true
+		case <-ctx.Done():
+			return false, false
+		}
+	}
+	var next time.Time
+	idle := true
+	for {
+		o.mu.Lock()
+		n := len(o.buf)
+		o.mu.Unlock()
+		if n == 0 {
+			if !idle {
+				// Audio pushed before this frame's slot continues the stream without a gap.
+				alive, woken := sleep(time.Until(next), true)
+				if !alive {
+					return nil
+				}
+				if woken {
+					continue
+				}
+				idle = true
+			}
+			signal(o.drained)
+			select {
+			case <-o.notify:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		resumed := idle
+		if idle {
+			next = time.Now()
+			if n < o.frameLen {
+				next = next.Add(frameDuration) // give the rest of a partial first frame a moment
+			}
+			idle = false
+		} else if time.Since(next) > 5*frameDuration {
+			next = time.Now() // fell far behind: do not burst to catch up
+		}
+		if alive, _ := sleep(time.Until(next), false); !alive {
+			return nil
+		}
+		o.mu.Lock()
+		k := copy(frame, o.buf)
+		o.buf = o.buf[:copy(o.buf, o.buf[k:])]
+		o.sent++
+		o.mu.Unlock()
+		clear(frame[k:])
+		signal(o.space)
+		if k == 0 { // cleared meanwhile
+			continue
+		}
+		if err := o.sink(frame, resumed); err != nil {
+			return err
+		}
+		next = next.Add(frameDuration)
+	}
+}
+
+// audioIn converts transport audio to the handler's input format and calls Receive.
+type audioIn struct {
+	sess    *Session
+	h       AudioHandler
+	rate    int // handler input rate
+	ch      int // handler input channels
+	res     *resample.Resampler
+	resRate int
+	conv    []int16
+	out     []int16
+}
+
+// receive delivers pcm (interleaved, at rate with channels) to the handler.
+func (a *audioIn) receive(pcm []int16, rate, channels int) error {
+	src := convertChannels(&a.conv, pcm, channels, a.ch)
+	if rate != a.rate {
+		if a.res == nil || a.resRate != rate {
+			r, err := resample.New(rate, a.rate, a.ch)
+			if err != nil {
+				return fmt.Errorf("fastrtc: resample %d -> %d Hz: %w", rate, a.rate, err)
+			}
+			a.res, a.resRate = r, rate
+		}
+		a.out = a.res.Process(a.out[:0], src)
+		src = a.out
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	return a.sess.callReceive(a.h, AudioFrame{SampleRate: a.rate, Channels: a.ch, Samples: src})
+}
+
+// callReceive runs the handler's Receive, turning a panic into an error.
+func (s *Session) callReceive(h AudioHandler, f AudioFrame) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
+		}
+	}()
+	return handlerError(h.Receive(s, f))
+}
+
+// callEmit runs the handler's Emit, turning a panic into an error.
+func (s *Session) callEmit(h AudioHandler) (f AudioFrame, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
+		}
+	}()
+	f, err = h.Emit(s.ctx, s)
+	if err != nil && !isEOF(err) {
+		err = handlerError(err)
+	}
+	return f, err
+}
+
+// runAudioEmit calls the handler's Emit in a loop and queues its audio, until the session
+// ends.
+func (s *Stream) runAudioEmit(sess *Session, h AudioHandler, out *audioOut) {
+	for {
+		f, err := sess.callEmit(h)
+		if sess.ctx.Err() != nil {
+			return
+		}
+		if isEOF(err) {
+			out.waitDrained(time.Hour)
+			sess.CloseStream("")
+			return
+		}
+		if err != nil {
+			sess.fail(err)
+			return
+		}
+		if err := out.push(sess.ctx, f); err != nil {
+			if sess.ctx.Err() == nil {
+				sess.fail(handlerError(err))
+			}
+			return
+		}
+	}
+}
+
+// runAudioSource feeds a receive-mode source into out.
+func (s *Stream) runAudioSource(sess *Session, out *audioOut) {
+	for f, err := range s.audio.source(sess) {
+		if err != nil {
+			sess.fail(handlerError(err))
+			return
+		}
+		if out.push(sess.ctx, f) != nil {
+			return
+		}
+	}
+	out.waitDrained(time.Hour)
+	if sess.ctx.Err() == nil {
+		sess.CloseStream("")
+	}
+}
+
+// ClearAudio drops the session's queued output audio at once (for interruptions). On the
+// telephone route, Twilio is also told to drop what it buffered.
+func (s *Session) ClearAudio() {
+	if s.audioOut != nil {
+		s.audioOut.clear()
+	}
+}
+
+// QueuedAudio returns how much output audio waits to be sent.
+func (s *Session) QueuedAudio() time.Duration {
+	if s.audioOut == nil {
+		return 0
+	}
+	return s.audioOut.queued()
+}

@@ -1,0 +1,29 @@
+package fastrtc
+
+import "errors"
+
+// Sentinel errors. Errors returned by this package wrap one of these where it applies; test
+// with errors.Is.
+var (
+	// ErrInvalidConfig is returned by New when the handler, modality, mode or an option is
+	// invalid.
+	ErrInvalidConfig = errors.New("fastrtc: invalid configuration")
+	// ErrUnknownConnection means no live session has the given id.
+	ErrUnknownConnection = errors.New("fastrtc: unknown connection")
+	// ErrConnectionExists means a session with the given id already exists.
+	ErrConnectionExists = errors.New("fastrtc: connection already exists")
+	// ErrConcurrencyLimit means the Stream already runs its maximum number of sessions.
+	ErrConcurrencyLimit = errors.New("fastrtc: concurrency limit reached")
+	// ErrInvalidInput means a value given for an additional input has the wrong type, is out
+	// of range, or names no declared input. It wraps an *InputError.
+	ErrInvalidInput = errors.New("fastrtc: invalid input")
+	// ErrSessionClosed is returned by Session methods after the session ended.
+	ErrSessionClosed = errors.New("fastrtc: session closed")
+	// ErrStreamClosed is returned after Stream.Close.
+	ErrStreamClosed = errors.New("fastrtc: stream closed")
+	// ErrHandlerPanic wraps the value of a handler's panic; the session that ran it ends.
+	ErrHandlerPanic = errors.New("fastrtc: handler panicked")
+	// ErrNotPauseHandler is returned by Session.TriggerReply on a session whose handler is
+	// not a ReplyOnPause.
+	ErrNotPauseHandler = errors.New("fastrtc: the session's handler is not a ReplyOnPause")
+)

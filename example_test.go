@@ -1,0 +1,82 @@
+package fastrtc_test
+
+import (
+	"fmt"
+	"image"
+	"iter"
+	"net/http"
+
+	"github.com/fastrtc-go/fastrtc"
+)
+
+// The seed's first example: flip the webcam vertically, with a conf_threshold slider.
+func Example() {
+	flip := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
+		return f.FlipVertical(), nil
+	}
+	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive,
+		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)))
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+
+	mux := http.NewServeMux()
+	stream.Mount(mux) // POST /webrtc/offer, POST /input_hook, GET /outputs, ...
+	fmt.Println(stream.Modality(), stream.Mode())
+	// http.ListenAndServe("127.0.0.1:8000", mux)
+	// Output: video send-receive
+}
+
+// The seed's second example: the same handler also emits an additional output (a count),
+// which clients read from GET /outputs?webrtc_id=ID as Server-Sent Events.
+func Example_additionalOutputs() {
+	detection := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
+		threshold := s.Inputs().Float("conf_threshold")
+		n := 0
+		for _, y := range f.Image.Y {
+			if float64(y) > threshold*255 {
+				n++
+			}
+		}
+		if err := s.Emit(n); err != nil {
+			return nil, err
+		}
+		return f.FlipVertical(), nil
+	}
+	stream, err := fastrtc.New(fastrtc.VideoFunc(detection), fastrtc.Video, fastrtc.SendReceive,
+		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
+		fastrtc.WithOutputs(fastrtc.Output{Name: "count"}))
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+	mux := http.NewServeMux()
+	stream.Mount(mux)
+	fmt.Println("ok")
+	// Output: ok
+}
+
+// A receive-mode stream: the server generates frames, paced at 30 fps.
+func ExampleVideoSource() {
+	gray := image.NewGray(image.Rect(0, 0, 320, 240))
+	src := func(s *fastrtc.Session) iter.Seq2[image.Image, error] {
+		return func(yield func(image.Image, error) bool) {
+			for i := 0; ; i++ {
+				for p := range gray.Pix {
+					gray.Pix[p] = uint8(i)
+				}
+				if !yield(gray, nil) {
+					return
+				}
+			}
+		}
+	}
+	stream, err := fastrtc.New(fastrtc.VideoSource(src), fastrtc.Video, fastrtc.Receive, fastrtc.WithFPS(30))
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+	fmt.Println(stream.Mode())
+	// Output: receive
+}

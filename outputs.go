@@ -1,0 +1,131 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+)
+
+// Output declares one additional output, so that a UI can show it. The handler emits values
+// with Session.Emit; clients read them from GET /outputs or Stream.Outputs.
+type Output struct {
+	Name  string `json:"name"`
+	Label string `json:"label,omitempty"`
+}
+
+// maxQueuedOutputs bounds a session's unread outputs; when full, the oldest is dropped.
+const maxQueuedOutputs = 1024
+
+// outputQueue holds a session's emitted outputs until a reader takes them. Safe for
+// concurrent use.
+type outputQueue struct {
+	mu      sync.Mutex
+	items   []json.RawMessage
+	notify  chan struct{} // cap 1: signalled when an item is added
+	dropped int
+}
+
+func newOutputQueue() *outputQueue { return &outputQueue{notify: make(chan struct{}, 1)} }
+
+// push appends v and reports whether an older item had to be dropped.
+func (q *outputQueue) push(v json.RawMessage) (dropped bool) {
+	q.mu.Lock()
+	if len(q.items) >= maxQueuedOutputs {
+		q.items = q.items[1:]
+		q.dropped++
+		dropped = true
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+// take removes and returns all queued items.
+func (q *outputQueue) take() []json.RawMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
+// Outputs returns a channel of the additional outputs of session id, as JSON, in the order
+// they were emitted (including those emitted before the call). The channel is closed when the
+// session ends (after its last outputs have been delivered) or ctx is done. Several readers of
+// one session share its outputs: each output goes to one reader.
+func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage, error) {
+	sess, err := s.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan json.RawMessage)
+	go func() {
+		defer close(ch)
+		q := sess.outputs
+		send := func(items []json.RawMessage) bool {
+			for _, it := range items {
+				select {
+				case ch <- it:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			return true
+		}
+		for {
+			if !send(q.take()) {
+				return
+			}
+			select {
+			case <-q.notify:
+			case <-sess.ctx.Done():
+				send(q.take())
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// serveOutputs is GET /outputs?webrtc_id=ID: Server-Sent Events, one `event: output` per
+// emitted value, until the session ends.
+func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	id := r.URL.Query().Get("webrtc_id")
+	if id == "" {
+		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
+		return
+	}
+	ch, err := s.Outputs(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	for v := range ch {
+		if _, err := fmt.Fprintf(w, "event: output\ndata: %s\n\n", v); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

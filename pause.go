@@ -1,0 +1,437 @@
+package fastrtc
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc/internal/resample"
+	"github.com/fastrtc-go/fastrtc/internal/vad"
+)
+
+// VAD classifies audio as speech or not: the voice activity detector of ReplyOnPause.
+// One VAD serves one session; it is not used concurrently.
+type VAD interface {
+	// IsSpeech classifies one 20 ms frame of 16 kHz mono audio (320 samples).
+	IsSpeech(frame []int16) (bool, error)
+	// Close frees the detector.
+	Close() error
+}
+
+// webrtcVAD is the default VAD: the classic WebRTC VAD (libwebrtc-audio-processing).
+type webrtcVAD struct{ v *vad.VAD }
+
+func (w webrtcVAD) IsSpeech(frame []int16) (bool, error) { return w.v.IsSpeech(16000, frame) }
+func (w webrtcVAD) Close() error                         { return w.v.Close() }
+
+// NewWebRTCVAD returns the WebRTC voice activity detector with aggressiveness mode 0 (least)
+// to 3 (most); ReplyOnPause uses mode 3 by default.
+func NewWebRTCVAD(mode int) (VAD, error) {
+	v, err := vad.New(mode)
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: VAD: %w", err)
+	}
+	return webrtcVAD{v}, nil
+}
+
+// ReplyFunc answers one utterance: it gets the user's speech (mono, at the handler's input
+// rate, 48000 Hz by default) and yields the reply's audio, at any rate, as fast as it likes
+// (yield blocks to pace it). It may call s.Emit for additional outputs, and read s.Inputs.
+// ctx is cancelled when the reply is interrupted or the session ends; the reply should stop
+// then (yield returns false). Yielding an error ends the session with that error.
+type ReplyFunc func(ctx context.Context, s *Session, utterance AudioFrame) iter.Seq2[AudioFrame, error]
+
+// StartupFunc speaks first, when a connection starts; it works like a ReplyFunc without an
+// utterance.
+type StartupFunc func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error]
+
+// PauseOption configures ReplyOnPause.
+type PauseOption func(*pauseConfig)
+
+type pauseConfig struct {
+	chunk          time.Duration // audio_chunk_duration
+	startThreshold time.Duration // started_talking_threshold
+	pauseThreshold time.Duration // speech_threshold
+	maxSpeech      time.Duration // max_continuous_speech_s (0: none)
+	canInterrupt   bool
+	cutInOnStart   bool
+	pad            time.Duration
+	inputRate      int
+	needsInputs    bool
+	inputsWait     time.Duration
+	startup        StartupFunc
+	newVAD         func() (VAD, error)
+}
+
+// WithPauseChunk sets how much audio is judged at a time (default 0.6 s).
+func WithPauseChunk(d time.Duration) PauseOption { return func(c *pauseConfig) { c.chunk = d } }
+
+// WithStartedTalkingThreshold sets how much speech a chunk needs to start a turn (default
+// 0.2 s).
+func WithStartedTalkingThreshold(d time.Duration) PauseOption {
+	return func(c *pauseConfig) { c.startThreshold = d }
+}
+
+// WithPauseThreshold sets the speech below which a chunk is a pause (default 0.1 s).
+func WithPauseThreshold(d time.Duration) PauseOption {
+	return func(c *pauseConfig) { c.pauseThreshold = d }
+}
+
+// WithMaxContinuousSpeech makes a reply start after d of continuous speech even without a
+// pause (default: no limit).
+func WithMaxContinuousSpeech(d time.Duration) PauseOption {
+	return func(c *pauseConfig) { c.maxSpeech = d }
+}
+
+// WithCanInterrupt sets whether the user's new speech stops a reply and drops its queued
+// audio (default true). With false, audio that arrives while a reply plays is ignored.
+func WithCanInterrupt(on bool) PauseOption { return func(c *pauseConfig) { c.canInterrupt = on } }
+
+// WithInterruptOnSpeechStart sets when an interruption happens: true (the default) cuts the
+// reply as soon as the user starts talking ("started_talking"); false waits, as FastRTC does,
+// until the new utterance ends.
+func WithInterruptOnSpeechStart(on bool) PauseOption {
+	return func(c *pauseConfig) { c.cutInOnStart = on }
+}
+
+// WithUtterancePadding sets how much audio around the detected speech an utterance keeps
+// (default 0.1 s before the first and after the last speech frame). A negative value keeps
+// whole chunks, as FastRTC does.
+func WithUtterancePadding(d time.Duration) PauseOption { return func(c *pauseConfig) { c.pad = d } }
+
+// WithPauseInputRate sets the rate of the utterances given to the reply (default 48000).
+func WithPauseInputRate(hz int) PauseOption { return func(c *pauseConfig) { c.inputRate = hz } }
+
+// WithReplyInputs makes each reply wait for the client's current additional inputs: the
+// client is sent "send_input" and the reply starts once it posted them (or after a second).
+func WithReplyInputs() PauseOption {
+	return func(c *pauseConfig) { c.needsInputs, c.inputsWait = true, time.Second }
+}
+
+// WithStartup speaks first: fn's audio is played when a connection starts.
+func WithStartup(fn StartupFunc) PauseOption { return func(c *pauseConfig) { c.startup = fn } }
+
+// WithVAD replaces the voice activity detector; newVAD is called once per session.
+func WithVAD(newVAD func() (VAD, error)) PauseOption {
+	return func(c *pauseConfig) { c.newVAD = newVAD }
+}
+
+// ReplyOnPause is an audio handler for voice agents (FastRTC's ReplyOnPause): it buffers the
+// user's speech and, when they pause, calls a ReplyFunc with the whole utterance and streams
+// its audio back. It sends the log messages "started_talking", "pause_detected" and
+// "response_starting". Pass it to New for an audio stream; each connection gets its own copy.
+//
+// The algorithm and defaults are FastRTC's: audio is judged in chunks of 0.6 s; a chunk with
+// more than 0.2 s of speech starts a turn; once started, a chunk with less than 0.1 s of
+// speech is a pause. The VAD runs on 16 kHz audio (the WebRTC VAD by default).
+type ReplyOnPause struct {
+	reply ReplyFunc
+	cfg   pauseConfig
+}
+
+// NewReplyOnPause returns a pause-detecting handler that answers with reply. It panics if
+// reply is nil (a programming error).
+func NewReplyOnPause(reply ReplyFunc, opts ...PauseOption) *ReplyOnPause {
+	if reply == nil {
+		panic("fastrtc: NewReplyOnPause: nil reply")
+	}
+	cfg := pauseConfig{
+		chunk: 600 * time.Millisecond, startThreshold: 200 * time.Millisecond,
+		pauseThreshold: 100 * time.Millisecond, canInterrupt: true, cutInOnStart: true,
+		pad: 100 * time.Millisecond, inputRate: 48000,
+		newVAD: func() (VAD, error) { return NewWebRTCVAD(3) },
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &ReplyOnPause{reply: reply, cfg: cfg}
+}
+
+// Copy returns the handler of one connection.
+func (r *ReplyOnPause) Copy() AudioHandler {
+	return &pauseHandler{reply: r.reply, cfg: &r.cfg, out: make(chan genFrame)}
+}
+
+// genFrame is a reply's audio frame, tagged with the reply it belongs to.
+type genFrame struct {
+	f   AudioFrame
+	gen int
+}
+
+// pauseHandler is ReplyOnPause's per-connection state. Receive runs on the audio input
+// goroutine, Emit on the output goroutine, replies on their own; mu guards what they share.
+type pauseHandler struct {
+	reply ReplyFunc
+	cfg   *pauseConfig
+	sess  *Session
+	vad   VAD
+	res   *resample.Resampler // input rate -> 16 kHz
+	out   chan genFrame
+
+	mu          sync.Mutex
+	v16         []int16 // 16 kHz audio not yet judged (< 320 samples)
+	chunk       []int16 // the current chunk at the input rate
+	chunkLen16  int     // 16 kHz samples in the current chunk
+	chunkSpeech int     // speech frames in the current chunk
+	chunkFirst  int     // position (16 kHz samples since the utterance began) of the chunk's first speech frame, or -1
+	chunkLast   int
+	utter       []int16 // the utterance so far (whole chunks, input rate)
+	utter16     int     // its length in 16 kHz samples
+	first, last int     // speech span in the utterance (16 kHz samples), first = -1 if none
+	started     bool
+	gen         int                // current reply generation
+	cancel      context.CancelFunc // cancels the current reply
+	responding  bool
+	inputsSet   chan struct{}
+}
+
+// AudioLayout asks for mono input at the configured rate.
+func (h *pauseHandler) AudioLayout() AudioLayout {
+	return AudioLayout{InputRate: h.cfg.inputRate, InputChannels: 1}
+}
+
+// Start creates the VAD and speaks the start-up reply, if any.
+func (h *pauseHandler) Start(s *Session) error {
+	v, err := h.cfg.newVAD()
+	if err != nil {
+		return err
+	}
+	res, err := resample.New(h.cfg.inputRate, 16000, 1)
+	if err != nil {
+		_ = v.Close()
+		return fmt.Errorf("fastrtc: pause detection: %w", err)
+	}
+	h.sess, h.vad, h.res = s, v, res
+	s.stream.codecs.Add(1)
+	s.onEnd(func() { _ = v.Close(); s.stream.codecs.Add(-1) })
+	h.chunkFirst, h.first = -1, -1
+	if h.cfg.startup != nil {
+		start := h.cfg.startup
+		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false)
+	}
+	return nil
+}
+
+// Receive runs pause detection on the user's audio.
+func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
+	if h.vad == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.cfg.canInterrupt && (h.responding || s.QueuedAudio() > 0) {
+		h.resetTurn() // FastRTC ignores the user while it speaks
+		return nil
+	}
+	h.chunk = append(h.chunk, f.Samples...)
+	n16 := len(h.v16)
+	h.v16 = h.res.Process(h.v16, f.Samples)
+	_ = n16
+	i := 0
+	for ; i+320 <= len(h.v16); i += 320 {
+		speech, err := h.vad.IsSpeech(h.v16[i : i+320])
+		if err != nil {
+			return fmt.Errorf("fastrtc: VAD: %w", err)
+		}
+		if speech {
+			pos := h.utter16 + h.chunkLen16
+			if h.chunkFirst < 0 {
+				h.chunkFirst = pos
+			}
+			h.chunkLast = pos + 320
+			h.chunkSpeech++
+		}
+		h.chunkLen16 += 320
+	}
+	h.v16 = h.v16[:copy(h.v16, h.v16[i:])]
+	if time.Duration(h.chunkLen16)*time.Second/16000 >= h.cfg.chunk {
+		return h.endChunk(s)
+	}
+	return nil
+}
+
+// endChunk judges a complete chunk (FastRTC's algorithm).
+func (h *pauseHandler) endChunk(s *Session) error {
+	speech := time.Duration(h.chunkSpeech) * 20 * time.Millisecond
+	if !h.started && speech > h.cfg.startThreshold {
+		h.started = true
+		_ = s.Log("started_talking")
+		if h.cfg.canInterrupt && h.cfg.cutInOnStart {
+			h.interruptLocked()
+		}
+	}
+	pause := false
+	if h.started {
+		h.utter = append(h.utter, h.chunk...)
+		if h.chunkFirst >= 0 {
+			if h.first < 0 {
+				h.first = h.chunkFirst
+			}
+			h.last = h.chunkLast
+		}
+		h.utter16 += h.chunkLen16
+		if h.cfg.maxSpeech > 0 && time.Duration(h.utter16)*time.Second/16000 >= h.cfg.maxSpeech {
+			pause = true
+		}
+		if speech < h.cfg.pauseThreshold {
+			pause = true
+		}
+	}
+	h.chunk, h.chunkLen16, h.chunkSpeech, h.chunkFirst = h.chunk[:0], 0, 0, -1
+	if pause {
+		_ = s.Log("pause_detected")
+		h.replyLocked()
+	}
+	return nil
+}
+
+// resetTurn forgets the current turn's audio.
+func (h *pauseHandler) resetTurn() {
+	h.chunk, h.chunkLen16, h.chunkSpeech, h.chunkFirst = h.chunk[:0], 0, 0, -1
+	h.utter, h.utter16, h.first, h.started = nil, 0, -1, false
+	h.v16 = h.v16[:0]
+}
+
+// utterance returns the current turn's audio, trimmed to the speech plus padding.
+func (h *pauseHandler) utteranceLocked() AudioFrame {
+	audio := append(h.utter, h.chunk...)
+	if h.cfg.pad >= 0 && h.first >= 0 {
+		rate := h.cfg.inputRate
+		pad16 := int(h.cfg.pad * 16000 / time.Second)
+		start := max(0, (h.first-pad16)*rate/16000)
+		end := min(len(audio), (h.last+pad16)*rate/16000)
+		if start < end {
+			audio = audio[start:end]
+		}
+	}
+	return AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1, Samples: append([]int16(nil), audio...)}
+}
+
+// replyLocked ends the turn and starts the reply to it.
+func (h *pauseHandler) replyLocked() {
+	utt := h.utteranceLocked()
+	h.resetTurn()
+	if h.cfg.canInterrupt {
+		h.interruptLocked()
+	}
+	s := h.sess
+	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true)
+}
+
+// interruptLocked stops the current reply and drops its queued audio.
+func (h *pauseHandler) interruptLocked() {
+	if h.cancel != nil {
+		h.cancel()
+		h.cancel = nil
+	}
+	h.gen++
+	h.responding = false
+	h.sess.ClearAudio()
+}
+
+func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.startReplyLocked(gen, announce)
+}
+
+// startReplyLocked runs a reply generator on its own goroutine, feeding Emit.
+func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool) {
+	s := h.sess
+	ctx, cancel := context.WithCancel(s.ctx)
+	h.gen++
+	id := h.gen
+	h.cancel, h.responding = cancel, true
+	s.goFn(func() {
+		defer func() {
+			cancel()
+			h.mu.Lock()
+			if h.gen == id {
+				h.responding, h.cancel = false, nil
+			}
+			h.mu.Unlock()
+		}()
+		if announce && h.cfg.needsInputs {
+			h.awaitInputs(ctx)
+		}
+		if announce {
+			_ = s.Log("response_starting")
+		}
+		for f, err := range gen(ctx) {
+			if err != nil {
+				if ctx.Err() == nil {
+					s.fail(handlerError(err))
+				}
+				return
+			}
+			select {
+			case h.out <- genFrame{f, id}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+// awaitInputs asks the client for its inputs and waits (briefly) until they arrive.
+func (h *pauseHandler) awaitInputs(ctx context.Context) {
+	s := h.sess
+	ch := s.inputsChanged()
+	_ = s.Send("send_input", []any{})
+	t := time.NewTimer(h.cfg.inputsWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Emit passes on the current reply's audio.
+func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
+	for {
+		select {
+		case gf := <-h.out:
+			h.mu.Lock()
+			stale := gf.gen != h.gen
+			h.mu.Unlock()
+			if !stale {
+				return gf.f, nil
+			}
+		case <-ctx.Done():
+			return AudioFrame{}, ctx.Err()
+		}
+	}
+}
+
+// triggerReply replies now to whatever the user said so far.
+func (h *pauseHandler) triggerReply() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.utter = append(h.utter, h.chunk...)
+	h.utter16 += h.chunkLen16
+	if h.chunkFirst >= 0 {
+		if h.first < 0 {
+			h.first = h.chunkFirst
+		}
+		h.last = h.chunkLast
+	}
+	h.chunk, h.chunkLen16 = h.chunk[:0], 0
+	h.replyLocked()
+}
+
+// TriggerReply makes a ReplyOnPause session reply now to what the user said so far, as if
+// they had paused.
+func (s *Session) TriggerReply() error {
+	h, ok := s.handler.(*pauseHandler)
+	if !ok {
+		return ErrNotPauseHandler
+	}
+	if h.vad == nil {
+		return fmt.Errorf("fastrtc: trigger reply: session not started")
+	}
+	h.triggerReply()
+	return nil
+}

@@ -1,0 +1,323 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Session is one client connection of a Stream. Handlers receive it with every call; it gives
+// the connection's id, a context cancelled when the connection ends, its latest inputs, and
+// ways to emit additional outputs and messages to the client.
+//
+// All methods are safe for concurrent use, from handler goroutines or any other.
+type Session struct {
+	id     string
+	stream *Stream
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	inputs  atomic.Pointer[Inputs]
+	inMu    sync.Mutex
+	inWait  chan struct{} // closed (and replaced) when inputs change
+	outputs *outputQueue
+
+	handler  AudioHandler // the session's audio (or audio-video) handler, if any
+	layout   AudioLayout
+	audioOut *audioOut // paced output audio, if the client receives audio
+
+	endMu    sync.Mutex
+	endFuncs []func() // run after the session's goroutines have returned
+
+	// transport-specific parts
+	pc      *webrtc.PeerConnection // WebRTC sessions
+	msgs    messenger              // how control messages reach the client
+	meta    map[string]string      // transport metadata (telephone call details)
+	flushFn func(time.Duration)    // waits for queued media/messages to leave (optional)
+
+	wg        sync.WaitGroup // the session's goroutines
+	wgMu      sync.Mutex     // guards ending against wg.Add after wg.Wait began
+	ending    bool
+	endOnce   sync.Once
+	done      chan struct{} // closed when fully ended and released
+	connected chan struct{} // closed when the transport is connected
+	connOnce  sync.Once
+	err       error // why it ended; set before done is closed
+}
+
+// messenger delivers control messages to a client (a data channel, a WebSocket).
+type messenger interface {
+	sendMessage(b []byte) error
+}
+
+func (s *Stream) newSession(id string) *Session {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sess := &Session{
+		id:        id,
+		stream:    s,
+		log:       s.log.With("session", id),
+		ctx:       ctx,
+		cancel:    cancel,
+		outputs:   newOutputQueue(),
+		done:      make(chan struct{}),
+		connected: make(chan struct{}),
+	}
+	def := s.cfg.inputs.defaults()
+	sess.inputs.Store(&def)
+	return sess
+}
+
+// ID returns the connection's id (the client's webrtc_id or websocket_id).
+func (s *Session) ID() string { return s.id }
+
+// Context returns a context that is cancelled when the session ends. context.Cause tells why.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Inputs returns the session's current additional inputs (the declared defaults until a
+// client sets them).
+func (s *Session) Inputs() Inputs { return *s.inputs.Load() }
+
+// Metadata returns transport details of the session: for telephone sessions the Twilio
+// streamSid, callSid and custom parameters; empty for WebRTC sessions. Do not modify it.
+func (s *Session) Metadata() map[string]string { return s.meta }
+
+// Done returns a channel closed when the session has ended and released its resources.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended (nil for a normal end), once Done is closed.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+func (s *Session) setInputs(values map[string]any) error {
+	for {
+		old := s.inputs.Load()
+		next, err := s.stream.cfg.inputs.apply(*old, values)
+		if err != nil {
+			return err
+		}
+		if s.inputs.CompareAndSwap(old, &next) {
+			s.inMu.Lock()
+			if s.inWait != nil {
+				close(s.inWait)
+				s.inWait = nil
+			}
+			s.inMu.Unlock()
+			return nil
+		}
+	}
+}
+
+// inputsChanged returns a channel closed at the next change of the inputs.
+func (s *Session) inputsChanged() <-chan struct{} {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	if s.inWait == nil {
+		s.inWait = make(chan struct{})
+	}
+	return s.inWait
+}
+
+// Emit queues v as an additional output: it is encoded as JSON and delivered, in order, to
+// the reader of GET /outputs (or Stream.Outputs), and the client is sent "fetch_output". Emit
+// never blocks; if nobody reads, the oldest of the 1024 queued outputs is dropped.
+func (s *Session) Emit(v any) error {
+	if s.ctx.Err() != nil {
+		return ErrSessionClosed
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("fastrtc: emit: %w", err)
+	}
+	if s.outputs.push(b) {
+		s.log.Warn("additional outputs not read: dropped the oldest")
+	}
+	return s.Send("fetch_output", []any{})
+}
+
+// message is the data-channel message shape {"type": T, "data": D}.
+type message struct {
+	Type string `json:"type"`
+	Data any    `json:"data"`
+}
+
+// notice is the shape of errors and warnings: {"type": "error", "message": M}.
+type notice struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// Send sends the client a control message {"type": typ, "data": data} (on the data channel,
+// or the WebSocket). FastRTC clients know "send_input", "fetch_output", "log", "stopword",
+// "end_stream" and "update_connection". Messages sent before the channel opens are queued.
+func (s *Session) Send(typ string, data any) error {
+	b, err := json.Marshal(message{Type: typ, Data: data})
+	if err != nil {
+		return fmt.Errorf("fastrtc: send %s: %w", typ, err)
+	}
+	return s.sendRaw(b)
+}
+
+// Warn shows the client a warning: {"type": "warning", "message": msg}.
+func (s *Session) Warn(msg string) error {
+	b, _ := json.Marshal(notice{Type: "warning", Message: msg})
+	return s.sendRaw(b)
+}
+
+func (s *Session) sendError(msg string) {
+	b, _ := json.Marshal(notice{Type: "error", Message: msg})
+	_ = s.sendRaw(b)
+}
+
+func (s *Session) sendRaw(b []byte) error {
+	if s.msgs == nil {
+		return ErrSessionClosed
+	}
+	return s.msgs.sendMessage(b)
+}
+
+// Log sends the client a log message {"type": "log", "data": text}.
+func (s *Session) Log(text string) error { return s.Send("log", text) }
+
+// CloseStream ends the session from the server: the client is sent "end_stream" with msg
+// (default "Stream closed"), queued media is flushed (briefly), and the connection closes.
+// It does not wait; use Done for that. Handlers may call it.
+func (s *Session) CloseStream(msg string) {
+	if msg == "" {
+		msg = "Stream closed"
+	}
+	s.end(nil, msg)
+}
+
+// Close ends the session and waits until its goroutines have returned and its resources are
+// freed. It is idempotent. Do not call it from the session's own handler (it would wait for
+// itself); use CloseStream there.
+func (s *Session) Close() error {
+	s.end(nil, "")
+	<-s.done
+	return nil
+}
+
+// fail ends the session because of err, telling the client.
+func (s *Session) fail(err error) {
+	s.end(err, "")
+}
+
+// end ends the session once: it tells the client why (error or end_stream), cancels the
+// context, and in the background closes the transport, waits for the session's goroutines and
+// releases its slot.
+func (s *Session) end(err error, endMsg string) {
+	s.endOnce.Do(func() {
+		s.err = err
+		switch {
+		case err != nil:
+			s.log.Warn("session failed", "err", err)
+			s.sendError(err.Error())
+		case endMsg != "":
+			_ = s.Send("end_stream", endMsg)
+		}
+		cause := err
+		if cause == nil {
+			cause = ErrSessionClosed
+		}
+		go func() {
+			if s.flushFn != nil && (err != nil || endMsg != "") {
+				s.flushFn(time.Second)
+			}
+			s.cancel(cause)
+			s.wgMu.Lock()
+			s.ending = true
+			s.wgMu.Unlock()
+			if s.pc != nil {
+				if cerr := s.pc.Close(); cerr != nil {
+					s.log.Debug("close peer connection", "err", cerr)
+				}
+			}
+			s.wg.Wait()
+			s.endMu.Lock()
+			fns := s.endFuncs
+			s.endFuncs = nil
+			s.endMu.Unlock()
+			for i := len(fns) - 1; i >= 0; i-- {
+				fns[i]()
+			}
+			s.stream.release(s)
+			s.log.Info("session ended")
+			close(s.done)
+		}()
+	})
+}
+
+// onEnd registers fn to run when the session has ended, after its goroutines returned.
+func (s *Session) onEnd(fn func()) {
+	s.endMu.Lock()
+	s.endFuncs = append(s.endFuncs, fn)
+	s.endMu.Unlock()
+}
+
+// markConnected records that the transport connected and starts the time limit.
+func (s *Session) markConnected() {
+	s.connOnce.Do(func() {
+		close(s.connected)
+		if tl := s.stream.cfg.timeLimit; tl > 0 {
+			s.goFn(func() {
+				t := time.NewTimer(tl)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					s.log.Info("time limit reached")
+					s.end(nil, "Time limit reached")
+				case <-s.ctx.Done():
+				}
+			})
+		}
+	})
+}
+
+// goFn runs fn on a goroutine of the session (Close waits for it), recovering a panic as a
+// session failure.
+func (s *Session) goFn(fn func()) {
+	s.wgMu.Lock()
+	if s.ending {
+		s.wgMu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.wgMu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.recoverPanic()
+		fn()
+	}()
+}
+
+// recoverPanic turns a panic into the end of this session only.
+func (s *Session) recoverPanic() {
+	if r := recover(); r != nil {
+		s.fail(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+	}
+}
+
+// callErr wraps a handler error for the client and logs.
+func handlerError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrHandlerPanic) {
+		return err
+	}
+	return fmt.Errorf("handler: %w", err)
+}

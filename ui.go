@@ -1,0 +1,75 @@
+package fastrtc
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/pion/webrtc/v4"
+)
+
+//go:embed ui/index.html
+var uiFiles embed.FS
+
+// WithTitle sets the built-in page's title and subtitle (FastRTC's ui_args).
+func WithTitle(title, subtitle string) Option {
+	return func(c *config) { c.title, c.subtitle = title, subtitle }
+}
+
+// WithoutUI turns the built-in page off: Handler and ListenAndServe then serve only the
+// routes, and UI answers 404.
+func WithoutUI() Option { return func(c *config) { c.noUI = true } }
+
+// uiConfig is what the built-in page needs to know about the stream; it is embedded in the
+// page as window.FASTRTC_CONFIG.
+type uiConfig struct {
+	Title      string             `json:"title"`
+	Subtitle   string             `json:"subtitle,omitempty"`
+	Modality   Modality           `json:"modality"`
+	Mode       Mode               `json:"mode"`
+	Prefix     string             `json:"prefix"`
+	Inputs     []Input            `json:"inputs"`
+	Outputs    []Output           `json:"outputs"`
+	ICEServers []webrtc.ICEServer `json:"ice_servers"`
+	Pause      bool               `json:"pause_detection"`
+}
+
+// UI returns the built-in page for trying the stream in a browser: camera and/or microphone,
+// remote media, controls for the declared inputs, live outputs, messages and statistics. The
+// page is embedded in the binary and loads nothing from the network. It expects the stream's
+// routes under the prefix (see Mount). It serves the page for every GET it receives.
+func (s *Stream) UI() http.Handler {
+	page, _ := uiFiles.ReadFile("ui/index.html")
+	cfg := uiConfig{
+		Title: s.cfg.title, Subtitle: s.cfg.subtitle, Modality: s.modality, Mode: s.mode,
+		Prefix: s.cfg.prefix, Inputs: s.cfg.inputs, Outputs: s.cfg.outputs, ICEServers: s.cfg.iceServers,
+		Pause: s.pauseDetection(),
+	}
+	if cfg.Inputs == nil {
+		cfg.Inputs = []Input{}
+	}
+	if cfg.Outputs == nil {
+		cfg.Outputs = []Output{}
+	}
+	js, _ := json.Marshal(cfg)
+	// Make the JSON safe inside a <script> element.
+	safe := strings.NewReplacer("<", `\u003c`, ">", `\u003e`, "&", `\u0026`).Replace(string(js))
+	body := bytes.Replace(page, []byte("/*FASTRTC_CONFIG*/null"), []byte(safe), 1)
+	noUI := s.cfg.noUI
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if noUI {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "use GET")
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(body)
+	})
+}

@@ -1,0 +1,351 @@
+package fastrtc
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
+	"github.com/fastrtc-go/fastrtc/internal/vpx"
+	"github.com/fastrtc-go/fastrtc/internal/yuv"
+)
+
+// videoOut sends a session's video: it converts, encodes and packetizes images. Used by one
+// goroutine at a time, except forceKey, which the RTCP reader sets.
+type videoOut struct {
+	track    *webrtc.TrackLocalStaticRTP
+	pk       *vp8rtp.Packetizer
+	enc      *vpx.Encoder
+	forceKey atomic.Bool
+	i420     *image.YCbCr
+	buf      []byte
+	lastPTS  int64
+	frames   int
+}
+
+// compressedFrame is one assembled VP8 frame waiting to be decoded.
+type compressedFrame struct {
+	data []byte
+	ts   uint32
+	key  bool
+}
+
+// setupVideo adds the outgoing video track when the client receives video, and returns the
+// function that runs an incoming video track when the client sends video.
+func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack func(*webrtc.TrackRemote), err error) {
+	if !hasTransceiver(pc, webrtc.RTPCodecTypeVideo) {
+		return nil, fmt.Errorf("fastrtc: the offer has no video section, but this is a %s stream", s.modality)
+	}
+	var out *videoOut
+	if s.mode.clientReceives() {
+		track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "fastrtc-"+sess.id)
+		if err != nil {
+			return nil, fmt.Errorf("fastrtc: video track: %w", err)
+		}
+		sender, err := pc.AddTrack(track)
+		if err != nil {
+			return nil, fmt.Errorf("fastrtc: add video track: %w", err)
+		}
+		out = &videoOut{track: track, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
+		sess.goFn(func() { readSenderRTCP(sender, func() { out.forceKey.Store(true) }) })
+	}
+	if s.mode == Receive && s.videoSrc != nil {
+		sess.goFn(func() { s.runVideoSource(sess, out) })
+	}
+	if !s.mode.clientSends() {
+		return nil, nil
+	}
+	return func(track *webrtc.TrackRemote) {
+		s.runVideoTrack(sess, pc, track, out)
+	}, nil
+}
+
+func hasTransceiver(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType) bool {
+	for _, t := range pc.GetTransceivers() {
+		if t.Kind() == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// readSenderRTCP drains an RTPSender's RTCP (so interceptors see the reports) and calls
+// onKeyRequest for each PLI or FIR. It returns when the sender closes.
+func readSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := sender.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				if onKeyRequest != nil {
+					onKeyRequest()
+				}
+			}
+		}
+	}
+}
+
+// runVideoTrack reads an incoming VP8 track: a reader goroutine assembles frames, and this
+// goroutine decodes them, runs the handler and sends the result.
+func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, out *videoOut) {
+	frames := make(chan compressedFrame, 64)
+	free := make(chan []byte, 64+2)
+	ssrc := uint32(track.SSRC())
+	var lastPLI atomic.Int64
+	var dropped atomic.Bool // a frame was dropped: the decoder must wait for a key frame
+	requestKey := func() {
+		now := time.Now().UnixNano()
+		if last := lastPLI.Load(); now-last < int64(200*time.Millisecond) || !lastPLI.CompareAndSwap(last, now) {
+			return
+		}
+		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
+	// Reader: RTP -> complete frames. Ends when the track ends (the peer connection closes).
+	sess.goFn(func() {
+		defer close(frames)
+		asm := vp8rtp.NewAssembler()
+		buf := make([]byte, 1500)
+		var pkt rtp.Packet
+		for {
+			n, _, err := track.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkt.Unmarshal(buf[:n]) != nil {
+				continue
+			}
+			data, ts, key, ready, lost := asm.Push(&pkt)
+			if lost {
+				requestKey()
+			}
+			if !ready {
+				continue
+			}
+			var b []byte
+			select {
+			case b = <-free:
+			default:
+			}
+			f := compressedFrame{data: append(b[:0], data...), ts: ts, key: key}
+			select {
+			case frames <- f:
+			default: // the decoder is far behind: drop, and restart from a key frame
+				dropped.Store(true)
+				requestKey()
+			}
+		}
+	})
+
+	dec, err := vpx.NewDecoder()
+	if err != nil {
+		sess.fail(err)
+		return
+	}
+	s.codecs.Add(1)
+	defer func() { _ = dec.Close(); s.codecs.Add(-1) }()
+	if out != nil {
+		defer out.close(s)
+	}
+	scratch := &frameScratch{}
+	var (
+		lastTS          uint32
+		unwrapped       int64
+		started         bool
+		needKey         = true
+		index           int
+		lastSent        int64 = -1 << 62
+		minGap          int64
+	)
+	if s.cfg.fpsSet {
+		minGap = int64(90000/s.cfg.fps) * 85 / 100
+	}
+	for f := range frames {
+		// Decode every queued frame (decoding is cheap and keeps the reference chain); run
+		// the handler only on the newest one when skipping.
+		var img *image.YCbCr
+		var ts uint32
+		for {
+			if dropped.Swap(false) {
+				needKey = true
+			}
+			if needKey && !f.key {
+				requestKey()
+			} else {
+				pic, err := dec.Decode(f.data)
+				if err != nil {
+					needKey = true
+					requestKey()
+					sess.log.Debug("decode error", "err", err)
+				} else if pic != nil {
+					needKey = false
+					img, ts = pic, f.ts
+				}
+			}
+			select {
+			case free <- f.data:
+			default:
+			}
+			if !s.cfg.skipFrames || len(frames) == 0 {
+				break
+			}
+			next, ok := <-frames
+			if !ok {
+				break
+			}
+			f = next
+		}
+		if img == nil {
+			continue
+		}
+		if !started {
+			lastTS, started = ts, true
+		}
+		unwrapped += int64(int32(ts - lastTS))
+		lastTS = ts
+		if minGap > 0 && unwrapped-lastSent < minGap {
+			continue
+		}
+		lastSent = unwrapped
+		frame := &VideoFrame{
+			Image:        img,
+			Timestamp:    time.Duration(unwrapped) * time.Second / 90000,
+			RTPTimestamp: ts,
+			Index:        index,
+			scratch:      scratch,
+		}
+		index++
+		res, err := s.callVideo(sess, frame)
+		if err != nil {
+			sess.fail(err)
+			return
+		}
+		if out == nil || res == nil {
+			continue
+		}
+		if err := out.send(s, res, unwrapped, ts); err != nil {
+			sess.fail(err)
+			return
+		}
+	}
+}
+
+// callVideo runs the handler, turning a panic into an error.
+func (s *Stream) callVideo(sess *Session, f *VideoFrame) (img image.Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
+		}
+	}()
+	fn := s.videoFn
+	if fn == nil { // audio-video
+		fn = sess.handler.(AudioVideoHandler).Video
+	}
+	img, err = fn(sess, f)
+	return img, handlerError(err)
+}
+
+// send encodes img and sends it with the given presentation time (90 kHz) and RTP timestamp.
+func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) error {
+	if o.enc == nil {
+		enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: s.cfg.bitrateKbps, FPS: s.cfg.fps, CPUUsed: s.cfg.vp8Speed, Threads: 1})
+		if err != nil {
+			return fmt.Errorf("fastrtc: VP8 encoder: %w", err)
+		}
+		o.enc = enc
+		s.codecs.Add(1)
+	}
+	if o.frames > 0 && pts <= o.lastPTS {
+		pts = o.lastPTS + 1
+	}
+	o.lastPTS = pts
+	o.i420 = yuv.ToI420(o.i420, img)
+	src := o.i420
+	if y, ok := img.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+		src = y
+	}
+	data, _, err := o.enc.Encode(o.buf, src, pts, o.forceKey.Swap(false) || o.frames == 0)
+	if err != nil {
+		return fmt.Errorf("fastrtc: VP8 encode: %w", err)
+	}
+	o.buf = data
+	o.frames++
+	if len(data) == 0 {
+		return nil
+	}
+	err = o.pk.Packetize(data, rtpTS, func(p *rtp.Packet) error { return o.track.WriteRTP(p) })
+	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		return fmt.Errorf("fastrtc: send video: %w", err)
+	}
+	return nil
+}
+
+func (o *videoOut) close(s *Stream) {
+	if o.enc != nil {
+		_ = o.enc.Close()
+		o.enc = nil
+		s.codecs.Add(-1)
+	}
+}
+
+// runVideoSource paces a receive-mode generator at the stream's fps once connected.
+func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
+	select {
+	case <-sess.connected:
+	case <-sess.ctx.Done():
+		return
+	}
+	defer out.close(s)
+	interval := time.Second / time.Duration(s.cfg.fps)
+	tick := int64(90000 / s.cfg.fps)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	next := time.Now()
+	var i int64
+	for img, err := range s.videoSrc(sess) {
+		if err != nil {
+			sess.fail(handlerError(err))
+			return
+		}
+		if sess.ctx.Err() != nil {
+			return
+		}
+		if img == nil {
+			continue
+		}
+		if d := time.Until(next); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-sess.ctx.Done():
+				return
+			}
+		} else if d < -interval {
+			next = time.Now() // fell behind (slow generator): do not burst to catch up
+		}
+		if err := out.send(s, img, i*tick, uint32(i*tick)); err != nil {
+			sess.fail(err)
+			return
+		}
+		i++
+		next = next.Add(interval)
+	}
+	if sess.ctx.Err() == nil {
+		sess.CloseStream("")
+	}
+}

@@ -1,0 +1,315 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// offerRequest is the body of POST /webrtc/offer.
+type offerRequest struct {
+	SDP       string          `json:"sdp"`
+	Type      string          `json:"type"`
+	WebRTCID  string          `json:"webrtc_id"`
+	Candidate json.RawMessage `json:"candidate"`
+}
+
+// iceCandidate is a trickled client candidate (RTCIceCandidateInit).
+type iceCandidate struct {
+	Candidate        *string `json:"candidate"`
+	SDPMid           *string `json:"sdpMid"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
+	UsernameFragment *string `json:"usernameFragment"`
+}
+
+// The failure codes of the offer route, as FastRTC clients expect them.
+const (
+	failConcurrency      = "concurrency_limit_reached"
+	failExists           = "connection_already_exists"
+	failUnknown          = "unknown_connection"
+	failInvalidCandidate = "invalid_candidate_format"
+	failClosed           = "connection_closed"
+)
+
+// serveOffer is POST /webrtc/offer.
+func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	var req offerRequest
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Type == "":
+		writeError(w, http.StatusUnprocessableEntity, "missing field: type")
+		return
+	case req.WebRTCID == "":
+		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id")
+		return
+	}
+	switch req.Type {
+	case "offer":
+		if req.SDP == "" {
+			writeError(w, http.StatusUnprocessableEntity, "missing field: sdp (required for type offer)")
+			return
+		}
+		s.handleOffer(w, r, req)
+	case "ice-candidate":
+		s.handleCandidate(w, req)
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown type %q (want \"offer\" or \"ice-candidate\")", req.Type))
+	}
+}
+
+func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRequest) {
+	sess := s.newSession(req.WebRTCID)
+	if err := s.reserve(sess); err != nil {
+		switch {
+		case errors.Is(err, ErrConcurrencyLimit):
+			writeFailed(w, failConcurrency, map[string]any{"limit": s.cfg.concurrency})
+		case errors.Is(err, ErrConnectionExists):
+			writeFailed(w, failExists, nil)
+		default:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		}
+		sess.cancel(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	answer, err := s.startWebRTC(ctx, sess, req.SDP)
+	if err != nil {
+		sess.end(err, "")
+		<-sess.done
+		status := http.StatusBadRequest
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			status = http.StatusGatewayTimeout
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
+}
+
+// rtcState is the WebRTC-specific state of a session.
+type rtcState struct {
+	mu         sync.Mutex
+	remoteSet  bool
+	pending    []webrtc.ICECandidateInit
+	dc         *webrtc.DataChannel
+	dcOpen     bool
+	queued     [][]byte
+	sess       *Session
+}
+
+// sendMessage sends on the data channel, or queues until it opens.
+func (st *rtcState) sendMessage(b []byte) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sess.ctx.Err() != nil && st.dc == nil {
+		return ErrSessionClosed
+	}
+	if !st.dcOpen {
+		if len(st.queued) >= 256 {
+			st.queued = st.queued[1:]
+		}
+		st.queued = append(st.queued, b)
+		return nil
+	}
+	if err := st.dc.SendText(string(b)); err != nil {
+		return fmt.Errorf("fastrtc: data channel: %w", err)
+	}
+	return nil
+}
+
+func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
+	sess := st.sess
+	dc.OnOpen(func() {
+		st.mu.Lock()
+		st.dc, st.dcOpen = dc, true
+		q := st.queued
+		st.queued = nil
+		for _, b := range q {
+			_ = dc.SendText(string(b))
+		}
+		st.mu.Unlock()
+		if len(sess.stream.cfg.inputs) > 0 {
+			_ = sess.Send("send_input", []any{})
+		}
+	})
+	dc.OnMessage(func(m webrtc.DataChannelMessage) {
+		_ = sess.Log("Server received: " + string(m.Data))
+	})
+}
+
+// flush waits up to d for the data channel's queued bytes to leave.
+func (st *rtcState) flush(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		st.mu.Lock()
+		dc := st.dc
+		st.mu.Unlock()
+		if dc == nil || dc.BufferedAmount() == 0 {
+			time.Sleep(20 * time.Millisecond) // let SCTP put the last message on the wire
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startWebRTC creates the session's peer connection from the client's offer, wires media and
+// the data channel, and returns the complete (non-trickle) answer.
+func (s *Stream) startWebRTC(ctx context.Context, sess *Session, offerSDP string) (*webrtc.SessionDescription, error) {
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.iceServers})
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: new peer connection: %w", err)
+	}
+	sess.pc = pc
+	st := &rtcState{sess: sess}
+	sess.msgs = st
+	sess.flushFn = st.flush
+	pc.OnDataChannel(st.onDataChannel)
+	pc.OnConnectionStateChange(func(cs webrtc.PeerConnectionState) {
+		sess.log.Debug("connection state", "state", cs.String())
+		switch cs {
+		case webrtc.PeerConnectionStateConnected:
+			sess.markConnected()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			sess.end(nil, "")
+		}
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return nil, fmt.Errorf("fastrtc: invalid SDP offer: %w", err)
+	}
+	st.mu.Lock()
+	st.remoteSet = true
+	pending := st.pending
+	st.pending = nil
+	st.mu.Unlock()
+	for _, c := range pending {
+		if err := pc.AddICECandidate(c); err != nil {
+			sess.log.Debug("trickled candidate rejected", "err", err)
+		}
+	}
+	if err := s.setupMedia(sess, pc); err != nil {
+		return nil, err
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: create answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return nil, fmt.Errorf("fastrtc: set local description: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("fastrtc: ICE gathering: %w", ctx.Err())
+	}
+	// Close a session that does not connect in time.
+	sess.goFn(func() {
+		t := time.NewTimer(s.cfg.connectTimeout)
+		defer t.Stop()
+		select {
+		case <-sess.connected:
+		case <-sess.ctx.Done():
+		case <-t.C:
+			sess.fail(fmt.Errorf("fastrtc: not connected within %v", s.cfg.connectTimeout))
+		}
+	})
+	return pc.LocalDescription(), nil
+}
+
+// handleCandidate takes a trickled client candidate.
+func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
+	sess, err := s.lookup(req.WebRTCID)
+	if err != nil {
+		writeFailed(w, failUnknown, nil)
+		return
+	}
+	st, ok := sess.msgs.(*rtcState)
+	if !ok || sess.ctx.Err() != nil {
+		writeFailed(w, failClosed, nil)
+		return
+	}
+	var c iceCandidate
+	if len(req.Candidate) == 0 || json.Unmarshal(req.Candidate, &c) != nil || c.Candidate == nil {
+		writeFailed(w, failInvalidCandidate, nil)
+		return
+	}
+	init := webrtc.ICECandidateInit{Candidate: *c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	st.mu.Lock()
+	if !st.remoteSet {
+		if len(st.pending) >= 64 {
+			st.mu.Unlock()
+			writeFailed(w, failInvalidCandidate, map[string]any{"detail": "too many candidates"})
+			return
+		}
+		st.pending = append(st.pending, init)
+		st.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return
+	}
+	st.mu.Unlock()
+	if *c.Candidate == "" { // end-of-candidates
+		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return
+	}
+	if err := sess.pc.AddICECandidate(init); err != nil {
+		writeFailed(w, failInvalidCandidate, map[string]any{"detail": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+// setupMedia adds the server's tracks and media goroutines for the stream's modality and
+// mode, and routes incoming tracks to the video or audio path.
+func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
+	var onVideo, onAudio func(*webrtc.TrackRemote)
+	var err error
+	s.bindSessionHandler(sess)
+	if s.modality == Video || s.modality == AudioVideo {
+		if onVideo, err = s.setupVideo(sess, pc); err != nil {
+			return err
+		}
+	}
+	if s.modality == Audio || s.modality == AudioVideo {
+		if onAudio, err = s.setupAudio(sess, pc); err != nil {
+			return err
+		}
+	}
+	var seenVideo, seenAudio atomic.Bool
+	pc.OnTrack(func(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		// Drain the receiver's RTCP so that interceptors process the sender reports.
+		sess.goFn(func() {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := recv.Read(buf); err != nil {
+					return
+				}
+			}
+		})
+		run := onAudio
+		seen := &seenAudio
+		if track.Kind() == webrtc.RTPCodecTypeVideo {
+			run, seen = onVideo, &seenVideo
+		}
+		if run == nil || seen.Swap(true) {
+			sess.log.Debug("ignoring incoming track", "kind", track.Kind().String())
+			return
+		}
+		sess.goFn(func() { run(track) })
+	})
+	return nil
+}
