@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"image"
+	"io"
 	"iter"
 	"time"
 )

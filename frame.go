@@ -32,8 +32,8 @@ type VideoFrame struct {
 // frameScratch holds a session's reusable image buffers, so that the common conversions cost
 // no allocation per frame.
 type frameScratch struct {
-	rgba   *image.RGBA
-	flip   *image.YCbCr
+	rgba *image.RGBA
+	flip *image.YCbCr
 }
 
 // RGBA converts the frame to RGBA into a buffer the session reuses (valid until the handler

@@ -163,13 +163,13 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 	}
 	scratch := &frameScratch{}
 	var (
-		lastTS          uint32
-		unwrapped       int64
-		started         bool
-		needKey         = true
-		index           int
-		lastSent        int64 = -1 << 62
-		minGap          int64
+		lastTS    uint32
+		unwrapped int64
+		started   bool
+		needKey   = true
+		index     int
+		lastSent  int64 = -1 << 62
+		minGap    int64
 	)
 	if s.cfg.fpsSet {
 		minGap = int64(90000/s.cfg.fps) * 85 / 100

@@ -103,13 +103,13 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 
 // rtcState is the WebRTC-specific state of a session.
 type rtcState struct {
-	mu         sync.Mutex
-	remoteSet  bool
-	pending    []webrtc.ICECandidateInit
-	dc         *webrtc.DataChannel
-	dcOpen     bool
-	queued     [][]byte
-	sess       *Session
+	mu        sync.Mutex
+	remoteSet bool
+	pending   []webrtc.ICECandidateInit
+	dc        *webrtc.DataChannel
+	dcOpen    bool
+	queued    [][]byte
+	sess      *Session
 }
 
 // sendMessage sends on the data channel, or queues until it opens.
