@@ -248,16 +248,21 @@ func (s *Stream) audioRoutes() []route { return nil }
 // AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn
 // and what it returns (if it has samples) is sent back, paced in real time. fn runs on the
 // session's audio input goroutine; its input's samples are only valid during the call, and it
-// must return samples it owns (or the input's, which are copied). Up to one second of
-// output waits for sending; beyond that, frames are dropped (fn is faster than real time).
+// may return them (they are copied) or samples it owns. Up to one second of output waits for
+// sending; beyond that, frames are dropped (fn is faster than real time).
 func AudioFunc(fn func(s *Session, in AudioFrame) (AudioFrame, error)) AudioHandlerFactory {
-	return func() AudioHandler { return &funcHandler{fn: fn, ch: make(chan AudioFrame, 50)} }
+	return func() AudioHandler {
+		return &funcHandler{fn: fn, ch: make(chan AudioFrame, 50), free: make(chan []int16, 52)}
+	}
 }
 
-// funcHandler is the AudioHandler behind AudioFunc.
+// funcHandler is the AudioHandler behind AudioFunc. Output samples are copied into buffers
+// recycled through free, so a steady stream allocates nothing.
 type funcHandler struct {
-	fn func(s *Session, in AudioFrame) (AudioFrame, error)
-	ch chan AudioFrame
+	fn   func(s *Session, in AudioFrame) (AudioFrame, error)
+	ch   chan AudioFrame
+	free chan []int16
+	last []int16 // the buffer Emit returned last: free again at the next Emit
 }
 
 func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
@@ -265,9 +270,12 @@ func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
 	if err != nil || len(out.Samples) == 0 {
 		return err
 	}
-	if len(out.Samples) > 0 && len(f.Samples) > 0 && &out.Samples[0] == &f.Samples[0] {
-		out.Samples = append([]int16(nil), out.Samples...)
+	var buf []int16
+	select {
+	case buf = <-h.free:
+	default:
 	}
+	out.Samples = append(buf[:0], out.Samples...)
 	select {
 	case h.ch <- out:
 	default:
@@ -276,8 +284,16 @@ func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
 }
 
 func (h *funcHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
+	if h.last != nil {
+		select {
+		case h.free <- h.last:
+		default:
+		}
+		h.last = nil
+	}
 	select {
 	case f := <-h.ch:
+		h.last = f.Samples
 		return f, nil
 	case <-ctx.Done():
 		return AudioFrame{}, ctx.Err()

@@ -57,7 +57,7 @@ type clientOpts struct {
 
 // testClient is a real pion peer speaking the FastRTC protocol.
 type testClient struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	id    string
 	pc    *webrtc.PeerConnection
@@ -77,7 +77,7 @@ var clientSeq struct {
 	n int
 }
 
-func newTestClient(t *testing.T, base string, o clientOpts) *testClient {
+func newTestClient(t testing.TB, base string, o clientOpts) *testClient {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -251,7 +251,7 @@ type httpReply struct {
 	json   map[string]any
 }
 
-func postJSON(t *testing.T, url string, v any) httpReply {
+func postJSON(t testing.TB, url string, v any) httpReply {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -260,7 +260,7 @@ func postJSON(t *testing.T, url string, v any) httpReply {
 	return postRaw(t, url, "application/json", b)
 }
 
-func postRaw(t *testing.T, url, ctype string, body []byte) httpReply {
+func postRaw(t testing.TB, url, ctype string, body []byte) httpReply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -304,7 +304,7 @@ func testPattern(w, h, i int) *image.YCbCr {
 
 const webrtcConnected = webrtc.PeerConnectionStateConnected
 
-func httptestServer(t *testing.T, h http.Handler) string {
+func httptestServer(t testing.TB, h http.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

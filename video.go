@@ -20,7 +20,7 @@ import (
 // videoOut sends a session's video: it converts, encodes and packetizes images. Used by one
 // goroutine at a time, except forceKey, which the RTCP reader sets.
 type videoOut struct {
-	track    *webrtc.TrackLocalStaticRTP
+	write    func(*rtp.Packet) error // sends one packet (a track's WriteRTP)
 	pk       *vp8rtp.Packetizer
 	enc      *vpx.Encoder
 	forceKey atomic.Bool
@@ -53,7 +53,7 @@ func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack f
 		if err != nil {
 			return nil, fmt.Errorf("fastrtc: add video track: %w", err)
 		}
-		out = &videoOut{track: track, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
+		out = &videoOut{write: track.WriteRTP, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
 		sess.goFn(func() { readSenderRTCP(sender, func() { out.forceKey.Store(true) }) })
 	}
 	if s.mode == Receive && s.videoSrc != nil {
@@ -287,7 +287,7 @@ func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) err
 	if len(data) == 0 {
 		return nil
 	}
-	err = o.pk.Packetize(data, rtpTS, func(p *rtp.Packet) error { return o.track.WriteRTP(p) })
+	err = o.pk.Packetize(data, rtpTS, o.write)
 	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 		return fmt.Errorf("fastrtc: send video: %w", err)
 	}

@@ -1,0 +1,325 @@
+package fastrtc
+
+import (
+	"context"
+	"image"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/fastrtc-go/fastrtc/internal/opus"
+	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
+	"github.com/fastrtc-go/fastrtc/internal/vpx"
+	"github.com/fastrtc-go/fastrtc/internal/wav"
+)
+
+var noisyOnce sync.Once
+
+// noisyFrames returns the VP8 frames of a 640x480 noisy test pattern at ~1.5 Mb/s (STACK.md's
+// camera-like fixture), made with ffmpeg on first use (testdata/video/noisy640.ivf, not
+// committed).
+func noisyFrames(b *testing.B) [][]byte {
+	b.Helper()
+	path := filepath.Join("testdata", "video", "noisy640.ivf")
+	noisyOnce.Do(func() {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		_ = os.MkdirAll(filepath.Dir(path), 0o755)
+		cmd := exec.Command("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=30", "-t", "10",
+			"-vf", "noise=alls=12:allf=t", "-c:v", "libvpx", "-b:v", "1500k", "-minrate", "1500k", "-maxrate", "1500k",
+			"-deadline", "realtime", "-cpu-used", "8", "-g", "60", "-auto-alt-ref", "0", path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Logf("ffmpeg: %v %s", err, out)
+		}
+	})
+	f, err := os.Open(path)
+	if err != nil {
+		b.Skipf("no fixture (needs ffmpeg): %v", err)
+	}
+	defer f.Close()
+	r, _, err := ivfreader.NewWith(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		fr, _, err := r.ParseNextFrame()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames = append(frames, fr)
+	}
+	return frames
+}
+
+// packetize splits the frames into RTP packets, as a browser would send them.
+func packetize(frames [][]byte) [][]*rtp.Packet {
+	pk := vp8rtp.NewPacketizer(1, 96, 1200)
+	out := make([][]*rtp.Packet, len(frames))
+	for i, f := range frames {
+		_ = pk.Packetize(f, uint32(i*3000), func(p *rtp.Packet) error {
+			cp := *p
+			cp.Payload = append([]byte(nil), p.Payload...)
+			out[i] = append(out[i], &cp)
+			return nil
+		})
+	}
+	return out
+}
+
+// BenchmarkVideoPath640 is the library's per-frame work for a 640x480 camera frame: RTP in
+// -> frame assembly -> libvpx decode -> handler (vertical flip) -> libvpx encode at the
+// default settings -> RTP out (packets discarded instead of sent).
+func BenchmarkVideoPath640(b *testing.B) {
+	frames := noisyFrames(b)
+	pkts := packetize(frames)
+	s, err := New(VideoFunc(flipHandler), Video, SendReceive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	dec, err := vpx.NewDecoder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	asm := vp8rtp.NewAssembler()
+	out := &videoOut{write: func(*rtp.Packet) error { return nil }, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
+	defer out.close(s)
+	sess := s.newSession("bench")
+	scratch := &frameScratch{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i % len(pkts)
+		var img *image.YCbCr
+		for _, p := range pkts[k] {
+			p.SequenceNumber = uint16(sumLen(pkts, i, p)) // keep sequence numbers increasing across loops
+			data, ts, _, ready, _ := asm.Push(p)
+			if ready {
+				if img, err = dec.Decode(data); err != nil {
+					b.Fatal(err)
+				}
+				_ = ts
+			}
+		}
+		if img == nil {
+			continue
+		}
+		res, err := s.callVideo(sess, &VideoFrame{Image: img, RTPTimestamp: uint32(i * 3000), Index: i, scratch: scratch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := out.send(s, res, int64(i*3000), uint32(i*3000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/frame")
+}
+
+// sumLen numbers packets across benchmark loops.
+func sumLen(pkts [][]*rtp.Packet, i int, p *rtp.Packet) int {
+	perLoop := 0
+	for _, f := range pkts {
+		perLoop += len(f)
+	}
+	k := i % len(pkts)
+	n := (i / len(pkts)) * perLoop
+	for _, f := range pkts[:k] {
+		n += len(f)
+	}
+	for j, q := range pkts[k] {
+		if q == p {
+			return n + j
+		}
+	}
+	return n
+}
+
+// BenchmarkVP8DecodeEncode640 is the floor the library is compared with: libvpx's own
+// decode + encode of the same frames at the same settings, nothing else.
+func BenchmarkVP8DecodeEncode640(b *testing.B) {
+	frames := noisyFrames(b)
+	dec, err := vpx.NewDecoder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: 1500, FPS: 30, CPUUsed: 10, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		img, err := dec.Decode(frames[i%len(frames)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if buf, _, err = enc.Encode(buf, img, int64(i*3000), i == 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/frame")
+}
+
+// speechPackets encodes the speech fixture to 20 ms Opus packets (48 kHz mono).
+func speechPackets(b *testing.B) [][]byte {
+	b.Helper()
+	pcm, _, _, err := wav.ReadFile("testdata/audio/hello48k.wav")
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc, err := opus.NewEncoder(opus.DefaultEncoderConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	var pkts [][]byte
+	buf := make([]byte, 1500)
+	for i := 0; (i+1)*960 <= len(pcm); i++ {
+		n, err := enc.Encode(pcm[i*960:(i+1)*960], buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pkts = append(pkts, append([]byte(nil), buf[:n]...))
+	}
+	return pkts
+}
+
+// BenchmarkAudioEchoPath is the library's work per 20 ms of an echo session: Opus decode
+// (48 kHz) -> handler input -> AudioFunc echo -> output queue, resampled 48k -> 24k (the
+// default output rate) -> 20 ms frame -> Opus encode at the default complexity.
+func BenchmarkAudioEchoPath(b *testing.B) {
+	pkts := speechPackets(b)
+	s, err := New(echoFactory(), Audio, SendReceive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sess := s.newSession("bench")
+	s.bindSessionHandler(sess)
+	dec, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: 24000, Channels: 1, BitrateBps: 32000, Complexity: 5, FEC: true, PacketLossPercent: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	ebuf := make([]byte, 1500)
+	out := newAudioOut(24000, 1, func(f []int16, _ bool) error { _, err := enc.Encode(f, ebuf); return err })
+	sess.audioOut = out
+	in := &audioIn{sess: sess, h: sess.handler, rate: 48000, ch: 1}
+	pcm := make([]int16, 5760)
+	frame := make([]int16, out.frameLen)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n, err := dec.Decode(pkts[i%len(pkts)], pcm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := in.receive(pcm[:n], 48000, 1); err != nil {
+			b.Fatal(err)
+		}
+		f, err := sess.handler.Emit(ctx, sess)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := out.push(ctx, f); err != nil {
+			b.Fatal(err)
+		}
+		out.mu.Lock()
+		k := copy(frame, out.buf)
+		out.buf = out.buf[:copy(out.buf, out.buf[k:])]
+		out.mu.Unlock()
+		if k == len(frame) {
+			if err := out.sink(frame, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/20ms")
+}
+
+// BenchmarkOpusDecodeEncode is the floor for the echo path: libopus decode (48 kHz) and
+// encode (24 kHz, complexity 5) of the same packets, nothing else.
+func BenchmarkOpusDecodeEncode(b *testing.B) {
+	pkts := speechPackets(b)
+	dec, _ := opus.NewDecoder(48000, 1)
+	defer dec.Close()
+	enc, _ := opus.NewEncoder(opus.EncoderConfig{SampleRate: 24000, Channels: 1, BitrateBps: 32000, Complexity: 5, FEC: true, PacketLossPercent: 10})
+	defer enc.Close()
+	pcm := make([]int16, 5760)
+	half := make([]int16, 480)
+	ebuf := make([]byte, 1500)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n, err := dec.Decode(pkts[i%len(pkts)], pcm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := range half { // naive 2:1 decimation, just to feed the encoder
+			half[j] = pcm[min(2*j, n-1)]
+		}
+		if _, err := enc.Encode(half, ebuf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/20ms")
+}
+
+// BenchmarkIdleReplyOnPauseSessions holds 50 connected ReplyOnPause sessions (real pion
+// peers on loopback, both ends in this process) with no audio flowing, and reports the
+// process's CPU use while they idle.
+func BenchmarkIdleReplyOnPauseSessions(b *testing.B) {
+	const n = 50
+	rec := &replyRecorder{replyLen: time.Second}
+	s, err := New(NewReplyOnPause(rec.reply), Audio, SendReceive, WithSettingEngine(loopbackOnly))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptestServer(b, s.Handler())
+	clients := make([]*testClient, n)
+	for i := range clients {
+		clients[i] = newTestClient(b, srv, clientOpts{sendAudio: true, recvAudio: true})
+		clients[i].connect()
+	}
+	time.Sleep(time.Second) // settle
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	start := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	wall := time.Since(start)
+	cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime) - syscall.TimevalToNsec(ru0.Utime) +
+		syscall.TimevalToNsec(ru1.Stime) - syscall.TimevalToNsec(ru0.Stime))
+	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%cpu(50sessions)")
+	for _, c := range clients {
+		_ = c.pc.Close()
+	}
+	_ = s.Close()
+}

@@ -1,0 +1,37 @@
+// Command echo serves an audio stream that sends your microphone straight back, with the
+// built-in page at /.
+//
+//	go run ./examples/echo            # then open http://127.0.0.1:8000/
+package main
+
+import (
+	"flag"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/fastrtc-go/fastrtc"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) {
+		return in, nil
+	})
+	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithTitle("Echo", "Speak: you hear yourself back through the Go server."),
+		fastrtc.WithLogger(log))
+	if err != nil {
+		log.Error("stream", "err", err)
+		os.Exit(1)
+	}
+	defer stream.Close()
+	log.Info("open http://" + *addr + "/")
+	if err := http.ListenAndServe(*addr, stream.Handler()); err != nil {
+		log.Error("serve", "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,50 @@
+// Command parrot is a minimal voice agent: it waits until you pause, then speaks your
+// utterance back to you. It serves the built-in page at /.
+//
+//	go run ./examples/parrot          # then open http://127.0.0.1:8000/
+package main
+
+import (
+	"context"
+	"flag"
+	"iter"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/fastrtc-go/fastrtc"
+)
+
+// parrot yields the utterance back in 20 ms frames (the stream paces them in real time).
+func parrot(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+	return func(yield func(fastrtc.AudioFrame, error) bool) {
+		step := u.SampleRate / 50 * u.Channels
+		for i := 0; i < len(u.Samples); i += step {
+			f := u
+			f.Samples = u.Samples[i:min(i+step, len(u.Samples))]
+			if !yield(f, nil) {
+				return // interrupted, or the session ended
+			}
+		}
+	}
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithTitle("Parrot", "Say something, then pause: the server says it back."),
+		fastrtc.WithLogger(log))
+	if err != nil {
+		log.Error("stream", "err", err)
+		os.Exit(1)
+	}
+	defer stream.Close()
+	log.Info("open http://" + *addr + "/")
+	if err := http.ListenAndServe(*addr, stream.Handler()); err != nil {
+		log.Error("serve", "err", err)
+		os.Exit(1)
+	}
+}
