@@ -3,6 +3,7 @@ package fastrtc
 import (
 	"context"
 	"encoding/json"
+	"image"
 	"iter"
 	"math"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/fastrtc-go/fastrtc/internal/opus"
 	"github.com/fastrtc-go/fastrtc/internal/wav"
+	"github.com/fastrtc-go/fastrtc/internal/yuv"
 )
 
 // tone returns n samples of a sine at freq Hz, amplitude amp (0..1), at rate.
@@ -422,5 +424,86 @@ func TestReplyOnPauseInterrupt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// avEcho flips video and echoes audio.
+type avEcho struct{ AudioHandler }
+
+func (avEcho) Video(s *Session, f *VideoFrame) (image.Image, error) { return f.FlipVertical(), nil }
+
+func TestAudioVideoSendReceive(t *testing.T) {
+	factory := AudioVideoHandlerFactory(func() AudioVideoHandler { return avEcho{echoFactory()()} })
+	_, srv := newTestStream(t, factory, AudioVideo, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true, sendAudio: true, recvAudio: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.sendVideo(ctx, 120)
+	done := c.sendAudio(ctx, tone(48000, 660, 0.5, 48000*2, 0), nil)
+	var frames <-chan receivedFrame
+	var capt *audioCapture
+	for i := 0; i < 2; i++ {
+		tr := c.remoteTrack(5 * time.Second)
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			frames = receiveVideo(t, tr)
+		} else {
+			capt = receiveAudio(t, tr)
+		}
+	}
+	if frames == nil || capt == nil {
+		t.Fatal("want one video and one audio track back")
+	}
+	good := 0
+	for good < 10 {
+		select {
+		case f := <-frames:
+			if yuv.PSNR(f.img, yuv.FlipVertical(nil, testPattern(testW, testH, int(f.ts/3000)))) > 30 {
+				good++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d good video frames", good)
+		}
+	}
+	<-done
+	time.Sleep(200 * time.Millisecond)
+	pcm, _, _ := capt.snapshot()
+	if len(pcm) < 48000 {
+		t.Fatalf("%d audio samples back", len(pcm))
+	}
+	if f := zeroCrossFreq(pcm[9600:len(pcm)-4800], 48000); math.Abs(f-660) > 7 {
+		t.Errorf("audio at %.1f Hz, want 660", f)
+	}
+}
+
+// TestAudioStereoSource: stereo audio from a source reaches a mono output with both
+// channels mixed.
+func TestAudioStereoSource(t *testing.T) {
+	src := AudioSource(func(s *Session) iter.Seq2[AudioFrame, error] {
+		return func(yield func(AudioFrame, error) bool) {
+			const n = 48000
+			st := make([]int16, 2*n)
+			l, r := tone(48000, 440, 0.4, n, 0), tone(48000, 880, 0.4, n, 0)
+			for i := 0; i < n; i++ {
+				st[2*i], st[2*i+1] = l[i], r[i]
+			}
+			yield(AudioFrame{SampleRate: 48000, Channels: 2, Samples: st}, nil)
+		}
+	})
+	_, srv := newTestStream(t, src, Audio, Receive)
+	c := newTestClient(t, srv.URL, clientOpts{recvAudio: true})
+	c.connect()
+	tr := c.remoteTrack(5 * time.Second)
+	// Mono output by default: the channels are mixed, both tones present.
+	capt := receiveAudio(t, tr)
+	c.waitMsg("end_stream", 5*time.Second)
+	pcm, _, _ := capt.snapshot()
+	if len(pcm) < 40000 {
+		t.Fatalf("%d samples", len(pcm))
+	}
+	body := pcm[4800 : len(pcm)-4800]
+	p440, p880 := goertzelPower(body, 48000, 440), goertzelPower(body, 48000, 880)
+	if p440 < 0.3 || p880 < 0.3 {
+		t.Errorf("mixed stereo: power at 440 Hz %.2f, 880 Hz %.2f; want both ~0.5", p440, p880)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +66,7 @@ type testClient struct {
 	video *webrtc.TrackLocalStaticRTP
 	audio *webrtc.TrackLocalStaticRTP
 
+	plis    atomic.Int32 // PLI/FIR received from the server
 	msgs    chan map[string]any
 	tracks  chan *webrtc.TrackRemote
 	stateMu sync.Mutex
@@ -120,14 +122,7 @@ func newTestClient(t testing.TB, base string, o clientOpts) *testClient {
 			if err != nil {
 				t.Fatal(err)
 			}
-			go func() { // drain RTCP
-				buf := make([]byte, 1500)
-				for {
-					if _, _, err := tx.Sender().Read(buf); err != nil {
-						return
-					}
-				}
-			}()
+			go readSenderRTCP(tx.Sender(), func() { c.plis.Add(1) }) // drain RTCP, count key frame requests
 			return tr
 		case recv:
 			if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {

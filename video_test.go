@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -28,6 +29,12 @@ const testW, testH = 320, 240
 // sendVideo encodes testPattern frames at 30 fps on the client's video track, frame i with
 // RTP timestamp i*3000, until ctx is done or n frames were sent.
 func (c *testClient) sendVideo(ctx context.Context, n int) {
+	c.sendVideoWith(ctx, n, func(int) (int, int) { return testW, testH }, nil)
+}
+
+// sendVideoWith is sendVideo with a per-frame size and an optional packet filter (return
+// false to drop packet p of frame i: loss).
+func (c *testClient) sendVideoWith(ctx context.Context, n int, size func(i int) (w, h int), keep func(i, p int) bool) {
 	c.t.Helper()
 	enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: 1500, CPUUsed: 10})
 	if err != nil {
@@ -40,12 +47,20 @@ func (c *testClient) sendVideo(ctx context.Context, n int) {
 		defer tick.Stop()
 		var buf []byte
 		for i := 0; i < n; i++ {
-			buf, _, err = enc.Encode(buf, testPattern(testW, testH, i), int64(i*3000), i%30 == 0)
+			w, h := size(i)
+			buf, _, err = enc.Encode(buf, testPattern(w, h, i), int64(i*3000), i%30 == 0)
 			if err != nil {
 				return
 			}
 			if len(buf) > 0 {
-				_ = pk.Packetize(buf, uint32(i*3000), func(p *rtp.Packet) error { return c.video.WriteRTP(p) })
+				j := 0
+				_ = pk.Packetize(buf, uint32(i*3000), func(p *rtp.Packet) error {
+					j++
+					if keep != nil && !keep(i, j-1) {
+						return nil
+					}
+					return c.video.WriteRTP(p)
+				})
 			}
 			select {
 			case <-tick.C:
@@ -58,6 +73,7 @@ func (c *testClient) sendVideo(ctx context.Context, n int) {
 
 // receivedFrame is a decoded frame the client got back.
 type receivedFrame struct {
+	key bool
 	ts  uint32
 	img *image.YCbCr // a copy
 	at  time.Time
@@ -85,7 +101,7 @@ func receiveVideo(t *testing.T, tr *webrtc.TrackRemote) <-chan receivedFrame {
 			if pkt.Unmarshal(buf[:n]) != nil {
 				continue
 			}
-			data, ts, _, ready, _ := asm.Push(&pkt)
+			data, ts, key, ready, _ := asm.Push(&pkt)
 			if !ready {
 				continue
 			}
@@ -95,7 +111,7 @@ func receiveVideo(t *testing.T, tr *webrtc.TrackRemote) <-chan receivedFrame {
 			}
 			cp := yuv.FlipVertical(nil, yuv.FlipVertical(nil, img)) // a deep copy
 			select {
-			case out <- receivedFrame{ts: ts, img: cp, at: time.Now()}:
+			case out <- receivedFrame{key: key, ts: ts, img: cp, at: time.Now()}:
 			default:
 			}
 		}
@@ -375,3 +391,66 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 }
 
 var _ sync.Locker // keep sync imported for helpers
+
+// TestVideoKeyFramesAndResolutionChange: a PLI from the client gets a key frame; a lost
+// packet makes the server ask the client for one; a resolution change mid-stream comes back
+// at the new size.
+func TestVideoKeyFramesAndResolutionChange(t *testing.T) {
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// 320x240 for 2 s, then 640x480; frame 20 loses its first packet.
+	size := func(i int) (int, int) {
+		if i < 60 {
+			return 320, 240
+		}
+		return 640, 480
+	}
+	c.sendVideoWith(ctx, 150, size, func(i, p int) bool { return !(i == 20 && p == 0) })
+	tr := c.remoteTrack(5 * time.Second)
+	frames := receiveVideo(t, tr)
+	var sawBig bool
+	pliSent := false
+	deadline := time.After(15 * time.Second)
+	for !sawBig {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatal("track ended")
+			}
+			if !pliSent && f.ts/3000 > 10 {
+				// Ask for a key frame: the next frames must include one soon.
+				if err := c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}}); err != nil {
+					t.Fatal(err)
+				}
+				pliSent = true
+				for k := 0; ; k++ {
+					g := <-frames
+					if g.key {
+						break
+					}
+					if k > 10 {
+						t.Fatal("no key frame within 10 frames of a PLI")
+					}
+				}
+			}
+			if f.img.Rect.Dx() == 640 {
+				sawBig = true
+				want := yuv.FlipVertical(nil, testPattern(640, 480, int(f.ts/3000)))
+				if p := yuv.PSNR(f.img, want); p < 28 {
+					t.Errorf("after the resolution change: PSNR %.1f dB", p)
+				}
+			}
+		case <-deadline:
+			t.Fatal("no 640x480 frame came back after the resolution change")
+		}
+	}
+	for i := 0; c.plis.Load() == 0; i++ {
+		if i == 50 {
+			t.Fatal("the server did not ask for a key frame after a lost packet")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -4,19 +4,9 @@
 # npm) when missing. Usage: ./scripts/test.sh [-short]   (-short skips the browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 
-need=()
-for p in pkg-config libvpx-dev libopus-dev libwebrtc-audio-processing-dev ffmpeg espeak-ng sox chromium iproute2; do
-  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  # The image may delete downloaded .debs mid-install: retry once.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" || \
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
-fi
+./scripts/deps.sh --test
 
 echo "== gofmt, vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

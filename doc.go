@@ -1,0 +1,43 @@
+// Package fastrtc streams real-time audio and video between browsers (or phones) and a Go
+// handler over WebRTC, WebSocket and Twilio Media Streams: a Go port of Python's FastRTC that
+// speaks its wire protocol, so FastRTC's frontends work against a Go server unchanged.
+//
+// # Streams
+//
+// A Stream is built from a handler, a Modality (Video, Audio, AudioVideo) and a Mode
+// (SendReceive, Send, Receive), and mounted on any router:
+//
+//	flip := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
+//		return f.FlipVertical(), nil
+//	}
+//	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive,
+//		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)))
+//	if err != nil { ... }
+//	defer stream.Close()
+//	mux := http.NewServeMux()
+//	stream.Mount(mux)
+//
+// The browser's media is decoded to plain frames (VideoFrame: 4:2:0 images, handed over
+// without copies; AudioFrame: 16-bit PCM) for the handler, and what the handler returns is
+// encoded (VP8 with libvpx, Opus with libopus) and sent back. See VideoFunc for which handler
+// type each modality and mode takes.
+//
+// # Sessions, inputs and outputs
+//
+// Every connection is a Session: it carries the connection's id, a context cancelled when
+// the connection ends, the connection's additional inputs (declared with WithInputs, set by
+// clients over POST /input_hook or by Stream.SetInput), and Emit, which streams additional
+// outputs to GET /outputs as Server-Sent Events. A handler error or panic ends only its own
+// session, and its client is told with an "error" message.
+//
+// # Voice agents
+//
+// NewReplyOnPause wraps a reply function in FastRTC's pause detection: the user's speech is
+// buffered until they pause, then the reply's audio is streamed back, and new speech can
+// interrupt it.
+//
+// # Concurrency
+//
+// Stream and Session methods are safe for concurrent use. Each handler kind documents the
+// goroutine it is called on; handlers of different sessions run concurrently.
+package fastrtc

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, when missing: C libraries for cgo (libvpx,
+# libopus, the WebRTC VAD), and, with --test, the tools the tests use (ffmpeg, espeak-ng,
+# sox, Chromium, iproute2 for `ip`).
+set -euo pipefail
+pkgs=(pkg-config gcc libvpx-dev libopus-dev libwebrtc-audio-processing-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux)
+fi
+need=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing: ${need[*]}" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+# The image may delete downloaded .debs part-way through a large install: retry once.
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null || \
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
