@@ -175,6 +175,9 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		minGap = int64(90000/s.cfg.fps) * 85 / 100
 	}
 	for f := range frames {
+		if sess.ctx.Err() != nil {
+			return // the session ended: drop what is queued
+		}
 		// Decode every queued frame (decoding is cheap and keeps the reference chain); run
 		// the handler only on the newest one when skipping.
 		var img *image.YCbCr

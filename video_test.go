@@ -454,3 +454,92 @@ func TestVideoKeyFramesAndResolutionChange(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSkipFrames: a handler slower than the input is given the newest frame (latency does
+// not grow); with skipping off it gets every frame in order.
+func TestSkipFrames(t *testing.T) {
+	for _, skip := range []bool{true, false} {
+		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []uint32
+			slow := func(s *Session, f *VideoFrame) (image.Image, error) {
+				mu.Lock()
+				seen = append(seen, f.RTPTimestamp/3000)
+				mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+				return f.Image, nil
+			}
+			_, srv := newTestStream(t, VideoFunc(slow), Video, SendReceive, WithSkipFrames(skip))
+			c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+			c.connect()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c.sendVideo(ctx, 90)
+			time.Sleep(3500 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			last := seen[len(seen)-1]
+			if skip {
+				// ~35 calls in 3.5 s; the last one saw one of the last frames sent.
+				if last < 80 {
+					t.Errorf("handler's latest frame is %d of 90: it fell behind", last)
+				}
+				gaps := 0
+				for i := 1; i < len(seen); i++ {
+					if seen[i] > seen[i-1]+1 {
+						gaps++
+					}
+				}
+				if gaps == 0 {
+					t.Error("no frames were skipped")
+				}
+			} else {
+				for i := 1; i < len(seen); i++ {
+					if seen[i] != seen[i-1]+1 {
+						t.Fatalf("frame %d followed by %d: frames were skipped", seen[i-1], seen[i])
+					}
+				}
+				if last > 45 {
+					t.Errorf("handler at frame %d after 3.5 s at 100 ms per frame", last)
+				}
+			}
+		})
+	}
+}
+
+// TestDataChannelMessages: every client message is answered with "Server received", and a
+// handler error reaches the client as an error message and ends the session.
+func TestDataChannelMessages(t *testing.T) {
+	h := func(s *Session, f *VideoFrame) (image.Image, error) {
+		if s.Inputs().Bool("fail") {
+			return nil, errors.New("model not loaded")
+		}
+		return f.Image, nil
+	}
+	s, srv := newTestStream(t, VideoFunc(h), Video, SendReceive, WithInputs(Checkbox("fail", false)))
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	c.connect()
+	c.waitMsg("send_input", 5*time.Second)
+	if err := c.dc.SendText("hello"); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.waitMsg("log", 5*time.Second); m["data"] != "Server received: hello" {
+		t.Errorf("log %v", m)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.sendVideo(ctx, 300)
+	sess := s.mustSession(t, c.id)
+	if err := s.SetInput(c.id, map[string]any{"fail": true}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.waitMsg("error", 5*time.Second)
+	if msg, _ := m["message"].(string); !strings.Contains(msg, "model not loaded") {
+		t.Errorf("error message %q", msg)
+	}
+	select {
+	case <-sess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not end after its handler failed")
+	}
+}

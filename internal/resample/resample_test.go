@@ -385,3 +385,40 @@ func BenchmarkNew48to16(b *testing.B) {
 		}
 	}
 }
+
+// The designed filter meets the response stated in the package comment:
+// within 0.1 dB to 0.75 of the lower Nyquist, <= -80 dB at the Nyquist
+// frequency, <= -100 dB from 1.06 of it up.
+func TestDesignResponse(t *testing.T) {
+	for _, rr := range [][2]int{{48000, 16000}, {16000, 48000}, {24000, 48000}, {44100, 48000}, {48000, 8000}} {
+		r := newR(t, rr[0], rr[1], 1)
+		fs := float64(rr[0] * r.l) // the prototype's rate
+		nyq := float64(min(rr[0], rr[1])) / 2
+		resp := func(f float64) float64 {
+			w := 2 * math.Pi * f / fs
+			var re, im float64
+			for q := range r.l {
+				for j := range r.taps {
+					pos := float64(q + r.l*(r.taps-1-j))
+					c := float64(r.bank[q*r.taps+j])
+					re += c * math.Cos(w*pos)
+					im -= c * math.Sin(w*pos)
+				}
+			}
+			return 20 * math.Log10(math.Hypot(re, im)/float64(r.l)+1e-300)
+		}
+		var worstPass, worstStop float64
+		for f := 0.0; f <= 0.75*nyq; f += nyq / 200 {
+			worstPass = max(worstPass, math.Abs(resp(f)))
+		}
+		atNyq := resp(nyq)
+		worstStop = -400
+		for f := 1.06 * nyq; f < fs/2; f += max(nyq/50, fs/4000) {
+			worstStop = max(worstStop, resp(f))
+		}
+		t.Logf("%v: passband ripple %.3f dB, at Nyquist %.1f dB, stopband max %.1f dB", rr, worstPass, atNyq, worstStop)
+		if worstPass > 0.1 || atNyq > -80 || worstStop > -100 {
+			t.Errorf("%v: response out of spec", rr)
+		}
+	}
+}
