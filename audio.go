@@ -87,6 +87,7 @@ type AudioShutdowner interface {
 type AudioLayout struct {
 	InputRate      int // rate of frames given to Receive (default 48000)
 	InputChannels  int // 1 (default) or 2
+	OutputRate     int // rate sent to the client (default: the stream's WithAudioOutputRate)
 	OutputChannels int // channels sent to the client: 1 (default) or 2
 }
 
@@ -121,14 +122,13 @@ type (
 
 // audioOptions are the audio settings of a Stream.
 type audioOptions struct {
-	outputRate       int
-	opusComplexity   int
-	opusBitrate      int
-	maxQueuedSeconds int
+	outputRate     int
+	opusComplexity int
+	opusBitrate    int
 }
 
 func defaultAudioOptions() audioOptions {
-	return audioOptions{outputRate: 24000, opusComplexity: 5, opusBitrate: 32000, maxQueuedSeconds: 600}
+	return audioOptions{outputRate: 24000, opusComplexity: 5, opusBitrate: 32000}
 }
 
 func (o audioOptions) check() error {
@@ -230,6 +230,9 @@ func (s *Stream) bindSessionHandler(sess *Session) {
 	if layout.InputChannels == 0 {
 		layout.InputChannels = 1
 	}
+	if layout.OutputRate == 0 {
+		layout.OutputRate = s.cfg.audioOpts.outputRate
+	}
 	if layout.OutputChannels == 0 {
 		layout.OutputChannels = 1
 	}
@@ -241,9 +244,6 @@ func (s *Stream) bindSessionHandler(sess *Session) {
 
 // isEOF reports whether a handler's error means a normal end.
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
-
-// audioRoutes are the audio-only transports' routes (WebSocket, telephone).
-func (s *Stream) audioRoutes() []route { return nil }
 
 // AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn
 // and what it returns (if it has samples) is sent back, paced in real time. fn runs on the

@@ -507,3 +507,78 @@ func TestAudioStereoSource(t *testing.T) {
 		t.Errorf("mixed stereo: power at 440 Hz %.2f, 880 Hz %.2f; want both ~0.5", p440, p880)
 	}
 }
+
+// hookedEcho records its start-up and shutdown hooks.
+type hookedEcho struct {
+	AudioHandler
+	started, stopped *atomic.Int32
+}
+
+func (h hookedEcho) Start(s *Session) error { h.started.Add(1); return nil }
+func (h hookedEcho) Shutdown(s *Session)    { h.stopped.Add(1) }
+
+func TestAudioHandlerHooks(t *testing.T) {
+	var started, stopped atomic.Int32
+	f := AudioHandlerFactory(func() AudioHandler { return hookedEcho{echoFactory()(), &started, &stopped} })
+	s, srv := newTestStream(t, f, Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	sess := s.mustSession(t, c.id)
+	for i := 0; started.Load() == 0 && i < 50; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if started.Load() != 1 {
+		t.Fatal("Start not called")
+	}
+	_ = c.pc.Close()
+	<-sess.Done()
+	if stopped.Load() != 1 {
+		t.Error("Shutdown not called")
+	}
+}
+
+// TestReplyOnPauseStartupTriggerAndInputs: a start-up reply is spoken first; TriggerReply
+// answers at once; with WithReplyInputs the client is asked for its inputs first and the
+// reply sees them.
+func TestReplyOnPauseStartupTriggerAndInputs(t *testing.T) {
+	var gotVoice atomic.Value
+	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+		gotVoice.Store(s.Inputs().String("voice"))
+		return func(yield func(AudioFrame, error) bool) {
+			yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 500, 0.3, 24000/2, 0)}, nil)
+		}
+	}
+	startup := func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error] {
+		return func(yield func(AudioFrame, error) bool) {
+			yield(AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 250, 0.3, 16000/2, 0)}, nil)
+		}
+	}
+	s, srv := newTestStream(t, NewReplyOnPause(reply, WithStartup(startup), WithReplyInputs()), Audio, SendReceive,
+		WithInputs(Dropdown("voice", []string{"alto", "bass"}, "alto")))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	time.Sleep(800 * time.Millisecond)
+	pcm, _, _ := capt.snapshot()
+	if f := zeroCrossFreq(pcm[2400:min(len(pcm), 19200)], 48000); math.Abs(f-250) > 5 {
+		t.Fatalf("start-up audio at %.1f Hz, want 250 (%d samples)", f, len(pcm))
+	}
+	c.waitMsg("send_input", 2*time.Second) // on open, for the declared inputs
+	// Trigger a reply; the stream asks for inputs first, the client answers with "bass".
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.sendAudio(ctx, make([]int16, 48000), nil)
+	time.Sleep(200 * time.Millisecond)
+	if err := s.mustSession(t, c.id).TriggerReply(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMsg("send_input", 2*time.Second)
+	postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "voice": "bass"})
+	deadline := time.Now().Add(3 * time.Second)
+	for gotVoice.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v := gotVoice.Load(); v != "bass" {
+		t.Errorf("reply saw voice %v, want the client's posted \"bass\"", v)
+	}
+}

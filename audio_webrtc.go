@@ -39,11 +39,12 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 			return nil, fmt.Errorf("fastrtc: add audio track: %w", err)
 		}
 		sess.goFn(func() { readSenderRTCP(sender, nil) })
-		sink, err := s.newOpusSink(sess, track, layout.OutputChannels)
+		rate := opusRate(layout.OutputRate)
+		sink, err := s.newOpusSink(sess, track, rate, layout.OutputChannels)
 		if err != nil {
 			return nil, err
 		}
-		sess.audioOut = newAudioOut(opusRate(s.cfg.audioOpts.outputRate), layout.OutputChannels, sink)
+		sess.audioOut = newAudioOut(rate, layout.OutputChannels, sink)
 	}
 	// Once connected: start-up hook, then the output side.
 	started := make(chan struct{})
@@ -103,9 +104,8 @@ func (s *Stream) startAudio(sess *Session) bool {
 
 // newOpusSink returns the audio sink of a WebRTC session: Opus-encode each 20 ms frame and
 // send it as one RTP packet, with timestamps that follow the wall clock across pauses.
-func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, channels int) (func([]int16, bool) error, error) {
+func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, rate, channels int) (func([]int16, bool) error, error) {
 	ao := s.cfg.audioOpts
-	rate := opusRate(ao.outputRate)
 	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: rate, Channels: channels, BitrateBps: ao.opusBitrate,
 		Complexity: ao.opusComplexity, FEC: true, PacketLossPercent: 10, Application: opus.ApplicationVoIP})
 	if err != nil {
