@@ -235,7 +235,13 @@ func (s *Session) end(err error, endMsg string) {
 		}
 		go func() {
 			if s.flushFn != nil && (err != nil || endMsg != "") {
-				s.flushFn(time.Second)
+				// Let the error or end_stream message (and, on a normal end, the queued
+				// audio: at most about a second) reach the client.
+				d := time.Second
+				if err == nil {
+					d = 5 * time.Second
+				}
+				s.flushFn(d)
 			}
 			s.cancel(cause)
 			s.wgMu.Lock()

@@ -152,9 +152,13 @@ func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
 	})
 }
 
-// flush waits up to d for the data channel's queued bytes to leave.
+// flush waits up to d for the queued output audio to be sent and the data channel's queued
+// bytes to leave.
 func (st *rtcState) flush(d time.Duration) {
 	deadline := time.Now().Add(d)
+	if out := st.sess.audioOut; out != nil {
+		out.waitDrained(d)
+	}
 	for time.Now().Before(deadline) {
 		st.mu.Lock()
 		dc := st.dc
