@@ -129,24 +129,26 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			if pkt.Unmarshal(buf[:n]) != nil {
 				continue
 			}
-			data, ts, key, ready, lost := asm.Push(&pkt)
-			if lost {
-				requestKey()
-			}
-			if !ready {
-				continue
-			}
-			var b []byte
-			select {
-			case b = <-free:
-			default:
-			}
-			f := compressedFrame{data: append(b[:0], data...), ts: ts, key: key}
-			select {
-			case frames <- f:
-			default: // the decoder is far behind: drop, and restart from a key frame
-				dropped.Store(true)
-				requestKey()
+			// One packet may complete several frames (a late packet filling a gap).
+			for data, ts, key, ready, lost := asm.Push(&pkt); ready || lost; data, ts, key, ready, lost = asm.Pop() {
+				if lost {
+					requestKey()
+				}
+				if !ready {
+					break
+				}
+				var b []byte
+				select {
+				case b = <-free:
+				default:
+				}
+				f := compressedFrame{data: append(b[:0], data...), ts: ts, key: key}
+				select {
+				case frames <- f:
+				default: // the decoder is far behind: drop, and restart from a key frame
+					dropped.Store(true)
+					requestKey()
+				}
 			}
 		}
 	})

@@ -12,6 +12,10 @@ import (
 	"unsafe"
 )
 
+// maxFrameBytes bounds the compressed frame size passed to libvpx (which takes a 32-bit
+// size).
+const maxFrameBytes = 1 << 30
+
 // Decoder decodes a VP8 stream. It is not safe for concurrent use.
 type Decoder struct {
 	c       *C.frvpx_dec
@@ -53,6 +57,9 @@ func (d *Decoder) Decode(frame []byte) (*image.YCbCr, error) {
 	}
 	if len(frame) == 0 {
 		return nil, &Error{Op: "decode", Msg: "empty frame", corrupt: true}
+	}
+	if len(frame) > maxFrameBytes {
+		return nil, &Error{Op: "decode", Msg: "frame too large", corrupt: true}
 	}
 	rc := C.frvpx_dec_decode(d.c, (*C.uint8_t)(unsafe.Pointer(&frame[0])), C.size_t(len(frame)))
 	if rc != C.VPX_CODEC_OK {

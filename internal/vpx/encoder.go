@@ -16,9 +16,13 @@ import (
 
 // Encoder defaults.
 const (
-	DefaultBitrateKbps      = 1500
-	DefaultFPS              = 30
-	DefaultCPUUsed          = 10
+	DefaultBitrateKbps = 1500
+	DefaultFPS         = 30
+	// DefaultCPUUsed fixes libvpx's real-time speed at 6, WebRTC's own VP8 default. On the
+	// noisy 640x480 benchmark fixture it encodes a frame in ~2.9 ms at 44.0 dB luma PSNR,
+	// against ~8 ms and 44.8 dB for the adaptive settings 8..10 and ~2.2 ms and 42.1 dB for
+	// the fastest setting (see BenchmarkEncode640).
+	DefaultCPUUsed          = -6
 	DefaultThreads          = 1
 	DefaultKeyFrameInterval = 3000
 
@@ -34,10 +38,12 @@ type EncoderConfig struct {
 	// FPS is the nominal frame rate (default 30). Rate control follows the actual spacing of
 	// the presentation times; FPS only sizes the first frame and the key-frame size cap.
 	FPS int
-	// CPUUsed is VP8's cpu-used (speed) setting, -16..16 (default 10). With the real-time
-	// deadline a positive value n lets libvpx pick its speed automatically so that encoding
-	// takes at most (16-n)/16 of a frame interval; a negative value -n fixes the speed at n.
-	// Higher magnitudes are faster and lower quality. 0 selects the default.
+	// CPUUsed is VP8's cpu-used setting, -16..16 (default DefaultCPUUsed, -6). With the
+	// real-time deadline a negative value -n fixes libvpx's speed at n (4..16), and a
+	// positive value n lets libvpx adapt its speed, from measured wall-clock encode times,
+	// so that encoding takes at most (16-n)/16 of the frame interval: speed, and so quality,
+	// then depend on the machine and its load. Higher speeds are faster and lower quality.
+	// 0 selects the default.
 	CPUUsed int
 	// Threads is the number of encoder threads (default 1).
 	Threads int
