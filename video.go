@@ -164,6 +164,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		defer out.close(s)
 	}
 	scratch := &frameScratch{}
+	frame := &VideoFrame{} // reused: the handler may not keep it past its return
 	var (
 		lastTS    uint32
 		unwrapped int64
@@ -226,7 +227,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			continue
 		}
 		lastSent = unwrapped
-		frame := &VideoFrame{
+		*frame = VideoFrame{
 			Image:        img,
 			Timestamp:    time.Duration(unwrapped) * time.Second / 90000,
 			RTPTimestamp: ts,
