@@ -1,0 +1,107 @@
+// Command phone serves a voice agent reachable by telephone (Twilio Media Streams), by
+// WebSocket and from the built-in page: a ReplyOnPause "parrot" that greets the caller with
+// a beep and, each time they pause, plays back what they said. Pressing a key logs the
+// digit; pressing # hangs up.
+//
+//	go run ./examples/phone -addr 127.0.0.1:8000
+//
+// To call it, expose the server over HTTPS (Twilio only connects to wss:// streams), e.g.
+// with `ngrok http 8000`, and in the Twilio console set your number's "A call comes in"
+// webhook to https://<public host>/telephone/incoming (HTTP POST). The TwiML it answers
+// points Twilio at wss://<public host>/telephone/handler; the host is taken from the
+// request, or from X-Forwarded-Host / X-Forwarded-Proto set by the proxy. With -twilio-token
+// (or TWILIO_AUTH_TOKEN) set, requests without a valid X-Twilio-Signature are refused.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"iter"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	token := flag.String("twilio-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN; empty: no validation)")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	// parrot answers each utterance with the utterance itself.
+	parrot := func(ctx context.Context, s *fastrtc.Session, utterance fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		log.Info("utterance", "session", s.ID(), "from", s.Metadata()["From"], "seconds", utterance.Duration().Seconds())
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
+			yield(utterance, nil)
+		}
+	}
+	// greet says hello with two short beeps.
+	greet := func(ctx context.Context, s *fastrtc.Session) iter.Seq2[fastrtc.AudioFrame, error] {
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
+			for _, hz := range []float64{660, 880} {
+				if !yield(beep(16000, hz, 150*time.Millisecond), nil) {
+					return
+				}
+			}
+		}
+	}
+	opts := []fastrtc.Option{
+		fastrtc.WithLogger(log),
+		fastrtc.WithConcurrencyLimit(10),
+		fastrtc.WithTimeLimit(10 * time.Minute),
+		fastrtc.WithDTMF(func(s *fastrtc.Session, digit string) {
+			log.Info("dtmf", "session", s.ID(), "digit", digit)
+			if digit == "#" {
+				s.CloseStream("caller pressed #")
+			}
+		}),
+	}
+	if *token != "" {
+		opts = append(opts, fastrtc.WithTwilioAuthToken(*token))
+	}
+	// 16 kHz is plenty for speech (telephone audio is 8 kHz).
+	agent := fastrtc.NewReplyOnPause(parrot, fastrtc.WithStartup(greet), fastrtc.WithPauseInputRate(16000))
+	stream, err := fastrtc.New(agent, fastrtc.Audio, fastrtc.SendReceive, opts...)
+	if err != nil {
+		log.Error("stream", "err", err)
+		os.Exit(1)
+	}
+
+	srv := &http.Server{Addr: *addr, Handler: stream.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Info("serving", "page", "http://"+*addr+"/", "twilio webhook", "https://<public host>/telephone/incoming",
+		"signature validation", *token != "")
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serve", "err", err)
+		os.Exit(1)
+	}
+	if err := stream.Close(); err != nil {
+		log.Error("close", "err", err)
+	}
+}
+
+// beep returns a tone of length d with short fades.
+func beep(rate int, hz float64, d time.Duration) fastrtc.AudioFrame {
+	n := int(d * time.Duration(rate) / time.Second)
+	out := make([]float32, n)
+	fade := rate / 100
+	for i := range out {
+		env := math.Min(1, math.Min(float64(i), float64(n-1-i))/float64(fade))
+		out[i] = float32(0.3 * env * math.Sin(2*math.Pi*hz*float64(i)/float64(rate)))
+	}
+	return fastrtc.AudioFromFloat32(rate, 1, out)
+}

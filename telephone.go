@@ -1,0 +1,339 @@
+package fastrtc
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// The keys of Session.Metadata on the telephone route. The call's custom parameters (the
+// <Parameter> elements of its <Stream>) are added under their own names; they never
+// replace these keys. POST /telephone/incoming passes the caller's and callee's numbers as
+// the custom parameters "From" and "To".
+//
+// # The telephone routes
+//
+// POST (or GET) /telephone/incoming is the Twilio voice webhook: it answers with TwiML that
+// says a short greeting and connects the call to /telephone/handler. The Stream URL is built
+// from the request: the host with its port (X-Forwarded-Host or the Forwarded header behind
+// a proxy), wss or ws after the scheme (X-Forwarded-Proto or Forwarded proto, else whether
+// the request came over TLS), and the path the webhook was called under (so the mount
+// prefix is kept). Twilio only connects to wss URLs: serve over HTTPS or behind a TLS proxy.
+//
+// GET /telephone/handler speaks Twilio Media Streams. The session's id is the stream's
+// streamSid. Twilio's audio (8 kHz mu-law) is resampled to the handler's input rate, and the
+// handler's audio is sent back as 8 kHz mu-law media messages of 20 ms, paced in real time.
+// Session.ClearAudio (which ReplyOnPause calls on an interruption) also sends Twilio a
+// "clear" message, so that the caller stops hearing the interrupted reply at once. DTMF
+// digits reach the handler (DTMFReceiver, WithDTMF); "mark" events are accepted; "stop", or
+// the connection closing, ends the session. Control messages (Session.Send, Log, Warn, and
+// errors) are not sent to Twilio, which accepts only media, mark and clear messages; they
+// are logged at debug level. Closing the session (Session.CloseStream) closes the
+// WebSocket, after the queued audio was sent, and Twilio goes on with the TwiML after
+// <Connect>: it says "The call has been disconnected." and hangs up.
+//
+// Both routes check X-Twilio-Signature when WithTwilioAuthToken is set.
+const (
+	// MetaStreamSID is the Twilio Media Stream's id, also the session's ID.
+	MetaStreamSID = "streamSid"
+	// MetaCallSID is the id of the call.
+	MetaCallSID = "callSid"
+	// MetaAccountSID is the id of the Twilio account.
+	MetaAccountSID = "accountSid"
+)
+
+// DTMFReceiver is implemented by audio handlers that want the keypad digits a telephone
+// caller presses (Twilio "dtmf" events). DTMF is called on the session's reader goroutine,
+// never concurrently with Receive; it should return quickly. A panic ends the session.
+type DTMFReceiver interface {
+	DTMF(s *Session, digit string)
+}
+
+// WithDTMF calls fn with every keypad digit pressed on a telephone session, after the
+// handler's DTMF method if it has one (handlers such as ReplyOnPause, whose per-connection
+// instances are not yours, get digits this way). fn runs like DTMFReceiver.DTMF.
+func WithDTMF(fn func(s *Session, digit string)) Option {
+	return func(c *config) { c.ws.dtmf = fn }
+}
+
+// WithTwilioAuthToken turns on the validation of Twilio's X-Twilio-Signature header (off by
+// default) with the account's auth token: POST /telephone/incoming and the WebSocket
+// handshake of /telephone/handler then answer 403 to requests whose signature is missing or
+// wrong. The signature is checked against the URL Twilio called, rebuilt from the request
+// (scheme and host from X-Forwarded-Proto, X-Forwarded-Host or Forwarded behind a proxy),
+// with and without the default port, as Twilio's own libraries do.
+func WithTwilioAuthToken(token string) Option {
+	return func(c *config) { c.ws.twilioToken = token }
+}
+
+// twilioStart is the "start" object of Twilio's start message.
+type twilioStart struct {
+	AccountSID       string         `json:"accountSid"`
+	StreamSID        string         `json:"streamSid"`
+	CallSID          string         `json:"callSid"`
+	Tracks           []string       `json:"tracks"`
+	CustomParameters map[string]any `json:"customParameters"`
+}
+
+// metadata returns the session metadata of a telephone call.
+func (st *twilioStart) metadata(streamSID string) map[string]string {
+	meta := make(map[string]string, 3+len(st.CustomParameters))
+	for k, v := range st.CustomParameters {
+		if s, ok := v.(string); ok {
+			meta[k] = s
+		} else if b, err := json.Marshal(v); err == nil {
+			meta[k] = string(b)
+		}
+	}
+	meta[MetaStreamSID] = streamSID
+	for k, v := range map[string]string{MetaCallSID: st.CallSID, MetaAccountSID: st.AccountSID} {
+		if v != "" {
+			meta[k] = v
+		} else {
+			delete(meta, k)
+		}
+	}
+	return meta
+}
+
+// deliverDTMF gives a digit to the handler and to the WithDTMF function.
+func (s *Stream) deliverDTMF(sess *Session, digit string) {
+	sess.log.Debug("telephone: dtmf", "digit", digit)
+	if r, ok := sess.handler.(DTMFReceiver); ok {
+		r.DTMF(sess, digit)
+	}
+	if fn := s.cfg.ws.dtmf; fn != nil {
+		fn(sess, digit)
+	}
+}
+
+// sendClear tells Twilio to drop the audio it buffered (the session's audioOut.onClear).
+func (t *wsConn) sendClear() {
+	sid, _ := json.Marshal(t.streamSID)
+	if err := t.write(fmt.Appendf(nil, `{"event":"clear","streamSid":%s}`, sid)); err != nil {
+		t.log.Debug("telephone: clear", "err", err)
+	}
+}
+
+// serveTelephoneHandler is GET /telephone/handler: Twilio Media Streams.
+func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ws.twilioToken != "" && !s.twilioSignatureValid(r, nil, true) {
+		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
+		return
+	}
+	up := s.upgrader()
+	up.CheckOrigin = func(*http.Request) bool { return true } // Twilio sends no Origin; signatures guard this route
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("telephone upgrade", "err", err)
+		return
+	}
+	s.runWS(newWSConn(s, conn, true))
+}
+
+// serveTelephoneIncoming is POST /telephone/incoming: the Twilio voice webhook.
+func (s *Stream) serveTelephoneIncoming(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "POST, GET")
+		writeError(w, http.StatusMethodNotAllowed, "use POST (or GET)")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.maxBody)
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid form: %v", err))
+		return
+	}
+	if s.cfg.ws.twilioToken != "" && !s.twilioSignatureValid(r, r.PostForm, false) {
+		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
+		return
+	}
+	scheme, host := externalOrigin(r)
+	if host == "" {
+		writeError(w, http.StatusBadRequest, "no Host in the request")
+		return
+	}
+	wsScheme := "ws"
+	if scheme == "https" {
+		wsScheme = "wss"
+	}
+	streamURL := wsScheme + "://" + host + basePath(r, "/telephone/incoming", s.cfg.prefix) + "/telephone/handler"
+
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><Response><Say>Connecting to the AI assistant.</Say><Connect><Stream url="`)
+	xmlEscape(&b, streamURL)
+	b.WriteString(`"`)
+	var params []string
+	for _, name := range []string{"From", "To"} {
+		if v := r.Form.Get(name); v != "" {
+			params = append(params, name, v)
+		}
+	}
+	if len(params) == 0 {
+		b.WriteString(`/>`)
+	} else {
+		b.WriteString(`>`)
+		for i := 0; i < len(params); i += 2 {
+			b.WriteString(`<Parameter name="`)
+			xmlEscape(&b, params[i])
+			b.WriteString(`" value="`)
+			xmlEscape(&b, params[i+1])
+			b.WriteString(`"/>`)
+		}
+		b.WriteString(`</Stream>`)
+	}
+	b.WriteString(`</Connect><Say>The call has been disconnected.</Say></Response>`)
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = io.WriteString(w, b.String())
+}
+
+func xmlEscape(b *strings.Builder, s string) {
+	_ = xml.EscapeText(b, []byte(s))
+}
+
+// externalOrigin returns the scheme ("http" or "https") and host (with its port) the client
+// used, as a proxy in front reports them (X-Forwarded-Proto and X-Forwarded-Host first, then
+// the Forwarded header), else as the request shows them.
+func externalOrigin(r *http.Request) (scheme, host string) {
+	scheme, host = "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if fwd := r.Header.Get("Forwarded"); fwd != "" {
+		first, _, _ := strings.Cut(fwd, ",")
+		for _, pair := range strings.Split(first, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(strings.TrimSpace(v), `"`)
+			switch strings.ToLower(k) {
+			case "proto":
+				scheme = v
+			case "host":
+				host = v
+			}
+		}
+	}
+	if v := firstHeaderValue(r, "X-Forwarded-Proto"); v != "" {
+		scheme = v
+	}
+	if v := firstHeaderValue(r, "X-Forwarded-Host"); v != "" {
+		host = v
+	}
+	switch strings.ToLower(scheme) {
+	case "https", "wss":
+		scheme = "https"
+	default:
+		scheme = "http"
+	}
+	return scheme, host
+}
+
+// firstHeaderValue returns the first of a comma-separated header's values.
+func firstHeaderValue(r *http.Request, name string) string {
+	v, _, _ := strings.Cut(r.Header.Get(name), ",")
+	return strings.TrimSpace(v)
+}
+
+// basePath returns the path under which the route ending in suffix was called (the request
+// line's, so that prefixes stripped by an outer router are kept), or prefix when the path
+// does not end in suffix.
+func basePath(r *http.Request, suffix, prefix string) string {
+	p := r.URL.EscapedPath()
+	if r.RequestURI != "" {
+		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
+			p = u.EscapedPath()
+		}
+	}
+	if strings.HasSuffix(p, suffix) {
+		return strings.TrimSuffix(p, suffix)
+	}
+	return strings.TrimRight(prefix, "/")
+}
+
+// twilioSignatureValid checks the request's X-Twilio-Signature against the URL Twilio called
+// and the POST parameters. For a WebSocket handshake both the ws(s) and http(s) forms of the
+// URL are accepted.
+func (s *Stream) twilioSignatureValid(r *http.Request, params url.Values, websocket bool) bool {
+	sig := r.Header.Get("X-Twilio-Signature")
+	if sig == "" {
+		return false
+	}
+	scheme, host := externalOrigin(r)
+	uri := r.RequestURI
+	if uri == "" || !strings.HasPrefix(uri, "/") {
+		uri = r.URL.RequestURI()
+	}
+	schemes := []string{scheme}
+	if websocket {
+		schemes = append(schemes, map[string]string{"https": "wss", "http": "ws"}[scheme])
+	}
+	ok := false
+	for _, sc := range schemes {
+		for _, u := range urlPortVariants(sc, host, uri) {
+			want := twilioSignature(s.cfg.ws.twilioToken, u, params)
+			if hmac.Equal([]byte(want), []byte(sig)) {
+				ok = true
+			}
+		}
+	}
+	return ok
+}
+
+// urlPortVariants returns the URL with and without its port (the scheme's default port is
+// added when there is none), as Twilio may sign either.
+func urlPortVariants(scheme, host, uri string) []string {
+	hostname, port, err := net.SplitHostPort(host)
+	if err != nil { // no port
+		hostname, port = strings.Trim(host, "[]"), ""
+	}
+	bare := hostname
+	if strings.Contains(hostname, ":") {
+		bare = "[" + hostname + "]"
+	}
+	def := "80"
+	if scheme == "https" || scheme == "wss" {
+		def = "443"
+	}
+	if port == "" {
+		port = def
+	}
+	return []string{
+		scheme + "://" + bare + uri,
+		scheme + "://" + net.JoinHostPort(hostname, port) + uri,
+	}
+}
+
+// TwilioSignature computes the X-Twilio-Signature of a request to fullURL with the POST
+// parameters params (nil for GET requests and WebSocket handshakes): the base64 HMAC-SHA1,
+// keyed with authToken, of the URL followed by each parameter's name and value, sorted by
+// name (and by value for repeated names). It is exported for tests and for clients that
+// sign their own requests.
+func twilioSignature(authToken, fullURL string, params url.Values) string {
+	mac := hmac.New(sha1.New, []byte(authToken))
+	_, _ = io.WriteString(mac, fullURL)
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vals := slices.Clone(params[k])
+		slices.Sort(vals)
+		vals = slices.Compact(vals)
+		for _, v := range vals {
+			_, _ = io.WriteString(mac, k)
+			_, _ = io.WriteString(mac, v)
+		}
+	}
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}

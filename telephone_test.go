@@ -1,0 +1,409 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"iter"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fastrtc-go/fastrtc/internal/resample"
+)
+
+// twiml is the TwiML of POST /telephone/incoming.
+type twiml struct {
+	XMLName xml.Name `xml:"Response"`
+	Say     []string `xml:"Say"`
+	Stream  struct {
+		URL    string `xml:"url,attr"`
+		Params []struct {
+			Name  string `xml:"name,attr"`
+			Value string `xml:"value,attr"`
+		} `xml:"Parameter"`
+	} `xml:"Connect>Stream"`
+}
+
+func incoming(t *testing.T, method, u string, hdr http.Header, host string, form url.Values) (int, string, twiml) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if host != "" {
+		req.Host = host
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var tw twiml
+	if res.StatusCode == http.StatusOK {
+		if ct := res.Header.Get("Content-Type"); ct != "application/xml" {
+			t.Errorf("Content-Type %q, want application/xml", ct)
+		}
+		if !strings.HasPrefix(string(b), `<?xml version="1.0" encoding="UTF-8"?><Response><Say>Connecting to the AI assistant.</Say><Connect><Stream url="`) {
+			t.Errorf("TwiML %s", b)
+		}
+		if err := xml.Unmarshal(b, &tw); err != nil {
+			t.Fatalf("TwiML %s: %v", b, err)
+		}
+	}
+	return res.StatusCode, string(b), tw
+}
+
+// TestTelephoneIncomingTwiML: the Stream URL is built from the request: host and port,
+// proxy headers, scheme, mount prefix; From and To become stream parameters.
+func TestTelephoneIncomingTwiML(t *testing.T) {
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
+	_, psrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPathPrefix("/agent"))
+	hostport := strings.TrimPrefix(srv.URL, "http://")
+	cases := []struct {
+		name   string
+		srv    string
+		prefix string
+		method string
+		host   string
+		hdr    http.Header
+		want   string
+	}{
+		{"plain", srv.URL, "", "POST", "", nil, "ws://" + hostport + "/telephone/handler"},
+		{"host with port", srv.URL, "", "POST", "phone.example.com:8443", nil, "ws://phone.example.com:8443/telephone/handler"},
+		{"GET", srv.URL, "", "GET", "", nil, "ws://" + hostport + "/telephone/handler"},
+		{"X-Forwarded", srv.URL, "", "POST", "", http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"abc.ngrok.app"}},
+			"wss://abc.ngrok.app/telephone/handler"},
+		{"X-Forwarded lists", srv.URL, "", "POST", "", http.Header{"X-Forwarded-Proto": {"https, http"}, "X-Forwarded-Host": {"a.example:444, b.example"}},
+			"wss://a.example:444/telephone/handler"},
+		{"Forwarded", srv.URL, "", "POST", "", http.Header{"Forwarded": {`for=192.0.2.1;proto=https;host="phone.example.org:8443", for=10.0.0.1`}},
+			"wss://phone.example.org:8443/telephone/handler"},
+		{"prefix", psrv.URL, "/agent", "POST", "", http.Header{"X-Forwarded-Proto": {"https"}},
+			"wss://" + strings.TrimPrefix(psrv.URL, "http://") + "/agent/telephone/handler"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"CallSid": {"CA1"}, "From": {"+15550001"}, "To": {`+1555 & "0002" <x>`}}
+			u := tc.srv + tc.prefix + "/telephone/incoming"
+			if tc.method == "GET" {
+				u += "?" + form.Encode()
+				form = nil
+			}
+			status, body, tw := incoming(t, tc.method, u, tc.hdr, tc.host, form)
+			if status != http.StatusOK {
+				t.Fatalf("HTTP %d %s", status, body)
+			}
+			if tw.Stream.URL != tc.want {
+				t.Errorf("Stream url %q, want %q", tw.Stream.URL, tc.want)
+			}
+			if len(tw.Say) != 2 || tw.Say[1] != "The call has been disconnected." {
+				t.Errorf("Say %q", tw.Say)
+			}
+			params := map[string]string{}
+			for _, p := range tw.Stream.Params {
+				params[p.Name] = p.Value
+			}
+			if params["From"] != "+15550001" || params["To"] != `+1555 & "0002" <x>` || len(params) != 2 {
+				t.Errorf("stream parameters %v", params)
+			}
+		})
+	}
+	t.Run("no parameters", func(t *testing.T) {
+		_, body, _ := incoming(t, "POST", srv.URL+"/telephone/incoming", nil, "", url.Values{})
+		if !strings.Contains(body, `<Stream url="ws://`+hostport+`/telephone/handler"/></Connect>`) {
+			t.Errorf("TwiML %s", body)
+		}
+	})
+	t.Run("PUT", func(t *testing.T) {
+		if status, _, _ := incoming(t, "PUT", srv.URL+"/telephone/incoming", nil, "", nil); status != http.StatusMethodNotAllowed {
+			t.Errorf("HTTP %d, want 405", status)
+		}
+	})
+}
+
+// TestTwilioSignatureVectors checks the algorithm against Twilio's published examples.
+func TestTwilioSignatureVectors(t *testing.T) {
+	u := "https://mycompany.com/myapp.php?foo=1&bar=2"
+	params := url.Values{"CallSid": {"CA1234567890ABCDE"}, "Caller": {"+14158675309"}, "Digits": {"1234"},
+		"From": {"+14158675309"}, "To": {"+18005551212"}}
+	if got := twilioSignature("12345", u, params); got != "RSOYDt4T1cUTdK1PDd93/VVr8B8=" {
+		t.Errorf("signature %s, want RSOYDt4T1cUTdK1PDd93/VVr8B8=", got)
+	}
+	repeated := url.Values{"Sid": {"CA123"}, "SidAccount": {"AC123"}, "Digits": {"5678", "1234", "1234"}}
+	if got := twilioSignature("12345", u, repeated); got != "IK+Dwps556ElfBT0I3Rgjkr1wJU=" {
+		t.Errorf("signature with repeated parameters %s, want IK+Dwps556ElfBT0I3Rgjkr1wJU=", got)
+	}
+}
+
+// TestTelephoneSignature: with an auth token, the webhook and the WebSocket handshake need a
+// valid X-Twilio-Signature, checked against the URL Twilio called.
+func TestTelephoneSignature(t *testing.T) {
+	const token = "tok3n"
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTwilioAuthToken(token))
+	hostport := strings.TrimPrefix(srv.URL, "http://")
+	host, _, _ := strings.Cut(hostport, ":")
+	form := url.Values{"CallSid": {"CA1"}, "From": {"+15550001"}, "To": {"+15550002"}}
+	proxy := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"abc.ngrok.app"}}
+	sign := func(u string, p url.Values, extra http.Header) http.Header {
+		h := http.Header{"X-Twilio-Signature": {twilioSignature(token, u, p)}}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	cases := []struct {
+		name string
+		hdr  http.Header
+		want int
+	}{
+		{"unsigned", nil, http.StatusForbidden},
+		{"signed", sign("http://"+hostport+"/telephone/incoming", form, nil), http.StatusOK},
+		{"signed without the port", sign("http://"+host+"/telephone/incoming", form, nil), http.StatusOK},
+		{"behind a proxy", sign("https://abc.ngrok.app/telephone/incoming", form, proxy), http.StatusOK},
+		{"behind a proxy, default port", sign("https://abc.ngrok.app:443/telephone/incoming", form, proxy), http.StatusOK},
+		{"wrong token", http.Header{"X-Twilio-Signature": {twilioSignature("other", "http://"+hostport+"/telephone/incoming", form)}}, http.StatusForbidden},
+		{"other parameters", sign("http://"+hostport+"/telephone/incoming", url.Values{"CallSid": {"CA2"}}, nil), http.StatusForbidden},
+		{"other URL", sign("http://"+hostport+"/elsewhere", form, nil), http.StatusForbidden},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, body, _ := incoming(t, "POST", srv.URL+"/telephone/incoming", tc.hdr, "", form); status != tc.want {
+				t.Errorf("HTTP %d %s, want %d", status, body, tc.want)
+			}
+		})
+	}
+	t.Run("websocket handshake", func(t *testing.T) {
+		_, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/telephone/handler"), nil)
+		if err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+			t.Fatalf("unsigned handshake: %v, want HTTP 403", err)
+		}
+		res.Body.Close()
+		for _, u := range []string{"wss://abc.ngrok.app/telephone/handler", "https://abc.ngrok.app/telephone/handler"} {
+			c := dialWS(t, wsURL(srv, "/telephone/handler"), sign(u, nil, proxy), true)
+			_ = c.conn.Close()
+		}
+	})
+}
+
+// TestTelephoneCall emulates Twilio: connected, start (with streamSid and custom parameters),
+// the two-utterance fixture as 8 kHz mu-law media every 20 ms, a mark and a DTMF digit, then
+// stop. The first reply (4 s) is interrupted by the second utterance: the server sends
+// "clear". The second reply (2 s) arrives whole, as 8 kHz mu-law paced in real time.
+func TestTelephoneCall(t *testing.T) {
+	type replyInfo struct {
+		meta map[string]string
+		id   string
+	}
+	var (
+		mu      sync.Mutex
+		replies []replyInfo
+		digits  []string
+	)
+	freqs := []float64{400, 1000}
+	lens := []time.Duration{4 * time.Second, 2 * time.Second}
+	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+		mu.Lock()
+		n := len(replies)
+		replies = append(replies, replyInfo{meta: s.Metadata(), id: s.ID()})
+		mu.Unlock()
+		return func(yield func(AudioFrame, error) bool) {
+			if n >= len(freqs) {
+				return
+			}
+			for i := 0; i < int(lens[n]/(20*time.Millisecond)); i++ {
+				if !yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, freqs[n], 0.3, 480, i*480)}, nil) {
+					return
+				}
+			}
+		}
+	}
+	s, srv := newTestStream(t, NewReplyOnPause(reply), Audio, SendReceive,
+		WithDTMF(func(s *Session, d string) {
+			mu.Lock()
+			digits = append(digits, s.ID()+":"+d)
+			mu.Unlock()
+		}))
+	c := dialWS(t, wsURL(srv, "/telephone/handler"), nil, true)
+	const sid = "MZ00000000000000000000000000000001"
+	c.send(map[string]any{"event": "connected", "protocol": "Call", "version": "1.0.0"})
+	c.send(map[string]any{"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": map[string]any{
+		"accountSid": "AC123", "streamSid": sid, "callSid": "CA123", "tracks": []string{"inbound"},
+		"mediaFormat":      map[string]any{"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+		"customParameters": map[string]string{"From": "+15550001", "To": "+15550002"},
+	}})
+
+	pcm48, _ := speechFixture(t)
+	res, err := resample.New(48000, 8000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := res.Process(nil, pcm48)
+	pcm = append(pcm, make([]int16, 8000*3/2)...) // Twilio keeps streaming after the caller stops
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seq := 1
+	done := c.streamAudio(ctx, pcm, 8000, false, func(i int, payload string) any {
+		seq++
+		return map[string]any{"event": "media", "sequenceNumber": strconv.Itoa(seq), "streamSid": sid,
+			"media": map[string]string{"track": "inbound", "chunk": strconv.Itoa(i + 1),
+				"timestamp": strconv.Itoa(i * 20), "payload": payload}}
+	})
+	time.Sleep(time.Second)
+	c.send(map[string]any{"event": "mark", "sequenceNumber": "900", "streamSid": sid, "mark": map[string]string{"name": "m1"}})
+	c.send(map[string]any{"event": "dtmf", "sequenceNumber": "901", "streamSid": sid, "dtmf": map[string]string{"track": "inbound_track", "digit": "5"}})
+	<-done
+	c.send(map[string]any{"event": "stop", "sequenceNumber": "999", "streamSid": sid,
+		"stop": map[string]string{"accountSid": "AC123", "callSid": "CA123"}})
+	if ce := c.waitClosed(5 * time.Second); ce.Code != websocket.CloseNormalClosure {
+		t.Errorf("close %d %q", ce.Code, ce.Text)
+	}
+	waitSessions(t, s, 0)
+
+	// Classify what Twilio received.
+	type frame struct {
+		at    time.Time
+		reply int // 0, 1, or -1 (neither)
+	}
+	var frames []frame
+	var clears []time.Time
+	for {
+		m, ok := c.next(0)
+		if !ok {
+			break
+		}
+		if m.str("streamSid") != sid {
+			t.Errorf("message without streamSid %s: %s", sid, m.raw)
+		}
+		switch m.str("event") {
+		case "media":
+			p := mediaPCM(t, m, false)
+			if len(p) != 160 {
+				t.Fatalf("media of %d samples, want 160 (20 ms at 8 kHz)", len(p))
+			}
+			f := frame{at: m.at, reply: -1}
+			for i, hz := range freqs {
+				if goertzelPower(p, 8000, hz) > 0.5 {
+					f.reply = i
+				}
+			}
+			frames = append(frames, f)
+		case "clear":
+			if len(m.m) != 2 {
+				t.Errorf("clear message %s", m.raw)
+			}
+			clears = append(clears, m.at)
+		default:
+			t.Errorf("Twilio was sent %s; it accepts only media, mark and clear", m.raw)
+		}
+	}
+	var first, second []time.Time
+	for _, f := range frames {
+		switch f.reply {
+		case 0:
+			first = append(first, f.at)
+		case 1:
+			second = append(second, f.at)
+		}
+	}
+	if len(first) < 10 || len(first) > 150 {
+		t.Errorf("%d frames of the first reply, want it cut well before its 200", len(first))
+	}
+	if n := len(second); n < 97 || n > 101 {
+		t.Fatalf("%d frames of the second reply, want 100", n)
+	}
+	span := second[len(second)-1].Sub(second[0]) + frameDuration
+	t.Logf("frames: %d of reply 1, %d of reply 2 over %.3f s, %d other; %d clears", len(first), len(second), span.Seconds(), len(frames)-len(first)-len(second), len(clears))
+	if math.Abs(span.Seconds()-2) > 2*0.05 {
+		t.Errorf("2 s of reply took %.3f s to arrive, want 2 s ± 5%%", span.Seconds())
+	}
+	// Barge-in: a clear after the first reply began and before the second; the first
+	// reply's audio stops there.
+	var barge time.Time
+	for _, at := range clears {
+		if len(first) > 0 && at.After(first[0]) && at.Before(second[0]) {
+			barge = at
+		}
+	}
+	if barge.IsZero() {
+		t.Fatalf("no clear between the replies (clears at %v)", clears)
+	}
+	late := 0
+	for _, at := range first {
+		if at.After(barge) {
+			late++
+		}
+	}
+	if late > 1 {
+		t.Errorf("%d frames of the interrupted reply after the clear", late)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(replies) != 2 {
+		t.Fatalf("%d replies, want 2", len(replies))
+	}
+	want := map[string]string{MetaStreamSID: sid, MetaCallSID: "CA123", MetaAccountSID: "AC123", "From": "+15550001", "To": "+15550002"}
+	if got := fmt.Sprint(replies[0].meta); got != fmt.Sprint(want) || replies[0].id != sid {
+		t.Errorf("session %s metadata %v, want id %s and %v", replies[0].id, got, sid, want)
+	}
+	if len(digits) != 1 || digits[0] != sid+":5" {
+		t.Errorf("DTMF %v, want [%s:5]", digits, sid)
+	}
+}
+
+// dtmfEcho is an echo handler that receives DTMF digits itself.
+type dtmfEcho struct {
+	AudioHandler
+	got chan string
+}
+
+func (h *dtmfEcho) DTMF(s *Session, digit string) { h.got <- digit }
+
+// TestTelephoneDTMFReceiver: a handler implementing DTMFReceiver gets the digits, and a
+// telephone session with bad input from "Twilio" only logs it.
+func TestTelephoneDTMFReceiver(t *testing.T) {
+	got := make(chan string, 4)
+	factory := AudioHandlerFactory(func() AudioHandler { return &dtmfEcho{AudioHandler: echoFactory()(), got: got} })
+	s, srv := newTestStream(t, factory, Audio, SendReceive)
+	c := dialWS(t, wsURL(srv, "/telephone/handler"), nil, true)
+	c.send(map[string]any{"event": "media", "streamSid": "MZd", "media": map[string]string{"payload": "AAAA"}})
+	c.send(map[string]any{"event": "start", "streamSid": "MZd", "start": map[string]any{"streamSid": "MZd"}})
+	c.sendText(`not json`)
+	c.send(map[string]any{"event": "media", "streamSid": "MZd", "media": map[string]string{"payload": "!!"}})
+	c.send(map[string]any{"event": "future-event"})
+	c.send(map[string]any{"event": "dtmf", "streamSid": "MZd", "dtmf": map[string]string{"digit": "#"}})
+	select {
+	case d := <-got:
+		if d != "#" {
+			t.Errorf("digit %q", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DTMF")
+	}
+	waitSessions(t, s, 1)
+	c.send(map[string]any{"event": "stop", "streamSid": "MZd"})
+	c.waitClosed(5 * time.Second)
+	if m, ok := c.next(0); ok {
+		t.Errorf("Twilio was sent %s", m.raw)
+	}
+	waitSessions(t, s, 0)
+}
