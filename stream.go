@@ -36,6 +36,9 @@ type Stream struct {
 	wg       sync.WaitGroup // one per live session
 
 	codecs atomic.Int64 // open codec contexts, for leak checks (Stats)
+
+	closeCtx    context.Context // done when Close begins: ends connections without a session yet
+	closeCancel context.CancelFunc
 }
 
 // config holds the options of a Stream.
@@ -83,7 +86,8 @@ func WithConcurrencyLimit(n int) Option { return func(c *config) { c.concurrency
 // WithTimeLimit ends every session d after it connected; 0 (the default) means no limit.
 func WithTimeLimit(d time.Duration) Option { return func(c *config) { c.timeLimit = d } }
 
-// WithConnectTimeout closes a WebRTC session that has not connected within d (default 30 s).
+// WithConnectTimeout closes a WebRTC session that has not connected within d, and a WebSocket
+// that has not sent its start message within d (default 30 s).
 func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
 
 // WithSkipFrames sets whether a video handler slower than its input skips frames (the
@@ -162,6 +166,7 @@ func New(handler any, modality Modality, mode Mode, opts ...Option) (*Stream, er
 		log:      cfg.logger,
 		sessions: make(map[string]*Session),
 	}
+	s.closeCtx, s.closeCancel = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -360,6 +365,7 @@ func (s *Stream) release(sess *Session) {
 // Close ends every session, refuses new ones, and waits until all sessions' goroutines have
 // returned. It is idempotent.
 func (s *Stream) Close() error {
+	s.closeCancel()
 	s.mu.Lock()
 	s.closed = true
 	live := make([]*Session, 0, len(s.sessions))

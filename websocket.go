@@ -407,6 +407,9 @@ func describeJSONError(err error) string {
 // opens a session, then hands reading to the session and waits for it to end.
 func (s *Stream) runWS(t *wsConn) {
 	defer func() { _ = t.conn.Close() }()
+	// Stream.Close ends a connection that has not started a session yet.
+	stop := context.AfterFunc(s.closeCtx, func() { _ = t.conn.Close() })
+	defer stop()
 	// Before start, the connection must start within the connect timeout.
 	if err := t.conn.SetReadDeadline(time.Now().Add(s.cfg.connectTimeout)); err != nil {
 		return
