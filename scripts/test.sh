@@ -16,6 +16,10 @@ go vet ./...
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 
+echo "== go test -race (codecs, and the sessions' concurrency paths)"
+go test -race -count=1 -timeout 15m ./internal/...
+go test -race -count=1 -timeout 15m -run 'TestOfferFailures|TestConcurrencyLimit|TestTimeLimit|TestDataChannel|TestHandlerPanic|TestVideoFlip|TestAudioEcho|TestReplyOnPause|TestAudioVideo|TestWebSocketBadInput|TestTelephoneCall' .
+
 if [ "${1:-}" = "-short" ]; then exit 0; fi
 if [ -d e2e ]; then
   echo "== browser tests (headless Chromium, no network but loopback)"
