@@ -11,7 +11,8 @@ import (
 //
 // The frame's image is the decoder's own 4:2:0 buffer, handed over without a copy: it and
 // anything derived from it with the methods below are valid only until the handler returns.
-// Copy what you keep. Pixel layout: Y, Cb and Cr planes (BT.601, limited range) as in
+// Copy what you keep. Image is READ-ONLY: the decoder predicts the next frames from it, so
+// writing into it corrupts them; use Writable for a copy to draw on. Pixel layout: Y, Cb and Cr planes (BT.601, limited range) as in
 // image.YCbCr; RGBA returns red, green, blue, alpha bytes per pixel, row by row, top row first.
 type VideoFrame struct {
 	// Image is the decoded picture.
@@ -34,6 +35,7 @@ type VideoFrame struct {
 type frameScratch struct {
 	rgba *image.RGBA
 	flip *image.YCbCr
+	copy *image.YCbCr
 }
 
 // RGBA converts the frame to RGBA into a buffer the session reuses (valid until the handler
@@ -60,4 +62,14 @@ func (f *VideoFrame) FlipVertical() *image.YCbCr {
 func (f *VideoFrame) Size() (w, h int) {
 	b := f.Image.Rect
 	return b.Dx(), b.Dy()
+}
+
+// Writable returns a copy of the frame's image that the handler may modify and return,
+// written into a buffer the session reuses (valid until the handler returns).
+func (f *VideoFrame) Writable() *image.YCbCr {
+	if f.scratch == nil {
+		return yuv.Copy(nil, f.Image)
+	}
+	f.scratch.copy = yuv.Copy(f.scratch.copy, f.Image)
+	return f.scratch.copy
 }

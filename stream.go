@@ -272,7 +272,9 @@ func (s *Stream) newAPI() (*webrtc.API, error) {
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	// A client that vanishes without closing is noticed after ~4 s without traffic and its
+	// session ends ~6 s later (pion's defaults: 5 s + 25 s).
+	se.SetICETimeouts(4*time.Second, 6*time.Second, 2*time.Second)
 	if s.cfg.settingEngine != nil {
 		s.cfg.settingEngine(&se)
 	}

@@ -109,13 +109,14 @@ func (s *Stream) serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Stop accepting, then end the sessions (which ends their /outputs streams), then wait
-	// briefly for the remaining requests.
-	_ = ln.Close()
+	// Stop accepting (Shutdown closes the listener at once, then waits for the open requests),
+	// end the sessions, which ends their /outputs streams, and wait briefly for the rest.
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(sctx) }()
 	cerr := s.CloseContext(sctx)
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := <-shut; err != nil {
 		_ = srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

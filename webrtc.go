@@ -163,7 +163,13 @@ func (st *rtcState) flush(d time.Duration) {
 		st.mu.Lock()
 		dc := st.dc
 		st.mu.Unlock()
-		if dc == nil || dc.BufferedAmount() == 0 {
+		if pcs := st.sess.pc.ConnectionState(); pcs == webrtc.PeerConnectionStateClosed || pcs == webrtc.PeerConnectionStateFailed {
+			return // the client has gone: nothing more will leave
+		}
+		if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+			return
+		}
+		if dc.BufferedAmount() == 0 {
 			time.Sleep(20 * time.Millisecond) // let SCTP put the last message on the wire
 			return
 		}
