@@ -226,9 +226,7 @@ func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
 		return nil
 	}
 	h.chunk = append(h.chunk, f.Samples...)
-	n16 := len(h.v16)
 	h.v16 = h.res.Process(h.v16, f.Samples)
-	_ = n16
 	i := 0
 	for ; i+320 <= len(h.v16); i += 320 {
 		speech, err := h.vad.IsSpeech(h.v16[i : i+320])
@@ -294,7 +292,7 @@ func (h *pauseHandler) resetTurn() {
 	h.v16 = h.v16[:0]
 }
 
-// utterance returns the current turn's audio, trimmed to the speech plus padding.
+// utteranceLocked returns the current turn's audio, trimmed to the speech plus padding.
 func (h *pauseHandler) utteranceLocked() AudioFrame {
 	audio := append(h.utter, h.chunk...)
 	if h.cfg.pad >= 0 && h.first >= 0 {

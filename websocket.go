@@ -408,7 +408,10 @@ func describeJSONError(err error) string {
 func (s *Stream) runWS(t *wsConn) {
 	defer func() { _ = t.conn.Close() }()
 	// Stream.Close ends a connection that has not started a session yet.
-	stop := context.AfterFunc(s.closeCtx, func() { _ = t.conn.Close() })
+	stop := context.AfterFunc(s.closeCtx, func() {
+		t.writeClose(websocket.CloseGoingAway, "stream closed")
+		_ = t.conn.SetReadDeadline(time.Now().Add(wsCloseWait))
+	})
 	defer stop()
 	// Before start, the connection must start within the connect timeout.
 	if err := t.conn.SetReadDeadline(time.Now().Add(s.cfg.connectTimeout)); err != nil {
@@ -437,6 +440,9 @@ func (s *Stream) runWS(t *wsConn) {
 		case "start":
 			sess, ok := s.startWS(t, &m)
 			if sess != nil {
+				if !stop() { // Stream.Close began: it closes the session itself, with 1000
+					_ = t.conn.SetReadDeadline(time.Time{})
+				}
 				s.runWSSession(t, sess)
 				return
 			}
