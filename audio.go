@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// AudioFrame is a block of 16-bit PCM audio.
+// AudioFrame is a block of 16-bit PCM audio. It is a plain value; frames given to handlers
+// document how long their Samples stay valid.
 type AudioFrame struct {
 	// SampleRate in Hz.
 	SampleRate int
@@ -265,6 +266,7 @@ type funcHandler struct {
 	last []int16 // the buffer Emit returned last: free again at the next Emit
 }
 
+// Receive runs fn and queues its output.
 func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
 	out, err := h.fn(s, f)
 	if err != nil || len(out.Samples) == 0 {
@@ -283,6 +285,7 @@ func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
 	return nil
 }
 
+// Emit returns the next queued output, waiting on ctx.
 func (h *funcHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 	if h.last != nil {
 		select {

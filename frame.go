@@ -7,7 +7,8 @@ import (
 	"github.com/fastrtc-go/fastrtc/internal/yuv"
 )
 
-// VideoFrame is one decoded input video frame.
+// VideoFrame is one decoded input video frame. It belongs to the handler call it is given
+// to: not safe for use by other goroutines or after the call returns.
 //
 // The frame's image is the decoder's own 4:2:0 buffer, handed over without a copy: it and
 // anything derived from it with the methods below are valid only until the handler returns.

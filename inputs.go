@@ -163,6 +163,7 @@ type InputError struct {
 	Reason string // what was wrong
 }
 
+// Error says which input was rejected and why.
 func (e *InputError) Error() string {
 	return fmt.Sprintf("fastrtc: invalid input %q: %s", e.Field, e.Reason)
 }

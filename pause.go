@@ -23,8 +23,11 @@ type VAD interface {
 // webrtcVAD is the default VAD: the classic WebRTC VAD (libwebrtc-audio-processing).
 type webrtcVAD struct{ v *vad.VAD }
 
+// IsSpeech classifies a 20 ms frame at 16 kHz.
 func (w webrtcVAD) IsSpeech(frame []int16) (bool, error) { return w.v.IsSpeech(16000, frame) }
-func (w webrtcVAD) Close() error                         { return w.v.Close() }
+
+// Close frees the detector.
+func (w webrtcVAD) Close() error { return w.v.Close() }
 
 // NewWebRTCVAD returns the WebRTC voice activity detector with aggressiveness mode 0 (least)
 // to 3 (most); ReplyOnPause uses mode 3 by default.
@@ -126,6 +129,10 @@ func WithVAD(newVAD func() (VAD, error)) PauseOption {
 // The algorithm and defaults are FastRTC's: audio is judged in chunks of 0.6 s; a chunk with
 // more than 0.2 s of speech starts a turn; once started, a chunk with less than 0.1 s of
 // speech is a pause. The VAD runs on 16 kHz audio (the WebRTC VAD by default).
+//
+// A ReplyOnPause is immutable and safe for concurrent use; each session's copy runs Receive
+// on the audio input goroutine, Emit on the output goroutine and each reply on a goroutine
+// of its own.
 type ReplyOnPause struct {
 	reply ReplyFunc
 	cfg   pauseConfig
