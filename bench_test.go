@@ -155,7 +155,7 @@ func BenchmarkVP8DecodeEncode640(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dec.Close()
-	enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: 1500, FPS: 30, CPUUsed: vpx.DefaultCPUUsed, Threads: 1})
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: 1500, FPS: 30, CPUUsed: defaultVP8Speed, Threads: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -42,6 +42,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -61,7 +62,21 @@ func main() {
 	kindList := flag.String("kind", "flip", "comma-separated kinds, or \"all\": "+strings.Join(allKinds, ", "))
 	verbose := flag.Bool("v", false, "debug logging")
 	loopback := flag.Bool("loopback", true, "gather ICE candidates on loopback only (tests)")
+	vp8Speed := flag.Int("vp8speed", 0, "libvpx cpu-used for the video streams (0: the library's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until shutdown (load tests)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	level := slog.LevelInfo
 	if *verbose {
@@ -95,6 +110,9 @@ func main() {
 			continue
 		}
 		opts := []fastrtc.Option{fastrtc.WithLogger(log.With("kind", k))}
+		if *vp8Speed != 0 {
+			opts = append(opts, fastrtc.WithVP8Speed(*vp8Speed))
+		}
 		if prefix != "" {
 			opts = append(opts, fastrtc.WithPathPrefix(prefix))
 		}
