@@ -35,6 +35,7 @@ type audioOut struct {
 	space   chan struct{} // cap 1: the queue shrank below maxAhead
 	drained chan struct{} // cap 1: the queue ran empty
 	sent    int64         // frames taken for sending
+	gen     uint64        // incremented by clear: a frame taken before a clear is not sent
 }
 
 func newAudioOut(rate, channels int, sink func([]int16, bool) error) *audioOut {
@@ -118,6 +119,7 @@ func convertChannels(scratch *[]int16, src []int16, from, to int) []int16 {
 func (o *audioOut) clear() {
 	o.mu.Lock()
 	o.buf = o.buf[:0]
+	o.gen++
 	if o.res != nil {
 		o.res.Reset()
 	}
@@ -222,10 +224,17 @@ func (o *audioOut) run(ctx context.Context) error {
 		k := copy(frame, o.buf)
 		o.buf = o.buf[:copy(o.buf, o.buf[k:])]
 		o.sent++
+		gen := o.gen
 		o.mu.Unlock()
 		clear(frame[k:])
 		signal(o.space)
 		if k == 0 { // cleared meanwhile
+			continue
+		}
+		o.mu.Lock()
+		stale := gen != o.gen // cleared while this frame was being taken
+		o.mu.Unlock()
+		if stale {
 			continue
 		}
 		if err := o.sink(frame, resumed); err != nil {
