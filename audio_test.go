@@ -388,13 +388,15 @@ func TestReplyOnPauseTwoUtterances(t *testing.T) {
 	}
 }
 
-// TestReplyOnPauseInterrupt: the first utterance's reply is long (4 s); the second
+// TestReplyOnPauseInterrupt: the first utterance's reply is long (6 s); the second
 // utterance starts 1.5 s after the first ends, during the reply.
 func TestReplyOnPauseInterrupt(t *testing.T) {
-	for _, canInterrupt := range []bool{true, false} {
-		t.Run(map[bool]string{true: "on", false: "off"}[canInterrupt], func(t *testing.T) {
-			rec := &replyRecorder{replyLen: 4 * time.Second}
-			_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithCanInterrupt(canInterrupt)), Audio, SendReceive)
+	for _, mode := range []string{"on", "on-at-pause", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			canInterrupt := mode != "off"
+			rec := &replyRecorder{replyLen: 6 * time.Second}
+			_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithCanInterrupt(canInterrupt),
+				WithInterruptOnSpeechStart(mode == "on")), Audio, SendReceive)
 			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 			c.connect()
 			ctx, cancel := context.WithCancel(context.Background())
@@ -403,7 +405,7 @@ func TestReplyOnPauseInterrupt(t *testing.T) {
 			done := c.sendAudio(ctx, pcm, nil)
 			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
 			<-done
-			time.Sleep(5 * time.Second)
+			time.Sleep(6 * time.Second)
 			utts, _, cancelled := rec.snapshot()
 			out, _, _ := capt.snapshot()
 			got := float64(len(out)) / 48000
@@ -411,16 +413,21 @@ func TestReplyOnPauseInterrupt(t *testing.T) {
 				if len(utts) != 2 || cancelled != 1 {
 					t.Errorf("replies %d, cancelled %d; want 2 replies, the first cancelled", len(utts), cancelled)
 				}
-				// The first reply is cut after ~1.5-2 s, the second plays 4 s.
-				if got > 6.8 || got < 4.5 {
-					t.Errorf("received %.2f s of audio, want about 5.5-6", got)
+				// The first reply is cut when the second utterance starts (~1.2 s in) or, at
+				// pause, when it ends (~2.4 s in); the second reply plays its 4 s.
+				lo, hi := 6.6, 7.8
+				if mode == "on-at-pause" {
+					lo, hi = 8.2, 9.6
+				}
+				if got < lo || got > hi {
+					t.Errorf("received %.2f s of audio, want %.1f-%.1f", got, lo, hi)
 				}
 			} else {
 				if len(utts) != 1 || cancelled != 0 {
 					t.Errorf("replies %d, cancelled %d; want 1 reply, not cancelled", len(utts), cancelled)
 				}
-				if math.Abs(got-4) > 0.3 {
-					t.Errorf("received %.2f s of audio, want the whole 4 s reply", got)
+				if math.Abs(got-6) > 0.3 {
+					t.Errorf("received %.2f s of audio, want the whole 6 s reply", got)
 				}
 			}
 		})
@@ -580,5 +587,119 @@ func TestReplyOnPauseStartupTriggerAndInputs(t *testing.T) {
 	}
 	if v := gotVoice.Load(); v != "bass" {
 		t.Errorf("reply saw voice %v, want the client's posted \"bass\"", v)
+	}
+}
+
+// stereoEcho echoes audio with stereo in and out.
+type stereoEcho struct{ AudioHandler }
+
+func (stereoEcho) AudioLayout() AudioLayout {
+	return AudioLayout{InputChannels: 2, OutputRate: 48000, OutputChannels: 2}
+}
+
+// TestAudioStereoEcho: a stereo handler gets both channels of the client's stereo Opus and
+// its stereo output reaches the client with the channels apart.
+func TestAudioStereoEcho(t *testing.T) {
+	f := AudioHandlerFactory(func() AudioHandler { return stereoEcho{echoFactory()()} })
+	_, srv := newTestStream(t, f, Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: 48000, Channels: 2, BitrateBps: 96000, Complexity: 5, FEC: true, PacketLossPercent: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	l, r := tone(48000, 440, 0.4, 48000*2, 0), tone(48000, 1000, 0.4, 48000*2, 0)
+	go func() {
+		buf := make([]byte, 1500)
+		st := make([]int16, 1920)
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 7}}
+		for i := 0; (i+1)*960 <= len(l); i++ {
+			for j := 0; j < 960; j++ {
+				st[2*j], st[2*j+1] = l[i*960+j], r[i*960+j]
+			}
+			n, err := enc.Encode(st, buf)
+			if err != nil {
+				return
+			}
+			pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = uint16(i), uint32(i*960), buf[:n]
+			_ = c.audio.WriteRTP(&pkt)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	tr := c.remoteTrack(5 * time.Second)
+	dec, err := opus.NewDecoder(48000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var left, right []int16
+	buf := make([]byte, 1500)
+	pcm := make([]int16, 5760*2)
+	var pkt rtp.Packet
+	deadline := time.Now().Add(5 * time.Second)
+	for len(left) < 48000 && time.Now().Before(deadline) {
+		_ = tr.SetReadDeadline(deadline)
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			break
+		}
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		k, err := dec.Decode(pkt.Payload, pcm)
+		if err != nil {
+			continue
+		}
+		for j := 0; j < k; j++ {
+			left, right = append(left, pcm[2*j]), append(right, pcm[2*j+1])
+		}
+	}
+	if len(left) < 48000 {
+		t.Fatalf("%d stereo samples back", len(left))
+	}
+	lb, rb := left[9600:], right[9600:]
+	// Each channel carries its own tone, and little of the other's.
+	if own, other := goertzelPower(lb, 48000, 440), goertzelPower(lb, 48000, 1000); own < 0.8 || other > 0.1 {
+		t.Errorf("left channel: 440 Hz power %.2f, 1000 Hz %.2f", own, other)
+	}
+	if own, other := goertzelPower(rb, 48000, 1000), goertzelPower(rb, 48000, 440); own < 0.8 || other > 0.1 {
+		t.Errorf("right channel: 1000 Hz power %.2f, 440 Hz %.2f", own, other)
+	}
+}
+
+// TestAudioSendModeOutputs: in send mode the handler hears the client and reports over
+// /outputs; no audio goes back.
+func TestAudioSendModeOutputs(t *testing.T) {
+	h := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
+		if err := s.Emit(math.Round(rms(in.Samples))); err != nil {
+			return AudioFrame{}, err
+		}
+		return in, nil // ignored in send mode
+	})
+	_, srv := newTestStream(t, h, Audio, Send)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.sendAudio(ctx, tone(48000, 440, 0.5, 48000*2, 0), nil)
+	ch, status := readSSE(t, ctx, srv.URL+"/outputs?webrtc_id="+c.id)
+	if status != 200 {
+		t.Fatalf("outputs: %d", status)
+	}
+	want := 0.5 * 32767 / math.Sqrt2
+	for got := 0; got < 20; {
+		select {
+		case v := <-ch:
+			var level float64
+			if err := json.Unmarshal([]byte(v), &level); err != nil {
+				t.Fatal(err)
+			}
+			if level > want*0.8 && level < want*1.2 {
+				got++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d level outputs near %.0f", got, want)
+		}
 	}
 }

@@ -106,7 +106,8 @@ func (s *Stream) startAudio(sess *Session) bool {
 // send it as one RTP packet, with timestamps that follow the wall clock across pauses.
 func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, rate, channels int) (func([]int16, bool) error, error) {
 	ao := s.cfg.audioOpts
-	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: rate, Channels: channels, BitrateBps: ao.opusBitrate,
+	// Stereo gets the bitrate per channel: at mono rates libopus narrows the stereo image.
+	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: rate, Channels: channels, BitrateBps: ao.opusBitrate * channels,
 		Complexity: ao.opusComplexity, FEC: true, PacketLossPercent: 10, Application: opus.ApplicationVoIP})
 	if err != nil {
 		return nil, fmt.Errorf("fastrtc: Opus encoder: %w", err)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback: starts cmd/e2eserver, drives it with cmd/loadtest, prints the
+# server's CPU and the returned frame rate, and stops the server it started (by PID).
+# Usage: ./scripts/load.sh video 8 [extra e2eserver flags, e.g. -vp8speed -16]
+#        ./scripts/load.sh audio-idle 50
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+kind="${1:-video}"; n="${2:-8}"; shift 2 || true
+./scripts/deps.sh
+tmp=$(mktemp -d)
+go build -o "$tmp/e2eserver" ./cmd/e2eserver
+go build -o "$tmp/loadtest" ./cmd/loadtest
+if [ "$kind" = video ] && [ ! -f testdata/video/noisy640.ivf ]; then
+  go test -run '^$' -bench VideoPath640 -benchtime 1x . >/dev/null   # makes the fixture (ffmpeg)
+fi
+server_kind=flip; [ "$kind" = audio-idle ] && server_kind=pause
+port=$((20000 + RANDOM % 20000))
+"$tmp/e2eserver" -kind "$server_kind" -addr "127.0.0.1:$port" "$@" >"$tmp/server.log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+sleep 1
+"$tmp/loadtest" -url "http://127.0.0.1:$port" -pid "$pid" -n "$n" -kind "$kind" -duration 10s
