@@ -472,8 +472,9 @@ func TestNoLeakOnResize(t *testing.T) {
 	runtime.GC()
 	after := rssBytes(t)
 	t.Logf("RSS %d MB -> %d MB over 300 resolution changes", before>>20, after>>20)
-	// One leaked 640x480 VP8 encoder context is several MB; 150 of them would be obvious.
-	if after-before > 16<<20 {
+	// One leaked 640x480 VP8 encoder context is several MB; 150 of them would be hundreds of
+	// MB. The margin absorbs allocator and race-detector noise (seen: +19 MB under -race).
+	if after-before > 64<<20 {
 		t.Fatalf("RSS grew by %d MB over 300 resolution changes", (after-before)>>20)
 	}
 }
