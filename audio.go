@@ -213,13 +213,21 @@ func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.pause 
 
 // bindSessionHandler makes the session's audio handler (if the stream has one) and its
 // layout, and registers the shutdown hook.
-func (s *Stream) bindSessionHandler(sess *Session) {
+// A panic in the factory or in AudioLayout is returned as an error wrapping ErrHandlerPanic.
+func (s *Stream) bindSessionHandler(sess *Session) (err error) {
 	if s.audio == nil {
-		return
+		return nil
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: making the session's handler: %v", ErrHandlerPanic, r)
+		}
+	}()
 	var h AudioHandler
 	if s.audio.factory != nil {
-		h = s.audio.factory()
+		if h = s.audio.factory(); h == nil {
+			return fmt.Errorf("fastrtc: the handler factory returned nil")
+		}
 	}
 	layout := AudioLayout{}
 	if l, ok := h.(AudioLayouter); ok {
@@ -241,6 +249,7 @@ func (s *Stream) bindSessionHandler(sess *Session) {
 	if sd, ok := h.(AudioShutdowner); ok {
 		sess.onEnd(func() { sd.Shutdown(sess) })
 	}
+	return nil
 }
 
 // isEOF reports whether a handler's error means a normal end.

@@ -182,7 +182,8 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 				continue
 			}
 			if gap > 0 && gap < 50 {
-				for i := uint16(0); i+1 < gap; i++ {
+				// Conceal at most 200 ms: a longer gap is a pause in sending, not loss.
+				for i := uint16(0); i+1 < gap && i < 10; i++ {
 					if k, err := dec.Conceal(pcm, frameSize); err == nil && !deliver(k) {
 						return
 					}

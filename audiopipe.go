@@ -62,8 +62,15 @@ func (o *audioOut) push(ctx context.Context, f AudioFrame) error {
 		return fmt.Errorf("fastrtc: invalid audio frame: %d Hz, %d channels, %d samples", f.SampleRate, f.Channels, len(f.Samples))
 	}
 	limit := int(int64(o.rate) * int64(o.channels) * int64(maxAhead) / int64(time.Second))
+	o.mu.Lock()
+	gen := o.gen
+	o.mu.Unlock()
 	for {
 		o.mu.Lock()
+		if o.gen != gen {
+			o.mu.Unlock()
+			return nil // cleared while waiting: this audio belongs to what was interrupted
+		}
 		if len(o.buf) < limit {
 			break
 		}
@@ -139,14 +146,17 @@ func (o *audioOut) queued() time.Duration {
 	return time.Duration(n/o.channels) * time.Second / time.Duration(o.rate)
 }
 
-// waitDrained waits until nothing is queued, or d passes.
-func (o *audioOut) waitDrained(d time.Duration) {
+// waitDrained waits until nothing is queued, d passes, or ctx is done (the pacer has then
+// stopped and nothing will drain).
+func (o *audioOut) waitDrained(ctx context.Context, d time.Duration) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for o.queued() > 0 {
 		select {
 		case <-o.drained:
 		case <-deadline.C:
+			return
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -309,7 +319,7 @@ func (s *Stream) runAudioEmit(sess *Session, h AudioHandler, out *audioOut) {
 			return
 		}
 		if isEOF(err) {
-			out.waitDrained(time.Hour)
+			out.waitDrained(sess.ctx, time.Hour)
 			sess.CloseStream("")
 			return
 		}
@@ -337,7 +347,7 @@ func (s *Stream) runAudioSource(sess *Session, out *audioOut) {
 			return
 		}
 	}
-	out.waitDrained(time.Hour)
+	out.waitDrained(sess.ctx, time.Hour)
 	if sess.ctx.Err() == nil {
 		sess.CloseStream("")
 	}

@@ -11,7 +11,7 @@ import (
 //	modality     send-receive         send                 receive
 //	video        VideoFunc            VideoFunc            VideoSource
 //	audio        AudioHandler         AudioHandler         AudioSource
-//	audio-video  AudioVideoHandler    AudioVideoHandler    AudioVideoHandler
+//	audio-video  AudioVideoHandler    AudioVideoHandler    (not supported)
 //
 // New rejects any other combination with an error that lists what is allowed. Plain function
 // literals of the same signatures are accepted as well as the named types.

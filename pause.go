@@ -46,6 +46,10 @@ func NewWebRTCVAD(mode int) (VAD, error) {
 // then (yield returns false). Yielding an error ends the session with that error.
 type ReplyFunc func(ctx context.Context, s *Session, utterance AudioFrame) iter.Seq2[AudioFrame, error]
 
+// maxUtterance bounds an utterance's length (and memory) even without
+// WithMaxContinuousSpeech: a reply is forced then.
+const maxUtterance = 2 * time.Minute
+
 // StartupFunc speaks first, when a connection starts; it works like a ReplyFunc without an
 // utterance.
 type StartupFunc func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error]
@@ -210,7 +214,9 @@ func (h *pauseHandler) Start(s *Session) error {
 		_ = v.Close()
 		return fmt.Errorf("fastrtc: pause detection: %w", err)
 	}
+	h.mu.Lock()
 	h.sess, h.vad, h.res = s, v, res
+	h.mu.Unlock()
 	s.stream.codecs.Add(1)
 	s.onEnd(func() { _ = v.Close(); s.stream.codecs.Add(-1) })
 	h.chunkFirst, h.first = -1, -1
@@ -223,11 +229,11 @@ func (h *pauseHandler) Start(s *Session) error {
 
 // Receive runs pause detection on the user's audio.
 func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.vad == nil {
 		return nil
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if !h.cfg.canInterrupt && (h.responding || s.QueuedAudio() > 0) {
 		h.resetTurn() // FastRTC ignores the user while it speaks
 		return nil
@@ -277,7 +283,8 @@ func (h *pauseHandler) endChunk(s *Session) error {
 			h.last = h.chunkLast
 		}
 		h.utter16 += h.chunkLen16
-		if h.cfg.maxSpeech > 0 && time.Duration(h.utter16)*time.Second/16000 >= h.cfg.maxSpeech {
+		long := time.Duration(h.utter16) * time.Second / 16000
+		if h.cfg.maxSpeech > 0 && long >= h.cfg.maxSpeech || long >= maxUtterance {
 			pause = true
 		}
 		if speech < h.cfg.pauseThreshold {
@@ -345,6 +352,9 @@ func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioF
 // startReplyLocked runs a reply generator on its own goroutine, feeding Emit.
 func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool) {
 	s := h.sess
+	if h.cancel != nil { // never leave a reply running unseen (it may be calling a model)
+		h.cancel()
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	h.gen++
 	id := h.gen
@@ -412,9 +422,12 @@ func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error)
 }
 
 // triggerReply replies now to whatever the user said so far.
-func (h *pauseHandler) triggerReply() {
+func (h *pauseHandler) triggerReply() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.vad == nil {
+		return fmt.Errorf("fastrtc: trigger reply: session not started")
+	}
 	h.utter = append(h.utter, h.chunk...)
 	h.utter16 += h.chunkLen16
 	if h.chunkFirst >= 0 {
@@ -425,6 +438,7 @@ func (h *pauseHandler) triggerReply() {
 	}
 	h.chunk, h.chunkLen16 = h.chunk[:0], 0
 	h.replyLocked()
+	return nil
 }
 
 // TriggerReply makes a ReplyOnPause session reply now to what the user said so far, as if
@@ -434,9 +448,5 @@ func (s *Session) TriggerReply() error {
 	if !ok {
 		return ErrNotPauseHandler
 	}
-	if h.vad == nil {
-		return fmt.Errorf("fastrtc: trigger reply: session not started")
-	}
-	h.triggerReply()
-	return nil
+	return h.triggerReply()
 }

@@ -36,9 +36,10 @@ type Session struct {
 
 	endMu    sync.Mutex
 	endFuncs []func() // run after the session's goroutines have returned
+	endRan   bool     // endFuncs have run
 
 	// transport-specific parts
-	pc      *webrtc.PeerConnection // WebRTC sessions
+	pc      *webrtc.PeerConnection // WebRTC sessions; guarded by wgMu
 	msgs    messenger              // how control messages reach the client
 	meta    map[string]string      // transport metadata (telephone call details)
 	flushFn func(time.Duration)    // waits for queued media/messages to leave (optional)
@@ -222,18 +223,19 @@ func (s *Session) fail(err error) {
 func (s *Session) end(err error, endMsg string) {
 	s.endOnce.Do(func() {
 		s.err = err
-		switch {
-		case err != nil:
-			s.log.Warn("session failed", "err", err)
-			s.sendError(err.Error())
-		case endMsg != "":
-			_ = s.Send("end_stream", endMsg)
-		}
 		cause := err
 		if cause == nil {
 			cause = ErrSessionClosed
 		}
+		// Telling the client may block on a slow WebSocket: do it off the caller's goroutine.
 		go func() {
+			switch {
+			case err != nil:
+				s.log.Warn("session failed", "err", err)
+				s.sendError(err.Error())
+			case endMsg != "":
+				_ = s.Send("end_stream", endMsg)
+			}
 			if s.flushFn != nil && (err != nil || endMsg != "") {
 				// Let the error or end_stream message (and, on a normal end, the queued
 				// audio: at most about a second) reach the client.
@@ -246,16 +248,17 @@ func (s *Session) end(err error, endMsg string) {
 			s.cancel(cause)
 			s.wgMu.Lock()
 			s.ending = true
+			pc := s.pc
 			s.wgMu.Unlock()
-			if s.pc != nil {
-				if cerr := s.pc.Close(); cerr != nil {
+			if pc != nil {
+				if cerr := pc.Close(); cerr != nil {
 					s.log.Debug("close peer connection", "err", cerr)
 				}
 			}
 			s.wg.Wait()
 			s.endMu.Lock()
 			fns := s.endFuncs
-			s.endFuncs = nil
+			s.endFuncs, s.endRan = nil, true
 			s.endMu.Unlock()
 			for i := len(fns) - 1; i >= 0; i-- {
 				fns[i]()
@@ -268,10 +271,35 @@ func (s *Session) end(err error, endMsg string) {
 }
 
 // onEnd registers fn to run when the session has ended, after its goroutines returned.
+// If the session has already ended, fn runs at once.
 func (s *Session) onEnd(fn func()) {
 	s.endMu.Lock()
+	if s.endRan {
+		s.endMu.Unlock()
+		fn()
+		return
+	}
 	s.endFuncs = append(s.endFuncs, fn)
 	s.endMu.Unlock()
+}
+
+// setPC attaches the session's peer connection, unless the session is already ending (then
+// the caller must close pc itself).
+func (s *Session) setPC(pc *webrtc.PeerConnection) bool {
+	s.wgMu.Lock()
+	defer s.wgMu.Unlock()
+	if s.ending {
+		return false
+	}
+	s.pc = pc
+	return true
+}
+
+// peerConnection returns the session's peer connection, or nil.
+func (s *Session) peerConnection() *webrtc.PeerConnection {
+	s.wgMu.Lock()
+	defer s.wgMu.Unlock()
+	return s.pc
 }
 
 // markConnected records that the transport connected and starts the time limit.

@@ -2,7 +2,6 @@ package fastrtc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -130,7 +129,12 @@ func WithSettingEngine(fn func(*webrtc.SettingEngine)) Option {
 // WithPathPrefix mounts the stream's routes under prefix (e.g. "/video"), so that several
 // streams can share one mux.
 func WithPathPrefix(prefix string) Option {
-	return func(c *config) { c.prefix = "/" + strings.Trim(prefix, "/") }
+	return func(c *config) {
+		c.prefix = ""
+		if p := strings.Trim(prefix, "/"); p != "" {
+			c.prefix = "/" + p
+		}
+	}
 }
 
 // WithMaxBodyBytes limits the size of request bodies (default 1 MiB).
@@ -378,14 +382,11 @@ func (s *Stream) Close() error {
 		live = append(live, sess)
 	}
 	s.mu.Unlock()
-	var errs []error
-	for _, sess := range live {
-		if err := sess.Close(); err != nil && !errors.Is(err, ErrSessionClosed) {
-			errs = append(errs, err)
-		}
+	for _, sess := range live { // end them all at once, then wait
+		sess.end(nil, "")
 	}
 	s.wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // CloseContext is Close bounded by ctx: it returns ctx's error if the sessions have not all

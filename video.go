@@ -30,6 +30,19 @@ type videoOut struct {
 	frames   int
 }
 
+// The largest video frame accepted from a client or a handler: 4K UHD. A VP8 key frame
+// declares its size in a few header bytes, and libvpx allocates for it before decoding, so a
+// client could otherwise make the server allocate gigabytes with one small packet.
+const maxVideoWidth, maxVideoHeight = 3840, 2160
+
+// vp8KeyFrameSize reads a VP8 key frame's width and height (RFC 6386, 9.1).
+func vp8KeyFrameSize(b []byte) (w, h int, ok bool) {
+	if len(b) < 10 || b[3] != 0x9d || b[4] != 0x01 || b[5] != 0x2a {
+		return 0, 0, false
+	}
+	return int(b[6]) | int(b[7]&0x3f)<<8, int(b[8]) | int(b[9]&0x3f)<<8, true
+}
+
 // compressedFrame is one assembled VP8 frame waiting to be decoded.
 type compressedFrame struct {
 	data []byte
@@ -189,6 +202,12 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			if dropped.Swap(false) {
 				needKey = true
 			}
+			if f.key {
+				if w, h, ok := vp8KeyFrameSize(f.data); !ok || w > maxVideoWidth || h > maxVideoHeight {
+					sess.fail(fmt.Errorf("fastrtc: the client sent a %dx%d video frame; the maximum is %dx%d", w, h, maxVideoWidth, maxVideoHeight))
+					return
+				}
+			}
 			if needKey && !f.key {
 				requestKey()
 			} else {
@@ -202,9 +221,11 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 					img, ts = pic, f.ts
 				}
 			}
-			select {
-			case free <- f.data:
-			default:
+			if cap(f.data) <= 1<<20 { // recycle ordinary buffers; let rare huge ones go
+				select {
+				case free <- f.data:
+				default:
+				}
 			}
 			if !s.cfg.skipFrames || len(frames) == 0 {
 				break
@@ -279,10 +300,15 @@ func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) err
 		pts = o.lastPTS + 1
 	}
 	o.lastPTS = pts
-	o.i420 = yuv.ToI420(o.i420, img)
-	src := o.i420
+	var src *image.YCbCr
 	if y, ok := img.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-		src = y
+		src = y // encoded as is (libvpx only reads it)
+	} else {
+		o.i420 = yuv.ToI420(o.i420, img) // into our own buffer, never the handler's image
+		src = o.i420
+	}
+	if b := src.Rect; b.Dx() > maxVideoWidth || b.Dy() > maxVideoHeight {
+		return fmt.Errorf("fastrtc: the handler returned a %dx%d image; the maximum is %dx%d", b.Dx(), b.Dy(), maxVideoWidth, maxVideoHeight)
 	}
 	data, _, err := o.enc.Encode(o.buf, src, pts, o.forceKey.Swap(false) || o.frames == 0)
 	if err != nil {

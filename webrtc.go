@@ -73,6 +73,10 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 
 func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRequest) {
 	sess := s.newSession(req.WebRTCID)
+	// The messenger exists before the session is visible, so that trickled candidates and
+	// Close always find it.
+	st := &rtcState{sess: sess}
+	sess.msgs, sess.flushFn = st, st.flush
 	if err := s.reserve(sess); err != nil {
 		switch {
 		case errors.Is(err, ErrConcurrencyLimit):
@@ -87,7 +91,7 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	answer, err := s.startWebRTC(ctx, sess, req.SDP)
+	answer, err := s.startWebRTC(ctx, sess, st, req.SDP)
 	if err != nil {
 		sess.end(err, "")
 		<-sess.done
@@ -100,6 +104,10 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
 }
+
+// maxDataChannelBuffer bounds what a session queues on its data channel for a client that
+// does not read; messages beyond it are dropped.
+const maxDataChannelBuffer = 1 << 20
 
 // rtcState is the WebRTC-specific state of a session.
 type rtcState struct {
@@ -125,6 +133,9 @@ func (st *rtcState) sendMessage(b []byte) error {
 		}
 		st.queued = append(st.queued, b)
 		return nil
+	}
+	if st.dc.BufferedAmount() > maxDataChannelBuffer {
+		return fmt.Errorf("fastrtc: data channel: the client is not reading (%d bytes queued); message dropped", st.dc.BufferedAmount())
 	}
 	if err := st.dc.SendText(string(b)); err != nil {
 		return fmt.Errorf("fastrtc: data channel: %w", err)
@@ -157,13 +168,15 @@ func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
 func (st *rtcState) flush(d time.Duration) {
 	deadline := time.Now().Add(d)
 	if out := st.sess.audioOut; out != nil {
-		out.waitDrained(d)
+		out.waitDrained(st.sess.ctx, d)
 	}
 	for time.Now().Before(deadline) {
 		st.mu.Lock()
 		dc := st.dc
 		st.mu.Unlock()
-		if pcs := st.sess.pc.ConnectionState(); pcs == webrtc.PeerConnectionStateClosed || pcs == webrtc.PeerConnectionStateFailed {
+		if pc := st.sess.peerConnection(); pc == nil {
+			return
+		} else if pcs := pc.ConnectionState(); pcs == webrtc.PeerConnectionStateClosed || pcs == webrtc.PeerConnectionStateFailed {
 			return // the client has gone: nothing more will leave
 		}
 		if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
@@ -179,15 +192,15 @@ func (st *rtcState) flush(d time.Duration) {
 
 // startWebRTC creates the session's peer connection from the client's offer, wires media and
 // the data channel, and returns the complete (non-trickle) answer.
-func (s *Stream) startWebRTC(ctx context.Context, sess *Session, offerSDP string) (*webrtc.SessionDescription, error) {
+func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcState, offerSDP string) (*webrtc.SessionDescription, error) {
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.iceServers})
 	if err != nil {
 		return nil, fmt.Errorf("fastrtc: new peer connection: %w", err)
 	}
-	sess.pc = pc
-	st := &rtcState{sess: sess}
-	sess.msgs = st
-	sess.flushFn = st.flush
+	if !sess.setPC(pc) { // the session was closed meanwhile (Stream.Close)
+		_ = pc.Close()
+		return nil, ErrSessionClosed
+	}
 	pc.OnDataChannel(st.onDataChannel)
 	pc.OnConnectionStateChange(func(cs webrtc.PeerConnectionState) {
 		sess.log.Debug("connection state", "state", cs.String())
@@ -226,6 +239,9 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, offerSDP string
 	case <-gathered:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("fastrtc: ICE gathering: %w", ctx.Err())
+	}
+	if sess.ctx.Err() != nil {
+		return nil, ErrSessionClosed
 	}
 	// Close a session that does not connect in time.
 	sess.goFn(func() {
@@ -276,7 +292,7 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 		return
 	}
-	if err := sess.pc.AddICECandidate(init); err != nil {
+	if err := sess.peerConnection().AddICECandidate(init); err != nil {
 		writeFailed(w, failInvalidCandidate, map[string]any{"detail": err.Error()})
 		return
 	}
@@ -287,8 +303,10 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 // mode, and routes incoming tracks to the video or audio path.
 func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
 	var onVideo, onAudio func(*webrtc.TrackRemote)
+	if err := s.bindSessionHandler(sess); err != nil {
+		return err
+	}
 	var err error
-	s.bindSessionHandler(sess)
 	if s.modality == Video || s.modality == AudioVideo {
 		if onVideo, err = s.setupVideo(sess, pc); err != nil {
 			return err

@@ -344,7 +344,7 @@ func (t *wsConn) notice(msg string) {
 // flush waits until the queued output audio has been sent: the session's flushFn.
 func (t *wsConn) flush(d time.Duration) {
 	if out := t.out.Load(); out != nil {
-		out.waitDrained(d + out.queued())
+		out.waitDrained(t.sess.ctx, d+out.queued())
 	}
 }
 
@@ -545,7 +545,12 @@ func (s *Stream) startWS(t *wsConn, m *wsMessage) (*Session, bool) {
 		s.refuseWS(t, err)
 		return nil, false
 	}
-	s.bindSessionHandler(sess)
+	if err := s.bindSessionHandler(sess); err != nil {
+		sess.fail(err)
+		<-sess.done
+		t.closeAndDrain(websocket.CloseInternalServerErr, "handler failed")
+		return nil, false
+	}
 	if !f.rateFixed {
 		f.inRate, f.outRate = sess.layout.InputRate, sess.layout.OutputRate
 		if f.outRate == 0 {

@@ -1,0 +1,106 @@
+package fastrtc
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// TestVideoRejectsHugeFrame: a key frame declaring 16383x16383 (which libvpx would allocate
+// gigabytes for) ends only that session, with a message saying why.
+func TestVideoRejectsHugeFrame(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	c.connect()
+	sess := s.mustSession(t, c.id)
+	// VP8 payload descriptor (S=1), then a key frame header: tag, start code, 16383x16383.
+	payload := append([]byte{0x10, 0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f}, make([]byte, 64)...)
+	for i := 0; i < 3; i++ {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Marker: true, SSRC: 9}, Payload: payload}
+		if err := c.video.WriteRTP(&pkt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	m := c.waitMsg("error", 5*time.Second)
+	if msg, _ := m["message"].(string); !strings.Contains(msg, "16383x16383") {
+		t.Errorf("error %q does not say what was wrong", msg)
+	}
+	select {
+	case <-sess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session still running")
+	}
+}
+
+func TestPathPrefixRoot(t *testing.T) {
+	for _, p := range []string{"/", "", "//"} {
+		s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithPathPrefix(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptestServer(t, s.Handler())
+		if r := postRaw(t, srv+"/webrtc/offer", "application/json", []byte("{")); r.status != 400 {
+			t.Errorf("prefix %q: POST /webrtc/offer got %d %s", p, r.status, r.body)
+		}
+		_ = s.Close()
+	}
+}
+
+// TestHandlerFactoryPanic: a panic while making a session's handler refuses that offer only.
+func TestHandlerFactoryPanic(t *testing.T) {
+	var calls atomic.Int32
+	f := AudioHandlerFactory(func() AudioHandler {
+		if calls.Add(1) == 1 {
+			panic("no model")
+		}
+		return echoFactory()()
+	})
+	s, srv := newTestStream(t, f, Audio, SendReceive, WithConcurrencyLimit(1))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	offer, _ := c.pc.CreateOffer(nil)
+	_ = c.pc.SetLocalDescription(offer)
+	r := postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"sdp": offer.SDP, "type": "offer", "webrtc_id": "p1"})
+	if r.status < 400 || !strings.Contains(string(r.body), "no model") {
+		t.Fatalf("offer with a panicking factory: %d %s", r.status, r.body)
+	}
+	if n := s.Stats().Sessions; n != 0 {
+		t.Fatalf("%d sessions left", n)
+	}
+	c2 := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c2.connect() // the slot is free
+}
+
+// eofHandler emits a long clip, then io.EOF.
+type eofHandler struct{ sent bool }
+
+func (h *eofHandler) Receive(*Session, AudioFrame) error { return nil }
+func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
+	if h.sent {
+		return AudioFrame{}, io.EOF
+	}
+	h.sent = true
+	return AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 400, 0.3, 24000*9/10, 0)}, nil // less than the 1 s that makes push wait
+}
+
+// TestEmitEOFClientGone: a client leaving while the last of a handler's audio is queued does
+// not hold its session open.
+func TestEmitEOFClientGone(t *testing.T) {
+	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{} })
+	s, srv := newTestStream(t, f, Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	sess := s.mustSession(t, c.id)
+	time.Sleep(100 * time.Millisecond) // the clip is queued, Emit has returned io.EOF
+	_ = c.pc.Close()
+	select {
+	case <-sess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session held open by queued audio after the client left")
+	}
+}
