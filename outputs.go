@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // Output declares one additional output, so that a UI can show it. The handler emits values
@@ -57,8 +58,9 @@ func (q *outputQueue) take() []json.RawMessage {
 
 // Outputs returns a channel of the additional outputs of session id, as JSON, in the order
 // they were emitted (including those emitted before the call). The channel is closed when the
-// session ends (after its last outputs have been delivered) or ctx is done. Several readers of
-// one session share its outputs: each output goes to one reader.
+// session ends (after its last outputs have been delivered, or 5 s after it ended if nobody
+// reads them) or ctx is done. Several readers of one session share its outputs: each output
+// goes to one reader. Cancel ctx when you stop reading early.
 func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage, error) {
 	sess, err := s.lookup(id)
 	if err != nil {
@@ -68,11 +70,14 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	go func() {
 		defer close(ch)
 		q := sess.outputs
+		var giveUp <-chan time.Time // set once the session has ended
 		send := func(items []json.RawMessage) bool {
 			for _, it := range items {
 				select {
 				case ch <- it:
 				case <-ctx.Done():
+					return false
+				case <-giveUp:
 					return false
 				}
 			}
@@ -85,6 +90,9 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 			select {
 			case <-q.notify:
 			case <-sess.ctx.Done():
+				t := time.NewTimer(5 * time.Second)
+				defer t.Stop()
+				giveUp = t.C
 				send(q.take())
 				return
 			case <-ctx.Done():

@@ -133,8 +133,9 @@ func (s *Session) inputsChanged() <-chan struct{} {
 }
 
 // Emit queues v as an additional output: it is encoded as JSON and delivered, in order, to
-// the reader of GET /outputs (or Stream.Outputs), and the client is sent "fetch_output". Emit
-// never blocks; if nobody reads, the oldest of the 1024 queued outputs is dropped.
+// the reader of GET /outputs (or Stream.Outputs), and the client is sent "fetch_output". The
+// queue never blocks (if nobody reads, the oldest of 1024 queued outputs is dropped); sending
+// "fetch_output" may wait briefly for a slow WebSocket client.
 func (s *Session) Emit(v any) error {
 	if s.ctx.Err() != nil {
 		return ErrSessionClosed

@@ -164,29 +164,31 @@ func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
 }
 
 // flush waits up to d for the queued output audio to be sent and the data channel's queued
-// bytes to leave.
+// bytes (or messages queued before it opened) to leave.
 func (st *rtcState) flush(d time.Duration) {
 	deadline := time.Now().Add(d)
 	if out := st.sess.audioOut; out != nil {
 		out.waitDrained(st.sess.ctx, d)
 	}
 	for time.Now().Before(deadline) {
-		st.mu.Lock()
-		dc := st.dc
-		st.mu.Unlock()
 		if pc := st.sess.peerConnection(); pc == nil {
 			return
 		} else if pcs := pc.ConnectionState(); pcs == webrtc.PeerConnectionStateClosed || pcs == webrtc.PeerConnectionStateFailed {
 			return // the client has gone: nothing more will leave
 		}
-		if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+		st.mu.Lock()
+		dc, open, queued := st.dc, st.dcOpen, len(st.queued)
+		st.mu.Unlock()
+		switch {
+		case !open && queued == 0:
 			return
-		}
-		if dc.BufferedAmount() == 0 {
+		case open && dc.ReadyState() != webrtc.DataChannelStateOpen:
+			return
+		case open && dc.BufferedAmount() == 0:
 			time.Sleep(20 * time.Millisecond) // let SCTP put the last message on the wire
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // still sending, or the channel is about to open
 	}
 }
 
