@@ -1,6 +1,7 @@
 package fastrtc_test
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"iter"
@@ -79,4 +80,38 @@ func ExampleVideoSource() {
 	defer stream.Close()
 	fmt.Println(stream.Mode())
 	// Output: receive
+}
+
+// An audio echo: every frame from the microphone goes straight back, paced in real time.
+func ExampleAudioFunc() {
+	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) {
+		return in, nil
+	})
+	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive)
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+	fmt.Println(stream.Modality())
+	// Output: audio
+}
+
+// A voice agent: when the user pauses, reply gets the whole utterance and streams its answer
+// back; new speech interrupts the answer.
+func ExampleNewReplyOnPause() {
+	reply := func(ctx context.Context, s *fastrtc.Session, utterance fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
+			// Here: speech-to-text, a model, text-to-speech. This parrot says it back.
+			_ = s.Emit(map[string]any{"heard_seconds": utterance.Duration().Seconds()})
+			yield(utterance, nil)
+		}
+	}
+	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(reply, fastrtc.WithCanInterrupt(true)),
+		fastrtc.Audio, fastrtc.SendReceive)
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+	fmt.Println(stream.Mode())
+	// Output: send-receive
 }
