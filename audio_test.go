@@ -608,9 +608,12 @@ func TestAudioStereoEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer enc.Close()
 	l, r := tone(48000, 440, 0.4, 48000*2, 0), tone(48000, 1000, 0.4, 48000*2, 0)
-	go func() {
+	stop, sent := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-sent }()
+	go func() { // owns enc
+		defer close(sent)
+		defer enc.Close()
 		buf := make([]byte, 1500)
 		st := make([]int16, 1920)
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 7}}
@@ -624,7 +627,11 @@ func TestAudioStereoEcho(t *testing.T) {
 			}
 			pkt.SequenceNumber, pkt.Timestamp, pkt.Payload = uint16(i), uint32(i*960), buf[:n]
 			_ = c.audio.WriteRTP(&pkt)
-			time.Sleep(20 * time.Millisecond)
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-stop:
+				return
+			}
 		}
 	}()
 	tr := c.remoteTrack(5 * time.Second)

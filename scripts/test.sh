@@ -16,9 +16,9 @@ go vet ./...
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 
-echo "== go test -race (codecs, and the sessions' concurrency paths)"
+echo "== go test -race (codecs, and the sessions' concurrency paths; the whole root package is race-clean too: go test -race .)"
 go test -race -count=1 -timeout 15m ./internal/...
-go test -race -count=1 -timeout 15m -run 'TestOfferFailures|TestConcurrencyLimit|TestTimeLimit|TestDataChannel|TestHandlerPanic|TestVideoFlip|TestAudioEcho|TestReplyOnPause|TestAudioVideo|TestWebSocketBadInput|TestTelephoneCall' .
+go test -race -count=1 -timeout 15m -run 'TestOfferFailures|TestConcurrencyLimit|TestTimeLimit|TestDataChannel|TestHandlerPanic|TestHandlerFactoryPanic|TestVideoFlip|TestVideoRejectsHugeFrame|TestSkipFrames|TestAudioEcho|TestAudioStereo|TestEmitEOFClientGone|TestReplyOnPause|TestAudioVideo|TestWebSocketBadInput|TestWebSocketClientVanishes|TestTelephoneCall' .
 
 if [ "${1:-}" = "-short" ]; then exit 0; fi
 if [ -d e2e ]; then
