@@ -390,7 +390,6 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 	}
 }
 
-
 // TestVideoKeyFramesAndResolutionChange: a PLI from the client gets a key frame; a lost
 // packet makes the server ask the client for one; a resolution change mid-stream comes back
 // at the new size.
