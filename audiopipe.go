@@ -34,8 +34,7 @@ type audioOut struct {
 	notify  chan struct{} // cap 1: audio was added
 	space   chan struct{} // cap 1: the queue shrank below maxAhead
 	drained chan struct{} // cap 1: the queue ran empty
-	sent    int64         // frames taken for sending
-	gen     uint64        // incremented by clear: a frame taken before a clear is not sent
+	gen     uint64        // incremented by clear: audio pushed across a clear is dropped
 }
 
 func newAudioOut(rate, channels int, sink func([]int16, bool) error) *audioOut {
@@ -233,18 +232,10 @@ func (o *audioOut) run(ctx context.Context) error {
 		o.mu.Lock()
 		k := copy(frame, o.buf)
 		o.buf = o.buf[:copy(o.buf, o.buf[k:])]
-		o.sent++
-		gen := o.gen
 		o.mu.Unlock()
 		clear(frame[k:])
 		signal(o.space)
 		if k == 0 { // cleared meanwhile
-			continue
-		}
-		o.mu.Lock()
-		stale := gen != o.gen // cleared while this frame was being taken
-		o.mu.Unlock()
-		if stale {
 			continue
 		}
 		if err := o.sink(frame, resumed); err != nil {

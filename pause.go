@@ -275,14 +275,7 @@ func (h *pauseHandler) endChunk(s *Session) error {
 	}
 	pause := false
 	if h.started {
-		h.utter = append(h.utter, h.chunk...)
-		if h.chunkFirst >= 0 {
-			if h.first < 0 {
-				h.first = h.chunkFirst
-			}
-			h.last = h.chunkLast
-		}
-		h.utter16 += h.chunkLen16
+		h.absorbChunkLocked()
 		long := time.Duration(h.utter16) * time.Second / 16000
 		if h.cfg.maxSpeech > 0 && long >= h.cfg.maxSpeech || long >= maxUtterance {
 			pause = true
@@ -297,6 +290,18 @@ func (h *pauseHandler) endChunk(s *Session) error {
 		h.replyLocked()
 	}
 	return nil
+}
+
+// absorbChunkLocked adds the current chunk's audio and speech span to the utterance.
+func (h *pauseHandler) absorbChunkLocked() {
+	h.utter = append(h.utter, h.chunk...)
+	h.utter16 += h.chunkLen16
+	if h.chunkFirst >= 0 {
+		if h.first < 0 {
+			h.first = h.chunkFirst
+		}
+		h.last = h.chunkLast
+	}
 }
 
 // resetTurn forgets the current turn's audio.
@@ -428,14 +433,7 @@ func (h *pauseHandler) triggerReply() error {
 	if h.vad == nil {
 		return fmt.Errorf("fastrtc: trigger reply: session not started")
 	}
-	h.utter = append(h.utter, h.chunk...)
-	h.utter16 += h.chunkLen16
-	if h.chunkFirst >= 0 {
-		if h.first < 0 {
-			h.first = h.chunkFirst
-		}
-		h.last = h.chunkLast
-	}
+	h.absorbChunkLocked()
 	h.chunk, h.chunkLen16 = h.chunk[:0], 0
 	h.replyLocked()
 	return nil
