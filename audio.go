@@ -4,208 +4,385 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"io"
-	"iter"
+	"sync"
 	"time"
+
+	"github.com/fastrtc-go/fastrtc/internal/resample"
 )
 
-// AudioFrame is a block of 16-bit PCM audio. It is a plain value; frames given to handlers
-// document how long their Samples stay valid.
-type AudioFrame struct {
-	// SampleRate in Hz.
-	SampleRate int
-	// Channels is 1 (mono) or 2 (stereo).
-	Channels int
-	// Samples are interleaved (L R L R... for stereo), len = frames * Channels.
-	Samples []int16
+// frameDuration is the length of every audio frame the Stream sends.
+const frameDuration = 20 * time.Millisecond
+
+// maxAhead is how much output audio may queue before Emit and audio sources are held back.
+const maxAhead = time.Second
+
+// audioOut queues a session's outgoing audio at the transport's rate and paces it out in
+// 20 ms frames to a sink (an Opus track, a WebSocket). Safe for concurrent use: handlers push
+// and clear from their goroutines while run paces on its own.
+type audioOut struct {
+	rate, channels int
+	frameLen       int // samples per 20 ms frame, all channels
+	sink           func(frame []int16, resumed bool) error
+	onClear        func() // called after a clear (telephone: tell Twilio to drop its buffer)
+
+	mu      sync.Mutex
+	buf     []int16
+	res     *resample.Resampler
+	resRate int
+	resCh   int
+	scratch []int16
+	conv    []int16
+	notify  chan struct{} // cap 1: audio was added
+	space   chan struct{} // cap 1: the queue shrank below maxAhead
+	drained chan struct{} // cap 1: the queue ran empty
+	gen     uint64        // incremented by clear: audio pushed across a clear is dropped
 }
 
-// Duration returns the frame's length in time.
-func (f AudioFrame) Duration() time.Duration {
-	if f.SampleRate <= 0 || f.Channels <= 0 {
-		return 0
+func newAudioOut(rate, channels int, sink func([]int16, bool) error) *audioOut {
+	return &audioOut{
+		rate: rate, channels: channels, frameLen: rate / 50 * channels, sink: sink,
+		notify: make(chan struct{}, 1), space: make(chan struct{}, 1), drained: make(chan struct{}, 1),
 	}
-	return time.Duration(len(f.Samples)/f.Channels) * time.Second / time.Duration(f.SampleRate)
 }
 
-// Float32 appends the samples to dst scaled to [-1, 1) and returns it.
-func (f AudioFrame) Float32(dst []float32) []float32 {
-	for _, s := range f.Samples {
-		dst = append(dst, float32(s)/32768)
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
-	return dst
 }
 
-// AudioFromFloat32 builds an AudioFrame from samples in [-1, 1] (clipped).
-func AudioFromFloat32(sampleRate, channels int, samples []float32) AudioFrame {
-	out := make([]int16, len(samples))
-	for i, v := range samples {
-		x := v * 32768
-		switch {
-		case x > 32767:
-			x = 32767
-		case x < -32768:
-			x = -32768
+// push resamples f to the output format and queues it, waiting while a second or more is
+// already queued (so a fast producer is held back in real time) until ctx is done.
+func (o *audioOut) push(ctx context.Context, f AudioFrame) error {
+	if len(f.Samples) == 0 {
+		return nil
+	}
+	if f.SampleRate <= 0 || f.Channels < 1 || f.Channels > 2 || len(f.Samples)%f.Channels != 0 {
+		return fmt.Errorf("fastrtc: invalid audio frame: %d Hz, %d channels, %d samples", f.SampleRate, f.Channels, len(f.Samples))
+	}
+	limit := int(int64(o.rate) * int64(o.channels) * int64(maxAhead) / int64(time.Second))
+	o.mu.Lock()
+	gen := o.gen
+	o.mu.Unlock()
+	for {
+		o.mu.Lock()
+		if o.gen != gen {
+			o.mu.Unlock()
+			return nil // cleared while waiting: this audio belongs to what was interrupted
 		}
-		out[i] = int16(x)
-	}
-	return AudioFrame{SampleRate: sampleRate, Channels: channels, Samples: out}
-}
-
-// AudioHandler handles one connection's audio (FastRTC's StreamHandler). A Stream makes one
-// instance per connection from an AudioHandlerFactory.
-//
-// Receive is called on the session's audio input goroutine with each input frame (about
-// 20 ms, at the handler's input rate); it should return quickly. Emit is called in a loop on
-// the session's audio output goroutine and blocks until the handler has output: it must wait
-// on ctx (done when the session ends) or a channel, never poll. It may return audio at any
-// rate and length; the Stream resamples it to the output rate, cuts it into 20 ms frames and
-// paces them in real time. Emit returning io.EOF ends the session normally after the queued
-// audio was sent; any other error ends the session with that error. Receive and Emit run
-// concurrently with each other.
-type AudioHandler interface {
-	Receive(s *Session, frame AudioFrame) error
-	Emit(ctx context.Context, s *Session) (AudioFrame, error)
-}
-
-// AudioHandlerFactory makes the AudioHandler of a new connection.
-type AudioHandlerFactory func() AudioHandler
-
-// AudioStarter is implemented by handlers with a start-up hook, called once the connection is
-// up, before the first Receive.
-type AudioStarter interface {
-	Start(s *Session) error
-}
-
-// AudioShutdowner is implemented by handlers with a shutdown hook, called once after the
-// session ended and Receive and Emit have returned.
-type AudioShutdowner interface {
-	Shutdown(s *Session)
-}
-
-// AudioLayout declares the audio formats a handler wants. Zero fields take the defaults.
-type AudioLayout struct {
-	InputRate      int // rate of frames given to Receive (default 48000)
-	InputChannels  int // 1 (default) or 2
-	OutputRate     int // rate sent to the client (default: the stream's WithAudioOutputRate)
-	OutputChannels int // channels sent to the client: 1 (default) or 2
-}
-
-// AudioLayouter is implemented by handlers that declare their audio formats.
-type AudioLayouter interface {
-	AudioLayout() AudioLayout
-}
-
-// AudioSource generates the audio of a receive-mode connection (the server speaks). The
-// Stream resamples and paces it in real time: yield blocks while more than a moment of audio
-// is queued, so a generator may produce as fast as it can. Yielding an error ends the session
-// with it; the session ends normally once the sequence ends and its audio was sent.
-type AudioSource func(s *Session) iter.Seq2[AudioFrame, error]
-
-// AudioVideoHandler handles audio and video on one connection: the audio side is an
-// AudioHandler, and Video processes each video frame like a VideoFunc (see VideoFunc for
-// the rules on frames and images; it runs on the session's video goroutine, concurrently with
-// the audio methods). In send mode its returned images are ignored.
-type AudioVideoHandler interface {
-	AudioHandler
-	Video(s *Session, frame *VideoFrame) (image.Image, error)
-}
-
-// AudioVideoHandlerFactory makes the AudioVideoHandler of a new connection.
-type AudioVideoHandlerFactory func() AudioVideoHandler
-
-type (
-	audioFactorySig      = func() AudioHandler
-	audioSourceSig       = func(s *Session) iter.Seq2[AudioFrame, error]
-	audioVideoFactorySig = func() AudioVideoHandler
-)
-
-// audioOptions are the audio settings of a Stream.
-type audioOptions struct {
-	outputRate     int
-	opusComplexity int
-	opusBitrate    int
-}
-
-func defaultAudioOptions() audioOptions {
-	return audioOptions{outputRate: 24000, opusComplexity: 5, opusBitrate: 32000}
-}
-
-func (o audioOptions) check() error {
-	switch {
-	case o.outputRate < 8000 || o.outputRate > 48000 || o.outputRate%50 != 0:
-		return fmt.Errorf("%w: audio output rate %d must be a multiple of 50 in 8000..48000", ErrInvalidConfig, o.outputRate)
-	case o.opusComplexity < 0 || o.opusComplexity > 10:
-		return fmt.Errorf("%w: Opus complexity %d outside 0..10", ErrInvalidConfig, o.opusComplexity)
-	case o.opusBitrate < 6000 || o.opusBitrate > 510000:
-		return fmt.Errorf("%w: Opus bitrate %d outside 6000..510000", ErrInvalidConfig, o.opusBitrate)
-	}
-	return nil
-}
-
-// WithAudioOutputRate sets the rate audio is sent at (default 24000 Hz, a multiple of 50).
-// Handlers may return any rate; it is resampled to this one.
-func WithAudioOutputRate(hz int) Option { return func(c *config) { c.audioOpts.outputRate = hz } }
-
-// WithOpusComplexity sets the Opus encoder's complexity, 0..10 (default 5: about 0.2 ms per
-// 20 ms frame; see the README's benchmarks).
-func WithOpusComplexity(n int) Option { return func(c *config) { c.audioOpts.opusComplexity = n } }
-
-// WithOpusBitrate sets the Opus target bitrate in bit/s (default 32000).
-func WithOpusBitrate(bps int) Option { return func(c *config) { c.audioOpts.opusBitrate = bps } }
-
-// audioConfig is the bound audio-side handler of a Stream.
-type audioConfig struct {
-	factory   func() AudioHandler      // audio send-receive / send
-	source    AudioSource              // audio receive
-	avFactory func() AudioVideoHandler // audio-video
-	pause     bool                     // the handler is a ReplyOnPause
-}
-
-func (s *Stream) bindAudioHandler(h any, want func(string) error) error {
-	ac := &audioConfig{}
-	switch s.modality {
-	case Audio:
-		if s.mode == Receive {
-			switch f := h.(type) {
-			case AudioSource:
-				ac.source = f
-			case audioSourceSig:
-				ac.source = f
-			default:
-				return want("AudioSource (func(*Session) iter.Seq2[AudioFrame, error])")
-			}
+		if len(o.buf) < limit {
 			break
 		}
-		switch f := h.(type) {
-		case AudioHandlerFactory:
-			ac.factory = f
-		case audioFactorySig:
-			ac.factory = f
-		case *ReplyOnPause:
-			ac.factory, ac.pause = f.Copy, true
-		case interface{ Copy() AudioHandler }:
-			ac.factory = f.Copy
-		default:
-			return want("AudioHandlerFactory (func() AudioHandler) or an AudioHandler with a Copy method")
+		o.mu.Unlock()
+		select {
+		case <-o.space:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	case AudioVideo:
-		if s.mode == Receive {
-			return fmt.Errorf("%w: an audio-video stream supports send-receive and send modes, not receive", ErrInvalidConfig)
-		}
-		switch f := h.(type) {
-		case AudioVideoHandlerFactory:
-			ac.avFactory = f
-		case audioVideoFactorySig:
-			ac.avFactory = f
-		default:
-			return want("AudioVideoHandlerFactory (func() AudioVideoHandler)")
-		}
-		ac.factory = func() AudioHandler { return ac.avFactory() }
 	}
-	s.audio = ac
+	defer o.mu.Unlock()
+	src := convertChannels(&o.conv, f.Samples, f.Channels, o.channels)
+	if f.SampleRate == o.rate {
+		o.buf = append(o.buf, src...)
+	} else {
+		if o.res == nil || o.resRate != f.SampleRate || o.resCh != o.channels {
+			r, err := resample.New(f.SampleRate, o.rate, o.channels)
+			if err != nil {
+				return fmt.Errorf("fastrtc: resample %d -> %d Hz: %w", f.SampleRate, o.rate, err)
+			}
+			o.res, o.resRate, o.resCh = r, f.SampleRate, o.channels
+		}
+		o.buf = o.res.Process(o.buf, src)
+	}
+	signal(o.notify)
 	return nil
+}
+
+// convertChannels returns src with from channels as to channels (mono <-> stereo), using
+// *scratch when a conversion is needed.
+func convertChannels(scratch *[]int16, src []int16, from, to int) []int16 {
+	switch {
+	case from == to:
+		return src
+	case from == 2 && to == 1:
+		out := (*scratch)[:0]
+		for i := 0; i+1 < len(src); i += 2 {
+			out = append(out, int16((int32(src[i])+int32(src[i+1]))/2))
+		}
+		*scratch = out
+		return out
+	default: // 1 -> 2
+		out := (*scratch)[:0]
+		for _, v := range src {
+			out = append(out, v, v)
+		}
+		*scratch = out
+		return out
+	}
+}
+
+// clear drops all queued audio at once (an interruption).
+func (o *audioOut) clear() {
+	o.mu.Lock()
+	o.buf = o.buf[:0]
+	o.gen++
+	if o.res != nil {
+		o.res.Reset()
+	}
+	o.mu.Unlock()
+	signal(o.space)
+	signal(o.drained)
+	if o.onClear != nil {
+		o.onClear()
+	}
+}
+
+// queued returns the duration of audio waiting to be sent.
+func (o *audioOut) queued() time.Duration {
+	o.mu.Lock()
+	n := len(o.buf)
+	o.mu.Unlock()
+	return time.Duration(n/o.channels) * time.Second / time.Duration(o.rate)
+}
+
+// waitDrained waits until nothing is queued, d passes, or ctx is done (the pacer has then
+// stopped and nothing will drain).
+func (o *audioOut) waitDrained(ctx context.Context, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for o.queued() > 0 {
+		select {
+		case <-o.drained:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	time.Sleep(2 * frameDuration) // the last frame's packet leaves
+}
+
+// run paces queued audio out, one 20 ms frame per 20 ms, until ctx is done. While nothing is
+// queued it blocks without a timer, so an idle session costs no CPU. A partial frame is
+// padded with silence if the rest has not come by its time slot.
+func (o *audioOut) run(ctx context.Context) error {
+	frame := make([]int16, o.frameLen)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	// sleep waits d (or until audio arrives, with wake), reporting false when ctx is done.
+	sleep := func(d time.Duration, wake bool) (alive, woken bool) {
+		if d <= 0 {
+			return true, false
+		}
+		timer.Reset(d)
+		defer timer.Stop()
+		notify := o.notify
+		if !wake {
+			notify = nil
+		}
+		select {
+		case <-timer.C:
+			return true, false
+		case <-notify:
+			return true, true
+		case <-ctx.Done():
+			return false, false
+		}
+	}
+	var next time.Time
+	idle := true
+	for {
+		o.mu.Lock()
+		n := len(o.buf)
+		o.mu.Unlock()
+		if n == 0 {
+			if !idle {
+				// Audio pushed before this frame's slot continues the stream without a gap.
+				alive, woken := sleep(time.Until(next), true)
+				if !alive {
+					return nil
+				}
+				if woken {
+					continue
+				}
+				idle = true
+			}
+			signal(o.drained)
+			select {
+			case <-o.notify:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		resumed := idle
+		if idle {
+			next = time.Now()
+			if n < o.frameLen {
+				next = next.Add(frameDuration) // give the rest of a partial first frame a moment
+			}
+			idle = false
+		} else if time.Since(next) > 5*frameDuration {
+			next = time.Now() // fell far behind: do not burst to catch up
+		}
+		if alive, _ := sleep(time.Until(next), false); !alive {
+			return nil
+		}
+		o.mu.Lock()
+		k := copy(frame, o.buf)
+		o.buf = o.buf[:copy(o.buf, o.buf[k:])]
+		o.mu.Unlock()
+		clear(frame[k:])
+		signal(o.space)
+		if k == 0 { // cleared meanwhile
+			continue
+		}
+		if err := o.sink(frame, resumed); err != nil {
+			return err
+		}
+		next = next.Add(frameDuration)
+	}
+}
+
+// audioIn converts transport audio to the handler's input format and calls Receive.
+type audioIn struct {
+	sess    *Session
+	h       AudioHandler
+	rate    int // handler input rate
+	ch      int // handler input channels
+	res     *resample.Resampler
+	resRate int
+	conv    []int16
+	out     []int16
+}
+
+// receive delivers pcm (interleaved, at rate with channels) to the handler.
+func (a *audioIn) receive(pcm []int16, rate, channels int) error {
+	src := convertChannels(&a.conv, pcm, channels, a.ch)
+	if rate != a.rate {
+		if a.res == nil || a.resRate != rate {
+			r, err := resample.New(rate, a.rate, a.ch)
+			if err != nil {
+				return fmt.Errorf("fastrtc: resample %d -> %d Hz: %w", rate, a.rate, err)
+			}
+			a.res, a.resRate = r, rate
+		}
+		a.out = a.res.Process(a.out[:0], src)
+		src = a.out
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	return a.sess.callReceive(a.h, AudioFrame{SampleRate: a.rate, Channels: a.ch, Samples: src})
+}
+
+// callReceive runs the handler's Receive, turning a panic into an error.
+func (s *Session) callReceive(h AudioHandler, f AudioFrame) error {
+	return handlerError(safely(func() error { return h.Receive(s, f) }))
+}
+
+// callEmit runs the handler's Emit, turning a panic into an error.
+func (s *Session) callEmit(h AudioHandler) (f AudioFrame, err error) {
+	err = safely(func() (err error) {
+		f, err = h.Emit(s.ctx, s)
+		return err
+	})
+	if err != nil && !isEOF(err) {
+		err = handlerError(err)
+	}
+	return f, err
+}
+
+// runAudioEmit calls the handler's Emit in a loop and queues its audio, until the session
+// ends.
+func (s *Stream) runAudioEmit(sess *Session, h AudioHandler, out *audioOut) {
+	for {
+		f, err := sess.callEmit(h)
+		if sess.ctx.Err() != nil {
+			return
+		}
+		if isEOF(err) {
+			out.waitDrained(sess.ctx, time.Hour)
+			sess.CloseStream("")
+			return
+		}
+		if err != nil {
+			sess.fail(err)
+			return
+		}
+		if err := out.push(sess.ctx, f); err != nil {
+			if sess.ctx.Err() == nil {
+				sess.fail(handlerError(err))
+			}
+			return
+		}
+	}
+}
+
+// runAudioSource feeds a receive-mode source into out.
+func (s *Stream) runAudioSource(sess *Session, out *audioOut) {
+	for f, err := range s.audio.source(sess) {
+		if err != nil {
+			sess.fail(handlerError(err))
+			return
+		}
+		if out.push(sess.ctx, f) != nil {
+			return
+		}
+	}
+	out.waitDrained(sess.ctx, time.Hour)
+	if sess.ctx.Err() == nil {
+		sess.CloseStream("")
+	}
+}
+
+// ClearAudio drops the session's queued output audio at once (for interruptions). On the
+// telephone route, Twilio is also told to drop what it buffered.
+func (s *Session) ClearAudio() {
+	if s.audioOut != nil {
+		s.audioOut.clear()
+	}
+}
+
+// QueuedAudio returns how much output audio waits to be sent.
+func (s *Session) QueuedAudio() time.Duration {
+	if s.audioOut == nil {
+		return 0
+	}
+	return s.audioOut.queued()
+}
+
+// startAudio runs the handler's start-up hook and starts the paced output and the Emit loop
+// or source. It reports false if the session ended.
+func (s *Stream) startAudio(sess *Session) bool {
+	if st, ok := sess.handler.(AudioStarter); ok {
+		if err := st.Start(sess); err != nil {
+			sess.fail(handlerError(err))
+			return false
+		}
+	}
+	if out := sess.audioOut; out != nil {
+		sess.goFn(func() {
+			if err := out.run(sess.ctx); err != nil {
+				sess.fail(err)
+			}
+		})
+	}
+	switch {
+	case s.audio.source != nil:
+		sess.goFn(func() { s.runAudioSource(sess, sess.audioOut) })
+	case sess.handler != nil:
+		out := sess.audioOut
+		if out == nil { // send mode: the handler's audio goes nowhere
+			out = newAudioOut(48000, 1, func([]int16, bool) error { return nil })
+			sess.goFn(func() { _ = out.run(sess.ctx) })
+		}
+		sess.goFn(func() { s.runAudioEmit(sess, sess.handler, out) })
+	}
+	return true
 }
 
 // pauseDetection reports whether the stream's handler is a ReplyOnPause (for the page).
@@ -240,7 +417,7 @@ func (s *Stream) bindSessionHandler(sess *Session) (err error) {
 		layout.InputChannels = 1
 	}
 	if layout.OutputRate == 0 {
-		layout.OutputRate = s.cfg.audioOpts.outputRate
+		layout.OutputRate = s.cfg.audio.outputRate
 	}
 	if layout.OutputChannels == 0 {
 		layout.OutputChannels = 1
@@ -254,60 +431,3 @@ func (s *Stream) bindSessionHandler(sess *Session) (err error) {
 
 // isEOF reports whether a handler's error means a normal end.
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
-
-// AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn
-// and what it returns (if it has samples) is sent back, paced in real time. fn runs on the
-// session's audio input goroutine; its input's samples are only valid during the call, and it
-// may return them (they are copied) or samples it owns. Up to one second of output waits for
-// sending; beyond that, frames are dropped (fn is faster than real time).
-func AudioFunc(fn func(s *Session, in AudioFrame) (AudioFrame, error)) AudioHandlerFactory {
-	return func() AudioHandler {
-		return &funcHandler{fn: fn, ch: make(chan AudioFrame, 50), free: make(chan []int16, 52)}
-	}
-}
-
-// funcHandler is the AudioHandler behind AudioFunc. Output samples are copied into buffers
-// recycled through free, so a steady stream allocates nothing.
-type funcHandler struct {
-	fn   func(s *Session, in AudioFrame) (AudioFrame, error)
-	ch   chan AudioFrame
-	free chan []int16
-	last []int16 // the buffer Emit returned last: free again at the next Emit
-}
-
-// Receive runs fn and queues its output.
-func (h *funcHandler) Receive(s *Session, f AudioFrame) error {
-	out, err := h.fn(s, f)
-	if err != nil || len(out.Samples) == 0 {
-		return err
-	}
-	var buf []int16
-	select {
-	case buf = <-h.free:
-	default:
-	}
-	out.Samples = append(buf[:0], out.Samples...)
-	select {
-	case h.ch <- out:
-	default:
-	}
-	return nil
-}
-
-// Emit returns the next queued output, waiting on ctx.
-func (h *funcHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
-	if h.last != nil {
-		select {
-		case h.free <- h.last:
-		default:
-		}
-		h.last = nil
-	}
-	select {
-	case f := <-h.ch:
-		h.last = f.Samples
-		return f, nil
-	case <-ctx.Done():
-		return AudioFrame{}, ctx.Err()
-	}
-}

@@ -550,7 +550,7 @@ func TestAudioHandlerHooks(t *testing.T) {
 func TestReplyOnPauseStartupTriggerAndInputs(t *testing.T) {
 	var gotVoice atomic.Value
 	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
-		gotVoice.Store(s.Inputs().String("voice"))
+		gotVoice.Store(s.Inputs().Text("voice"))
 		return func(yield func(AudioFrame, error) bool) {
 			yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 500, 0.3, 24000/2, 0)}, nil)
 		}

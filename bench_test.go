@@ -112,8 +112,7 @@ func BenchmarkVideoPath640(b *testing.B) {
 	asm := vp8rtp.NewAssembler()
 	out := &videoOut{write: func(*rtp.Packet) error { return nil }, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
 	defer out.close(s)
-	sess := s.newSession("bench")
-	scratch := &frameScratch{}
+	sess := benchSession(s)
 	frame := &VideoFrame{}
 	var seq uint16
 	b.ReportAllocs()
@@ -134,7 +133,7 @@ func BenchmarkVideoPath640(b *testing.B) {
 		if img == nil {
 			continue
 		}
-		*frame = VideoFrame{Image: img, RTPTimestamp: uint32(i * 3000), Index: i, scratch: scratch}
+		frame.Image, frame.RTPTimestamp, frame.Index = img, uint32(i*3000), i
 		res, err := s.callVideo(sess, frame)
 		if err != nil {
 			b.Fatal(err)
@@ -210,7 +209,7 @@ func BenchmarkAudioEchoPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	sess := s.newSession("bench")
+	sess := benchSession(s)
 	s.bindSessionHandler(sess)
 	dec, err := opus.NewDecoder(48000, 1)
 	if err != nil {
@@ -322,3 +321,17 @@ func BenchmarkIdleReplyOnPauseSessions(b *testing.B) {
 	}
 	_ = s.Close()
 }
+
+// benchSession is a session with no client: its control messages go nowhere.
+func benchSession(s *Stream) *Session {
+	sess := s.newSession("bench", nil)
+	sess.tr = nopTransport{}
+	return sess
+}
+
+// nopTransport is a transport that drops everything.
+type nopTransport struct{}
+
+func (nopTransport) send([]byte) error   { return nil }
+func (nopTransport) flush(time.Duration) {}
+func (nopTransport) close(error)         {}

@@ -24,6 +24,6 @@ var (
 	// ErrHandlerPanic wraps the value of a handler's panic; the session that ran it ends.
 	ErrHandlerPanic = errors.New("fastrtc: handler panicked")
 	// ErrNotPauseHandler is returned by Session.TriggerReply on a session whose handler is
-	// not a ReplyOnPause.
+	// not a ReplyOnPause (nor another ReplyTrigger).
 	ErrNotPauseHandler = errors.New("fastrtc: the session's handler is not a ReplyOnPause")
 )

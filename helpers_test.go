@@ -29,7 +29,7 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 }
 
 // newTestStream builds a Stream restricted to loopback and serves it with httptest.
-func newTestStream(t *testing.T, handler any, modality Modality, mode Mode, opts ...Option) (*Stream, *httptest.Server) {
+func newTestStream(t *testing.T, handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream, *httptest.Server) {
 	t.Helper()
 	opts = append([]Option{WithSettingEngine(loopbackOnly)}, opts...)
 	s, err := New(handler, modality, mode, opts...)

@@ -2,8 +2,10 @@ package fastrtc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"sort"
 )
@@ -186,8 +188,17 @@ func (in Inputs) Get(name string) (any, bool) {
 // Float returns the named slider or number input, or 0.
 func (in Inputs) Float(name string) float64 { f, _ := in.vals[name].(float64); return f }
 
-// String returns the named text or dropdown input, or "".
-func (in Inputs) String(name string) string { s, _ := in.vals[name].(string); return s }
+// Text returns the named text or dropdown input, or "".
+func (in Inputs) Text(name string) string { s, _ := in.vals[name].(string); return s }
+
+// String returns the inputs as a JSON object, for logs (Inputs is a fmt.Stringer).
+func (in Inputs) String() string {
+	b, err := json.Marshal(in.vals)
+	if err != nil {
+		return fmt.Sprintf("%v", in.vals)
+	}
+	return string(b)
+}
 
 // Bool returns the named checkbox input, or false.
 func (in Inputs) Bool(name string) bool { b, _ := in.vals[name].(bool); return b }
@@ -255,4 +266,35 @@ func (set inputSet) names() string {
 		s += in.Name
 	}
 	return s
+}
+
+// serveInputHook is POST /input_hook: {"webrtc_id": ID, <input>: <value>, ...}.
+func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	var body map[string]any
+	if !s.decodeBody(w, r, &body) {
+		return
+	}
+	id, _ := body["webrtc_id"].(string)
+	if id == "" {
+		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id (a string)")
+		return
+	}
+	delete(body, "webrtc_id")
+	err := s.SetInput(id, body)
+	var ie *InputError
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+	case errors.Is(err, ErrUnknownConnection):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+	case errors.As(err, &ie):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": ie.Error(), "field": ie.Field})
+	default:
+		writeError(w, http.StatusBadRequest, err.Error())
+	}
 }

@@ -33,21 +33,6 @@ func (s *Stream) Mount(r Router) {
 	}
 }
 
-// Handler returns an http.Handler serving the stream's routes (as Mount adds them) and, at
-// the prefix's root, the built-in page unless it was turned off.
-func (s *Stream) Handler() http.Handler {
-	mux := http.NewServeMux()
-	s.Mount(mux)
-	if !s.cfg.noUI {
-		root := s.cfg.prefix + "/"
-		if root == "//" {
-			root = "/"
-		}
-		mux.Handle(root, s.UI())
-	}
-	return mux
-}
-
 type route struct {
 	path string
 	h    http.Handler
@@ -60,37 +45,6 @@ func (s *Stream) routes() []route {
 		{"/outputs", http.HandlerFunc(s.serveOutputs)},
 	}
 	return append(rs, s.audioRoutes()...)
-}
-
-// serveInputHook is POST /input_hook: {"webrtc_id": ID, <input>: <value>, ...}.
-func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "use POST")
-		return
-	}
-	var body map[string]any
-	if !s.decodeBody(w, r, &body) {
-		return
-	}
-	id, _ := body["webrtc_id"].(string)
-	if id == "" {
-		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id (a string)")
-		return
-	}
-	delete(body, "webrtc_id")
-	err := s.SetInput(id, body)
-	var ie *InputError
-	switch {
-	case err == nil:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-	case errors.Is(err, ErrUnknownConnection):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
-	case errors.As(err, &ie):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": ie.Error(), "field": ie.Field})
-	default:
-		writeError(w, http.StatusBadRequest, err.Error())
-	}
 }
 
 // decodeBody decodes a JSON request body of limited size into v, writing the error response

@@ -249,22 +249,29 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	src := VideoSource(func(s *Session) iter.Seq2[image.Image, error] { return func(func(image.Image, error) bool) {} })
 	cases := []struct {
 		name    string
-		h       any
+		h       Handler
 		mod     Modality
 		mode    Mode
 		opts    []Option
 		mention string
 	}{
-		{"bad modality", echoHandler, "smell", SendReceive, nil, "allowed"},
-		{"bad mode", echoHandler, Video, "both", nil, "allowed"},
+		{"bad modality", VideoFunc(echoHandler), "smell", SendReceive, nil, "allowed"},
+		{"bad mode", VideoFunc(echoHandler), Video, "both", nil, "allowed"},
 		{"source for send-receive", src, Video, SendReceive, nil, "VideoFunc"},
 		{"func for receive", VideoFunc(echoHandler), Video, Receive, nil, "VideoSource"},
 		{"nil handler", nil, Video, SendReceive, nil, "nil"},
-		{"string handler", "hi", Video, Send, nil, "VideoFunc"},
-		{"negative limit", echoHandler, Video, SendReceive, []Option{WithConcurrencyLimit(-1)}, "concurrency"},
-		{"bad default", echoHandler, Video, SendReceive, []Option{WithInputs(Slider("a", 0, 1, 0.1, 3))}, "outside"},
-		{"dup input", echoHandler, Video, SendReceive, []Option{WithInputs(Text("a", ""), Text("a", ""))}, "twice"},
-		{"bad fps", echoHandler, Video, SendReceive, []Option{WithFPS(0)}, "fps"},
+		{"nil func handler", VideoFunc(nil), Video, SendReceive, nil, "nil"},
+		{"audio handler for video", AudioFunc(nil), Video, Send, nil, "VideoFunc"},
+		{"video handler for audio", VideoFunc(echoHandler), Audio, SendReceive, nil, "AudioHandlerFactory"},
+		{"pause handler for receive", NewReplyOnPause(func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] { return nil }), Audio, Receive, nil, "AudioSource"},
+		{"audio-video receive", AudioVideoHandlerFactory(func() AudioVideoHandler { return nil }), AudioVideo, Receive, nil, "not receive"},
+		{"bad ws message limit", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{MaxMessageBytes: 10})}, "WebSocket max message"},
+		{"bad ws ping", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{PingInterval: time.Microsecond})}, "ping interval"},
+		{"bad connect timeout", VideoFunc(echoHandler), Video, SendReceive, []Option{WithConnectTimeout(-time.Second)}, "connect timeout"},
+		{"negative limit", VideoFunc(echoHandler), Video, SendReceive, []Option{WithConcurrencyLimit(-1)}, "concurrency"},
+		{"bad default", VideoFunc(echoHandler), Video, SendReceive, []Option{WithInputs(Slider("a", 0, 1, 0.1, 3))}, "outside"},
+		{"dup input", VideoFunc(echoHandler), Video, SendReceive, []Option{WithInputs(Text("a", ""), Text("a", ""))}, "twice"},
+		{"bad fps", VideoFunc(echoHandler), Video, SendReceive, []Option{WithFPS(0)}, "fps"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -278,8 +285,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
-	// A plain func literal of the right signature is accepted.
-	s, err := New(func(s *Session, f *VideoFrame) (image.Image, error) { return nil, nil }, Video, Send)
+	// A func literal converted to the handler type is accepted (an unconverted one, or any
+	// other type, does not compile: Handler is sealed).
+	s, err := New(VideoFunc(func(s *Session, f *VideoFrame) (image.Image, error) { return nil, nil }), Video, Send)
 	if err != nil {
 		t.Fatal(err)
 	}

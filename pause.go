@@ -217,8 +217,7 @@ func (h *pauseHandler) Start(s *Session) error {
 	h.mu.Lock()
 	h.sess, h.vad, h.res = s, v, res
 	h.mu.Unlock()
-	s.stream.codecs.Add(1)
-	s.onEnd(func() { _ = v.Close(); s.stream.codecs.Add(-1) })
+	s.onEnd(s.stream.codecOpened(v.Close))
 	h.chunkFirst, h.first = -1, -1
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
@@ -364,7 +363,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 	h.gen++
 	id := h.gen
 	h.cancel, h.responding = cancel, true
-	s.goFn(func() {
+	s.Go(func() {
 		defer func() {
 			cancel()
 			h.mu.Lock()
@@ -382,7 +381,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 		for f, err := range gen(ctx) {
 			if err != nil {
 				if ctx.Err() == nil {
-					s.fail(handlerError(err))
+					s.Fail(handlerError(err))
 				}
 				return
 			}
@@ -398,7 +397,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 // awaitInputs asks the client for its inputs and waits (briefly) until they arrive.
 func (h *pauseHandler) awaitInputs(ctx context.Context) {
 	s := h.sess
-	ch := s.inputsChanged()
+	ch := s.InputsChanged()
 	_ = s.Send("send_input", []any{})
 	t := time.NewTimer(h.cfg.inputsWait)
 	defer t.Stop()
@@ -426,8 +425,8 @@ func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error)
 	}
 }
 
-// triggerReply replies now to whatever the user said so far.
-func (h *pauseHandler) triggerReply() error {
+// TriggerReply replies now to whatever the user said so far (ReplyTrigger).
+func (h *pauseHandler) TriggerReply(*Session) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.vad == nil {
@@ -439,12 +438,13 @@ func (h *pauseHandler) triggerReply() error {
 	return nil
 }
 
-// TriggerReply makes a ReplyOnPause session reply now to what the user said so far, as if
-// they had paused.
+// TriggerReply makes the session's handler reply now to what the user said so far, as if they
+// had paused: ReplyOnPause does, and so does any handler that implements ReplyTrigger. It
+// returns ErrNotPauseHandler for other handlers.
 func (s *Session) TriggerReply() error {
-	h, ok := s.handler.(*pauseHandler)
+	h, ok := s.handler.(ReplyTrigger)
 	if !ok {
 		return ErrNotPauseHandler
 	}
-	return h.triggerReply()
+	return h.TriggerReply(s)
 }

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 )
 
 // Session is one client connection of a Stream. Handlers receive it with every call; it gives
@@ -38,11 +36,8 @@ type Session struct {
 	endFuncs []func() // run after the session's goroutines have returned
 	endRan   bool     // endFuncs have run
 
-	// transport-specific parts
-	pc      *webrtc.PeerConnection // WebRTC sessions; guarded by wgMu
-	msgs    messenger              // how control messages reach the client
-	meta    map[string]string      // transport metadata (telephone call details)
-	flushFn func(time.Duration)    // waits for queued media/messages to leave (optional)
+	tr   transport         // how the session reaches its client; set at creation
+	meta map[string]string // transport metadata (telephone call details)
 
 	wg        sync.WaitGroup // the session's goroutines
 	wgMu      sync.Mutex     // guards ending against wg.Add after wg.Wait began
@@ -50,16 +45,29 @@ type Session struct {
 	endOnce   sync.Once
 	done      chan struct{} // closed when fully ended and released
 	connected chan struct{} // closed when the transport is connected
+	started   chan struct{} // closed when startSession has run: input media may flow
 	connOnce  sync.Once
 	err       error // why it ended; set before done is closed
 }
 
-// messenger delivers control messages to a client (a data channel, a WebSocket).
-type messenger interface {
-	sendMessage(b []byte) error
+// transport is how a session reaches its client: a WebRTC peer connection and its data
+// channel, a WebSocket in one of its dialects. Stream.openSession makes a session on a
+// transport and Stream.startSession starts it once the transport has connected; a transport
+// moves media itself (it calls the session's audio input and owns the sink of its audio
+// output). Its methods may be called from any goroutine.
+type transport interface {
+	// send delivers one control message (JSON) to the client, or queues it until the
+	// transport can; a transport whose dialect has no control messages drops it.
+	send(b []byte) error
+	// flush waits up to d for queued control messages to leave.
+	flush(d time.Duration)
+	// close closes the connection, once, after the session's context was cancelled; cause
+	// is why the session ended (nil for a normal end). The session's goroutines that read
+	// from the transport must return soon after.
+	close(cause error)
 }
 
-func (s *Stream) newSession(id string) *Session {
+func (s *Stream) newSession(id string, meta map[string]string) *Session {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sess := &Session{
 		id:        id,
@@ -67,9 +75,11 @@ func (s *Stream) newSession(id string) *Session {
 		log:       s.log.With("session", id),
 		ctx:       ctx,
 		cancel:    cancel,
+		meta:      meta,
 		outputs:   newOutputQueue(),
 		done:      make(chan struct{}),
 		connected: make(chan struct{}),
+		started:   make(chan struct{}),
 	}
 	def := s.cfg.inputs.defaults()
 	sess.inputs.Store(&def)
@@ -103,6 +113,10 @@ func (s *Session) Err() error {
 	}
 }
 
+// Started returns a channel closed once the session's transport connected and its start-up
+// hooks ran: from then on, input media reaches the handler.
+func (s *Session) Started() <-chan struct{} { return s.started }
+
 func (s *Session) setInputs(values map[string]any) error {
 	for {
 		old := s.inputs.Load()
@@ -122,8 +136,10 @@ func (s *Session) setInputs(values map[string]any) error {
 	}
 }
 
-// inputsChanged returns a channel closed at the next change of the inputs.
-func (s *Session) inputsChanged() <-chan struct{} {
+// InputsChanged returns a channel that is closed at the next change of the session's inputs
+// (a POST /input_hook, Stream.SetInput); read the new values with Inputs. Each change closes
+// the channel handed out before it, so call InputsChanged again to wait for the one after.
+func (s *Session) InputsChanged() <-chan struct{} {
 	s.inMu.Lock()
 	defer s.inMu.Unlock()
 	if s.inWait == nil {
@@ -184,12 +200,7 @@ func (s *Session) sendError(msg string) {
 	_ = s.sendRaw(b)
 }
 
-func (s *Session) sendRaw(b []byte) error {
-	if s.msgs == nil {
-		return ErrSessionClosed
-	}
-	return s.msgs.sendMessage(b)
-}
+func (s *Session) sendRaw(b []byte) error { return s.tr.send(b) }
 
 // Log sends the client a log message {"type": "log", "data": text}.
 func (s *Session) Log(text string) error { return s.Send("log", text) }
@@ -213,10 +224,15 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// fail ends the session because of err, telling the client.
-func (s *Session) fail(err error) {
+// Fail ends the session because of err: the client is sent {"type":"error","message":...}
+// with err's text, the context is cancelled with err as its cause, and Err returns err once
+// Done is closed. Only this session ends. It does not wait; a nil err ends the session
+// normally, like CloseStream with no message. Handlers may call it from any goroutine.
+func (s *Session) Fail(err error) {
 	s.end(err, "")
 }
+
+func (s *Session) fail(err error) { s.end(err, "") }
 
 // end ends the session once: it tells the client why (error or end_stream), cancels the
 // context, and in the background closes the transport, waits for the session's goroutines and
@@ -237,25 +253,23 @@ func (s *Session) end(err error, endMsg string) {
 			case endMsg != "":
 				_ = s.Send("end_stream", endMsg)
 			}
-			if s.flushFn != nil && (err != nil || endMsg != "") {
+			if err != nil || endMsg != "" {
 				// Let the error or end_stream message (and, on a normal end, the queued
 				// audio: at most about a second) reach the client.
 				d := time.Second
 				if err == nil {
 					d = 5 * time.Second
 				}
-				s.flushFn(d)
+				if out := s.audioOut; out != nil {
+					out.waitDrained(s.ctx, d+out.queued())
+				}
+				s.tr.flush(d)
 			}
 			s.cancel(cause)
 			s.wgMu.Lock()
 			s.ending = true
-			pc := s.pc
 			s.wgMu.Unlock()
-			if pc != nil {
-				if cerr := pc.Close(); cerr != nil {
-					s.log.Debug("close peer connection", "err", cerr)
-				}
-			}
+			s.tr.close(err)
 			s.wg.Wait()
 			s.endMu.Lock()
 			fns := s.endFuncs
@@ -284,25 +298,6 @@ func (s *Session) onEnd(fn func()) {
 	s.endMu.Unlock()
 }
 
-// setPC attaches the session's peer connection, unless the session is already ending (then
-// the caller must close pc itself).
-func (s *Session) setPC(pc *webrtc.PeerConnection) bool {
-	s.wgMu.Lock()
-	defer s.wgMu.Unlock()
-	if s.ending {
-		return false
-	}
-	s.pc = pc
-	return true
-}
-
-// peerConnection returns the session's peer connection, or nil.
-func (s *Session) peerConnection() *webrtc.PeerConnection {
-	s.wgMu.Lock()
-	defer s.wgMu.Unlock()
-	return s.pc
-}
-
 // markConnected records that the transport connected and starts the time limit.
 func (s *Session) markConnected() {
 	s.connOnce.Do(func() {
@@ -322,8 +317,14 @@ func (s *Session) markConnected() {
 	})
 }
 
-// goFn runs fn on a goroutine of the session (Close waits for it), recovering a panic as a
-// session failure.
+// Go runs fn on a goroutine owned by the session: the session's end (and so Stream.Close)
+// waits for it to return, and a panic in it ends this session only, with ErrHandlerPanic.
+// fn should return once s.Context() is done. After the session began to end, Go does not
+// start fn. Handlers use it for work that outlives one call (a reply being generated, a
+// timer).
+func (s *Session) Go(fn func()) { s.goFn(fn) }
+
+// goFn is Go.
 func (s *Session) goFn(fn func()) {
 	s.wgMu.Lock()
 	if s.ending {
@@ -342,11 +343,24 @@ func (s *Session) goFn(fn func()) {
 // recoverPanic turns a panic into the end of this session only.
 func (s *Session) recoverPanic() {
 	if r := recover(); r != nil {
-		s.fail(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+		s.fail(panicError(r))
 	}
 }
 
-// callErr wraps a handler error for the client and logs.
+// panicError wraps a recovered panic value in ErrHandlerPanic.
+func panicError(r any) error { return fmt.Errorf("%w: %v", ErrHandlerPanic, r) }
+
+// safely runs fn, returning a panic in it as an error wrapping ErrHandlerPanic.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	return fn()
+}
+
+// handlerError wraps a handler error for the client and logs.
 func handlerError(err error) error {
 	if err == nil {
 		return nil

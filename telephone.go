@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/gorilla/websocket"
 )
 
 // The keys of Session.Metadata on the telephone route. The call's custom parameters (the
@@ -34,14 +36,14 @@ import (
 // handler's audio is sent back as 8 kHz mu-law media messages of 20 ms, paced in real time.
 // Session.ClearAudio (which ReplyOnPause calls on an interruption) also sends Twilio a
 // "clear" message, so that the caller stops hearing the interrupted reply at once. DTMF
-// digits reach the handler (DTMFReceiver, WithDTMF); "mark" events are accepted; "stop", or
+// digits reach the handler (DTMFReceiver, TelephoneOptions.DTMF); "mark" events are accepted; "stop", or
 // the connection closing, ends the session. Control messages (Session.Send, Log, Warn, and
 // errors) are not sent to Twilio, which accepts only media, mark and clear messages; they
 // are logged at debug level. Closing the session (Session.CloseStream) closes the
 // WebSocket, after the queued audio was sent, and Twilio goes on with the TwiML after
 // <Connect>: it says "The call has been disconnected." and hangs up.
 //
-// Both routes check X-Twilio-Signature when WithTwilioAuthToken is set.
+// Both routes check X-Twilio-Signature when TelephoneOptions.AuthToken is set (WithTelephone).
 const (
 	// MetaStreamSID is the Twilio Media Stream's id, also the session's ID.
 	MetaStreamSID = "streamSid"
@@ -50,30 +52,6 @@ const (
 	// MetaAccountSID is the id of the Twilio account.
 	MetaAccountSID = "accountSid"
 )
-
-// DTMFReceiver is implemented by audio handlers that want the keypad digits a telephone
-// caller presses (Twilio "dtmf" events). DTMF is called on the session's reader goroutine,
-// never concurrently with Receive; it should return quickly. A panic ends the session.
-type DTMFReceiver interface {
-	DTMF(s *Session, digit string)
-}
-
-// WithDTMF calls fn with every keypad digit pressed on a telephone session, after the
-// handler's DTMF method if it has one (handlers such as ReplyOnPause, whose per-connection
-// instances are not yours, get digits this way). fn runs like DTMFReceiver.DTMF.
-func WithDTMF(fn func(s *Session, digit string)) Option {
-	return func(c *config) { c.ws.dtmf = fn }
-}
-
-// WithTwilioAuthToken turns on the validation of Twilio's X-Twilio-Signature header (off by
-// default) with the account's auth token: POST /telephone/incoming and the WebSocket
-// handshake of /telephone/handler then answer 403 to requests whose signature is missing or
-// wrong. The signature is checked against the URL Twilio called, rebuilt from the request
-// (scheme and host from X-Forwarded-Proto, X-Forwarded-Host or Forwarded behind a proxy),
-// with and without the default port, as Twilio's own libraries do.
-func WithTwilioAuthToken(token string) Option {
-	return func(c *config) { c.ws.twilioToken = token }
-}
 
 // twilioStart is the "start" object of Twilio's start message.
 type twilioStart struct {
@@ -105,19 +83,68 @@ func (st *twilioStart) metadata(streamSID string) map[string]string {
 	return meta
 }
 
-// deliverDTMF gives a digit to the handler and to the WithDTMF function.
+// twilioDialect is Twilio Media Streams (GET /telephone/handler). Twilio accepts only media,
+// mark and clear messages (anything else is a protocol error that may end the call), so
+// control messages and notices of bad messages are only logged.
+func twilioDialect() *wsDialect {
+	return &wsDialect{
+		name:        "telephone",
+		start:       twilioStartSession,
+		inboundOnly: true,
+		events: map[string]func(t *wsConn, m *wsMessage){
+			"connected": func(*wsConn, *wsMessage) {},
+			"dtmf": func(t *wsConn, m *wsMessage) {
+				if m.DTMF != nil && m.DTMF.Digit != "" {
+					t.s.deliverDTMF(t.sess, m.DTMF.Digit)
+				}
+			},
+			"mark": func(t *wsConn, m *wsMessage) {
+				if m.Mark != nil {
+					t.log.Debug("telephone: mark", "name", m.Mark.Name)
+				}
+			},
+		},
+		mediaPrefix: func(t *wsConn) []byte {
+			sid, _ := json.Marshal(t.streamSID)
+			return fmt.Appendf(nil, `{"event":"media","streamSid":%s,"media":{"payload":"`, sid)
+		},
+		onClear: sendClear,
+	}
+}
+
+// twilioStartSession reads Twilio's start message: the streamSid is the session's id, the
+// call's details its metadata, and the audio 8 kHz mono mu-law both ways.
+func twilioStartSession(t *wsConn, m *wsMessage) (id string, meta map[string]string, f wsFormat, ok bool) {
+	st := m.Start
+	if st == nil {
+		st = &twilioStart{}
+	}
+	id = st.StreamSID
+	if id == "" {
+		id = m.StreamSID
+	}
+	if id == "" {
+		t.log.Warn("telephone: start without streamSid")
+		t.closeAndDrain(websocket.ClosePolicyViolation, "start without streamSid")
+		return "", nil, f, false
+	}
+	t.streamSID = id
+	return id, st.metadata(id), wsFormat{inRate: 8000, outRate: 8000, channels: 1, rateFixed: true}, true
+}
+
+// deliverDTMF gives a digit to the handler and to the TelephoneOptions.DTMF function.
 func (s *Stream) deliverDTMF(sess *Session, digit string) {
 	sess.log.Debug("telephone: dtmf", "digit", digit)
 	if r, ok := sess.handler.(DTMFReceiver); ok {
 		r.DTMF(sess, digit)
 	}
-	if fn := s.cfg.ws.dtmf; fn != nil {
+	if fn := s.cfg.tel.DTMF; fn != nil {
 		fn(sess, digit)
 	}
 }
 
 // sendClear tells Twilio to drop the audio it buffered (the session's audioOut.onClear).
-func (t *wsConn) sendClear() {
+func sendClear(t *wsConn) {
 	sid, _ := json.Marshal(t.streamSID)
 	if err := t.write(fmt.Appendf(nil, `{"event":"clear","streamSid":%s}`, sid)); err != nil {
 		t.log.Debug("telephone: clear", "err", err)
@@ -126,18 +153,17 @@ func (t *wsConn) sendClear() {
 
 // serveTelephoneHandler is GET /telephone/handler: Twilio Media Streams.
 func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.ws.twilioToken != "" && !s.twilioSignatureValid(r, nil, true) {
+	if s.cfg.tel.AuthToken != "" && !s.twilioSignatureValid(r, nil, true) {
 		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
 		return
 	}
-	up := s.upgrader()
-	up.CheckOrigin = func(*http.Request) bool { return true } // Twilio sends no Origin; signatures guard this route
-	conn, err := up.Upgrade(w, r, nil)
+	// Twilio sends no Origin; signatures guard this route.
+	conn, err := s.upgrader(nil).Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("telephone upgrade", "err", err)
 		return
 	}
-	s.runWS(newWSConn(s, conn, true))
+	s.serveWS(conn, twilioDialect())
 }
 
 // serveTelephoneIncoming is POST /telephone/incoming: the Twilio voice webhook.
@@ -152,7 +178,7 @@ func (s *Stream) serveTelephoneIncoming(w http.ResponseWriter, r *http.Request) 
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid form: %v", err))
 		return
 	}
-	if s.cfg.ws.twilioToken != "" && !s.twilioSignatureValid(r, r.PostForm, false) {
+	if s.cfg.tel.AuthToken != "" && !s.twilioSignatureValid(r, r.PostForm, false) {
 		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
 		return
 	}
@@ -280,7 +306,7 @@ func (s *Stream) twilioSignatureValid(r *http.Request, params url.Values, websoc
 	ok := false
 	for _, sc := range schemes {
 		for _, u := range urlPortVariants(sc, host, uri) {
-			want := twilioSignature(s.cfg.ws.twilioToken, u, params)
+			want := twilioSignature(s.cfg.tel.AuthToken, u, params)
 			if hmac.Equal([]byte(want), []byte(sig)) {
 				ok = true
 			}

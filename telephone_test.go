@@ -158,7 +158,7 @@ func TestTwilioSignatureVectors(t *testing.T) {
 // valid X-Twilio-Signature, checked against the URL Twilio called.
 func TestTelephoneSignature(t *testing.T) {
 	const token = "tok3n"
-	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTwilioAuthToken(token))
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token}))
 	hostport := strings.TrimPrefix(srv.URL, "http://")
 	host, _, _ := strings.Cut(hostport, ":")
 	form := url.Values{"CallSid": {"CA1"}, "From": {"+15550001"}, "To": {"+15550002"}}
@@ -237,11 +237,11 @@ func TestTelephoneCall(t *testing.T) {
 		}
 	}
 	s, srv := newTestStream(t, NewReplyOnPause(reply), Audio, SendReceive,
-		WithDTMF(func(s *Session, d string) {
+		WithTelephone(TelephoneOptions{DTMF: func(s *Session, d string) {
 			mu.Lock()
 			digits = append(digits, s.ID()+":"+d)
 			mu.Unlock()
-		}))
+		}}))
 	c := dialWS(t, wsURL(srv, "/telephone/handler"), nil, true)
 	const sid = "MZ00000000000000000000000000000001"
 	c.send(map[string]any{"event": "connected", "protocol": "Call", "version": "1.0.0"})

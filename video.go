@@ -23,6 +23,7 @@ type videoOut struct {
 	write    func(*rtp.Packet) error // sends one packet (a track's WriteRTP)
 	pk       *vp8rtp.Packetizer
 	enc      *vpx.Encoder
+	closeEnc func() // closes enc and uncounts it
 	forceKey atomic.Bool
 	i420     *image.YCbCr
 	buf      []byte
@@ -171,12 +172,10 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		sess.fail(err)
 		return
 	}
-	s.codecs.Add(1)
-	defer func() { _ = dec.Close(); s.codecs.Add(-1) }()
+	defer s.codecOpened(dec.Close)()
 	if out != nil {
 		defer out.close(s)
 	}
-	scratch := &frameScratch{}
 	frame := &VideoFrame{} // reused: the handler may not keep it past its return
 	var (
 		lastTS    uint32
@@ -248,13 +247,8 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			continue
 		}
 		lastSent = unwrapped
-		*frame = VideoFrame{
-			Image:        img,
-			Timestamp:    time.Duration(unwrapped) * time.Second / 90000,
-			RTPTimestamp: ts,
-			Index:        index,
-			scratch:      scratch,
-		}
+		frame.Image, frame.RTPTimestamp, frame.Index = img, ts, index
+		frame.Timestamp = time.Duration(unwrapped) * time.Second / 90000
 		index++
 		res, err := s.callVideo(sess, frame)
 		if err != nil {
@@ -273,16 +267,14 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 
 // callVideo runs the handler, turning a panic into an error.
 func (s *Stream) callVideo(sess *Session, f *VideoFrame) (img image.Image, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
-		}
-	}()
 	fn := s.videoFn
 	if fn == nil { // audio-video
 		fn = sess.handler.(AudioVideoHandler).Video
 	}
-	img, err = fn(sess, f)
+	err = safely(func() (err error) {
+		img, err = fn(sess, f)
+		return err
+	})
 	return img, handlerError(err)
 }
 
@@ -293,8 +285,7 @@ func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) err
 		if err != nil {
 			return fmt.Errorf("fastrtc: VP8 encoder: %w", err)
 		}
-		o.enc = enc
-		s.codecs.Add(1)
+		o.enc, o.closeEnc = enc, s.codecOpened(enc.Close)
 	}
 	if o.frames > 0 && pts <= o.lastPTS {
 		pts = o.lastPTS + 1
@@ -328,9 +319,8 @@ func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) err
 
 func (o *videoOut) close(s *Stream) {
 	if o.enc != nil {
-		_ = o.enc.Close()
-		o.enc = nil
-		s.codecs.Add(-1)
+		o.closeEnc()
+		o.enc, o.closeEnc = nil, nil
 	}
 }
 

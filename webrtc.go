@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -72,21 +73,19 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRequest) {
-	sess := s.newSession(req.WebRTCID)
-	// The messenger exists before the session is visible, so that trickled candidates and
-	// Close always find it.
-	st := &rtcState{sess: sess}
-	sess.msgs, sess.flushFn = st, st.flush
-	if err := s.reserve(sess); err != nil {
-		switch {
-		case errors.Is(err, ErrConcurrencyLimit):
-			writeFailed(w, failConcurrency, map[string]any{"limit": s.cfg.concurrency})
-		case errors.Is(err, ErrConnectionExists):
-			writeFailed(w, failExists, nil)
-		default:
+	var st *rtcTransport
+	sess, err := s.openSession(req.WebRTCID, nil, func(sess *Session) transport {
+		st = &rtcTransport{sess: sess}
+		return st
+	})
+	if err != nil {
+		if code, meta := s.refusal(err); code != "" {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
+		} else if errors.Is(err, ErrStreamClosed) {
 			writeError(w, http.StatusServiceUnavailable, err.Error())
+		} else {
+			writeError(w, http.StatusInternalServerError, err.Error())
 		}
-		sess.cancel(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
@@ -109,9 +108,12 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 // does not read; messages beyond it are dropped.
 const maxDataChannelBuffer = 1 << 20
 
-// rtcState is the WebRTC-specific state of a session.
-type rtcState struct {
+// rtcTransport is the transport of a WebRTC session: its peer connection and data channel.
+// All methods are safe for concurrent use; mu guards the fields.
+type rtcTransport struct {
 	mu        sync.Mutex
+	pc        *webrtc.PeerConnection
+	closed    bool // close ran: a peer connection attached later is closed at once
 	remoteSet bool
 	pending   []webrtc.ICECandidateInit
 	dc        *webrtc.DataChannel
@@ -120,8 +122,40 @@ type rtcState struct {
 	sess      *Session
 }
 
-// sendMessage sends on the data channel, or queues until it opens.
-func (st *rtcState) sendMessage(b []byte) error {
+// attach sets the session's peer connection, unless the transport was closed meanwhile (then
+// the caller must close pc itself).
+func (st *rtcTransport) attach(pc *webrtc.PeerConnection) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return false
+	}
+	st.pc = pc
+	return true
+}
+
+// peerConnection returns the session's peer connection, or nil.
+func (st *rtcTransport) peerConnection() *webrtc.PeerConnection {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pc
+}
+
+// close closes the peer connection (which ends its tracks and so the media goroutines).
+func (st *rtcTransport) close(error) {
+	st.mu.Lock()
+	st.closed = true
+	pc := st.pc
+	st.mu.Unlock()
+	if pc != nil {
+		if err := pc.Close(); err != nil {
+			st.sess.log.Debug("close peer connection", "err", err)
+		}
+	}
+}
+
+// send sends on the data channel, or queues until it opens.
+func (st *rtcTransport) send(b []byte) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.sess.ctx.Err() != nil && st.dc == nil {
@@ -143,7 +177,7 @@ func (st *rtcState) sendMessage(b []byte) error {
 	return nil
 }
 
-func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
+func (st *rtcTransport) onDataChannel(dc *webrtc.DataChannel) {
 	sess := st.sess
 	dc.OnOpen(func() {
 		st.mu.Lock()
@@ -154,24 +188,18 @@ func (st *rtcState) onDataChannel(dc *webrtc.DataChannel) {
 			_ = dc.SendText(string(b))
 		}
 		st.mu.Unlock()
-		if len(sess.stream.cfg.inputs) > 0 {
-			_ = sess.Send("send_input", []any{})
-		}
 	})
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {
 		_ = sess.Log("Server received: " + string(m.Data))
 	})
 }
 
-// flush waits up to d for the queued output audio to be sent and the data channel's queued
-// bytes (or messages queued before it opened) to leave.
-func (st *rtcState) flush(d time.Duration) {
+// flush waits up to d for the data channel's queued bytes (or messages queued before it
+// opened) to leave.
+func (st *rtcTransport) flush(d time.Duration) {
 	deadline := time.Now().Add(d)
-	if out := st.sess.audioOut; out != nil {
-		out.waitDrained(st.sess.ctx, d)
-	}
 	for time.Now().Before(deadline) {
-		if pc := st.sess.peerConnection(); pc == nil {
+		if pc := st.peerConnection(); pc == nil {
 			return
 		} else if pcs := pc.ConnectionState(); pcs == webrtc.PeerConnectionStateClosed || pcs == webrtc.PeerConnectionStateFailed {
 			return // the client has gone: nothing more will leave
@@ -194,12 +222,12 @@ func (st *rtcState) flush(d time.Duration) {
 
 // startWebRTC creates the session's peer connection from the client's offer, wires media and
 // the data channel, and returns the complete (non-trickle) answer.
-func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcState, offerSDP string) (*webrtc.SessionDescription, error) {
+func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTransport, offerSDP string) (*webrtc.SessionDescription, error) {
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.iceServers})
 	if err != nil {
 		return nil, fmt.Errorf("fastrtc: new peer connection: %w", err)
 	}
-	if !sess.setPC(pc) { // the session was closed meanwhile (Stream.Close)
+	if !st.attach(pc) { // the session was closed meanwhile (Stream.Close)
 		_ = pc.Close()
 		return nil, ErrSessionClosed
 	}
@@ -208,7 +236,7 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcState, o
 		sess.log.Debug("connection state", "state", cs.String())
 		switch cs {
 		case webrtc.PeerConnectionStateConnected:
-			sess.markConnected()
+			sess.goFn(func() { s.startSession(sess) })
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			sess.end(nil, "")
 		}
@@ -266,7 +294,7 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 		writeFailed(w, failUnknown, nil)
 		return
 	}
-	st, ok := sess.msgs.(*rtcState)
+	st, ok := sess.tr.(*rtcTransport)
 	if !ok || sess.ctx.Err() != nil {
 		writeFailed(w, failClosed, nil)
 		return
@@ -294,7 +322,7 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 		return
 	}
-	if err := sess.peerConnection().AddICECandidate(init); err != nil {
+	if err := st.peerConnection().AddICECandidate(init); err != nil {
 		writeFailed(w, failInvalidCandidate, map[string]any{"detail": err.Error()})
 		return
 	}
@@ -305,9 +333,6 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 // mode, and routes incoming tracks to the video or audio path.
 func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
 	var onVideo, onAudio func(*webrtc.TrackRemote)
-	if err := s.bindSessionHandler(sess); err != nil {
-		return err
-	}
 	var err error
 	if s.modality == Video || s.modality == AudioVideo {
 		if onVideo, err = s.setupVideo(sess, pc); err != nil {
@@ -342,4 +367,51 @@ func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
 		sess.goFn(func() { run(track) })
 	})
 	return nil
+}
+
+// newAPI builds the pion API shared by all sessions: VP8 and Opus only, default
+// interceptors (NACK, RTCP reports, TWCC).
+func (s *Stream) newAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
+		{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"},
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
+		PayloadType:        96,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("fastrtc: register VP8: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: "transport-cc"}}},
+		PayloadType: 111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("fastrtc: register Opus: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if s.modality == Audio {
+		// Audio needs RTCP reports (round-trip time, the browser's stats) and TWCC, not NACK
+		// (Opus conceals loss; the library decodes FEC) nor pion's stats: their 100 ms timers
+		// were half of an idle session's CPU (measured with scripts/load.sh audio-idle 50:
+		// 7.9% -> 4.3% of a core).
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
+		}
+		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+			return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
+		}
+	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	// A client that vanishes without closing is noticed after ~4 s without traffic and its
+	// session ends ~6 s later (pion's defaults: 5 s + 25 s).
+	se.SetICETimeouts(4*time.Second, 6*time.Second, 2*time.Second)
+	if s.cfg.settingEngine != nil {
+		s.cfg.settingEngine(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

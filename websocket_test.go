@@ -432,7 +432,7 @@ func TestWebSocketPingPong(t *testing.T) {
 // an error message and the connection goes on, except an oversized message, which closes
 // its own connection (1009) and nothing else.
 func TestWebSocketBadInput(t *testing.T) {
-	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithWebSocketMaxMessage(64<<10))
+	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithWebSocket(WebSocketOptions{MaxMessageBytes: 64 << 10}))
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	binary := func(c *wsClient) {
 		c.wmu.Lock()
@@ -723,7 +723,7 @@ func TestWebSocketClientVanishes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, srv := newTestStream(t, factory, Audio, SendReceive, WithWebSocketPingInterval(100*time.Millisecond))
+			s, srv := newTestStream(t, factory, Audio, SendReceive, WithWebSocket(WebSocketOptions{PingInterval: 100 * time.Millisecond}))
 			c := dialWS(t, wsURL(srv, tc.path), nil, tc.read)
 			c.send(tc.start)
 			ctx, cancel := context.WithCancel(context.Background())

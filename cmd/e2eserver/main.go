@@ -170,7 +170,7 @@ func main() {
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		for _, s := range streams {
-			_ = s.CloseContext(sctx)
+			_ = s.Shutdown(sctx)
 		}
 		for _, f := range forwarders {
 			f.close()
@@ -293,7 +293,7 @@ func inputsHandler(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, erro
 	if in.Bool("enabled") {
 		rows = int(math.Round(in.Float("fill") * float64(img.Rect.Dy())))
 		y, cb, cr := uint8(235), uint8(128), uint8(128)
-		if in.String("color") == "black" {
+		if in.Text("color") == "black" {
 			y = 16
 		}
 		w := img.Rect.Dx()
@@ -317,7 +317,7 @@ func inputsHandler(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, erro
 		every = 1
 	}
 	if f.Index%every == 0 {
-		if err := s.Emit(map[string]any{"rows": rows, "label": in.String("label"), "frame": f.Index}); err != nil {
+		if err := s.Emit(map[string]any{"rows": rows, "label": in.Text("label"), "frame": f.Index}); err != nil {
 			return nil, err
 		}
 	}

@@ -56,15 +56,15 @@ func main() {
 		fastrtc.WithLogger(log),
 		fastrtc.WithConcurrencyLimit(10),
 		fastrtc.WithTimeLimit(10 * time.Minute),
-		fastrtc.WithDTMF(func(s *fastrtc.Session, digit string) {
-			log.Info("dtmf", "session", s.ID(), "digit", digit)
-			if digit == "#" {
-				s.CloseStream("caller pressed #")
-			}
+		fastrtc.WithTelephone(fastrtc.TelephoneOptions{
+			AuthToken: *token, // empty: no signature validation
+			DTMF: func(s *fastrtc.Session, digit string) {
+				log.Info("dtmf", "session", s.ID(), "digit", digit)
+				if digit == "#" {
+					s.CloseStream("caller pressed #")
+				}
+			},
 		}),
-	}
-	if *token != "" {
-		opts = append(opts, fastrtc.WithTwilioAuthToken(*token))
 	}
 	// 16 kHz is plenty for speech (telephone audio is 8 kHz).
 	agent := fastrtc.NewReplyOnPause(parrot, fastrtc.WithStartup(greet), fastrtc.WithPauseInputRate(16000))

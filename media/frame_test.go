@@ -1,14 +1,21 @@
-package fastrtc
+package media
 
 import (
+	"image"
 	"testing"
 
 	"github.com/fastrtc-go/fastrtc/internal/yuv"
 )
 
 func TestVideoFrameHelpers(t *testing.T) {
-	src := testPattern(64, 48, 3)
-	f := &VideoFrame{Image: src, scratch: &frameScratch{}}
+	src := image.NewYCbCr(image.Rect(0, 0, 64, 48), image.YCbCrSubsampleRatio420)
+	for i := range src.Y {
+		src.Y[i] = byte(16 + (i*7)%220)
+	}
+	for i := range src.Cr {
+		src.Cb[i], src.Cr[i] = byte(60+i%120), byte(200-i%120)
+	}
+	f := &VideoFrame{Image: src}
 	if w, h := f.Size(); w != 64 || h != 48 {
 		t.Fatalf("Size %dx%d", w, h)
 	}

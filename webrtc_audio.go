@@ -46,25 +46,13 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 		}
 		sess.audioOut = newAudioOut(rate, layout.OutputChannels, sink)
 	}
-	// Once connected: start-up hook, then the output side.
-	started := make(chan struct{})
-	sess.goFn(func() {
-		select {
-		case <-sess.connected:
-		case <-sess.ctx.Done():
-			return
-		}
-		if !s.startAudio(sess) {
-			return
-		}
-		close(started)
-	})
+	// The start-up hook and the output side start with the session (startSession).
 	if !s.mode.clientSends() {
 		return nil, nil
 	}
 	return func(track *webrtc.TrackRemote) {
 		select {
-		case <-started:
+		case <-sess.started:
 		case <-sess.ctx.Done():
 			return
 		}
@@ -72,48 +60,17 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 	}, nil
 }
 
-// startAudio runs the handler's start-up hook and starts the paced output and the Emit loop
-// or source. It reports false if the session ended.
-func (s *Stream) startAudio(sess *Session) bool {
-	if st, ok := sess.handler.(AudioStarter); ok {
-		if err := st.Start(sess); err != nil {
-			sess.fail(handlerError(err))
-			return false
-		}
-	}
-	if out := sess.audioOut; out != nil {
-		sess.goFn(func() {
-			if err := out.run(sess.ctx); err != nil {
-				sess.fail(err)
-			}
-		})
-	}
-	switch {
-	case s.audio.source != nil:
-		sess.goFn(func() { s.runAudioSource(sess, sess.audioOut) })
-	case sess.handler != nil:
-		out := sess.audioOut
-		if out == nil { // send mode: the handler's audio goes nowhere
-			out = newAudioOut(48000, 1, func([]int16, bool) error { return nil })
-			sess.goFn(func() { _ = out.run(sess.ctx) })
-		}
-		sess.goFn(func() { s.runAudioEmit(sess, sess.handler, out) })
-	}
-	return true
-}
-
 // newOpusSink returns the audio sink of a WebRTC session: Opus-encode each 20 ms frame and
 // send it as one RTP packet, with timestamps that follow the wall clock across pauses.
 func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, rate, channels int) (func([]int16, bool) error, error) {
-	ao := s.cfg.audioOpts
+	ao := s.cfg.audio
 	// Stereo gets the bitrate per channel: at mono rates libopus narrows the stereo image.
 	enc, err := opus.NewEncoder(opus.EncoderConfig{SampleRate: rate, Channels: channels, BitrateBps: ao.opusBitrate * channels,
 		Complexity: ao.opusComplexity, FEC: true, PacketLossPercent: 10, Application: opus.ApplicationVoIP})
 	if err != nil {
 		return nil, fmt.Errorf("fastrtc: Opus encoder: %w", err)
 	}
-	s.codecs.Add(1)
-	sess.onEnd(func() { _ = enc.Close(); s.codecs.Add(-1) })
+	sess.onEnd(s.codecOpened(enc.Close))
 	buf := make([]byte, 1500)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111}}
 	var last time.Time
@@ -152,8 +109,7 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 		sess.fail(fmt.Errorf("fastrtc: Opus decoder: %w", err))
 		return
 	}
-	s.codecs.Add(1)
-	defer func() { _ = dec.Close(); s.codecs.Add(-1) }()
+	defer s.codecOpened(dec.Close)()
 	in := &audioIn{sess: sess, h: sess.handler, rate: layout.InputRate, ch: ch}
 	pcm := make([]int16, 5760*ch) // 120 ms
 	buf := make([]byte, 1500)

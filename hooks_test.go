@@ -1,0 +1,295 @@
+package fastrtc_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fastrtc-go/fastrtc"
+)
+
+// turnTaker is a turn-taking handler written outside the package, on the public hooks only
+// (Session.Go, Fail, InputsChanged, ClearAudio, Log, and ReplyTrigger): it answers every
+// burst of loud input followed by quiet with a 600 Hz tone, reports input changes in a log
+// message, and fails its session when the "fail" input is set.
+type turnTaker struct {
+	mu    sync.Mutex
+	loud  int // loud frames in the current turn
+	quiet int // quiet frames since the last loud one
+	out   chan fastrtc.AudioFrame
+}
+
+func newTurnTaker() fastrtc.AudioHandler { return &turnTaker{out: make(chan fastrtc.AudioFrame, 8)} }
+
+func (h *turnTaker) AudioLayout() fastrtc.AudioLayout {
+	return fastrtc.AudioLayout{InputRate: 16000, OutputRate: 16000}
+}
+
+func (h *turnTaker) Start(s *fastrtc.Session) error {
+	s.Go(func() { // owned by the session: its end waits for this goroutine
+		changed := s.InputsChanged()
+		for {
+			select {
+			case <-changed:
+			case <-s.Context().Done():
+				return
+			}
+			changed = s.InputsChanged() // before reading: a change from now on closes it
+			in := s.Inputs()
+			_ = s.Log("inputs " + in.String())
+			if in.Bool("fail") {
+				s.Fail(errors.New("asked to fail"))
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func (h *turnTaker) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
+	var sum float64
+	for _, v := range f.Samples {
+		sum += float64(v) * float64(v)
+	}
+	rms := math.Sqrt(sum / float64(len(f.Samples)))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rms > 1000 {
+		h.loud, h.quiet = h.loud+1, 0
+		return nil
+	}
+	h.quiet++
+	if h.loud >= 5 && h.quiet >= 10 { // a pause after speech: take the turn
+		h.loud, h.quiet = 0, 0
+		h.replyLocked(s)
+	}
+	return nil
+}
+
+// TriggerReply implements fastrtc.ReplyTrigger.
+func (h *turnTaker) TriggerReply(s *fastrtc.Session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.replyLocked(s)
+	return nil
+}
+
+func (h *turnTaker) replyLocked(s *fastrtc.Session) {
+	s.ClearAudio()
+	_ = s.Log("replying")
+	s.Go(func() {
+		tone := make([]int16, 16000/5) // 200 ms of 600 Hz
+		for i := range tone {
+			tone[i] = int16(8000 * math.Sin(2*math.Pi*600*float64(i)/16000))
+		}
+		select {
+		case h.out <- fastrtc.AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone}:
+		case <-s.Context().Done():
+		}
+	})
+}
+
+func (h *turnTaker) Emit(ctx context.Context, s *fastrtc.Session) (fastrtc.AudioFrame, error) {
+	select {
+	case f := <-h.out:
+		return f, nil
+	case <-ctx.Done():
+		return fastrtc.AudioFrame{}, ctx.Err()
+	}
+}
+
+// wsAudioClient speaks the WebSocket audio route with 16 kHz PCM.
+type wsAudioClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+	msgs chan map[string]any
+	pcm  chan []int16
+	done chan struct{}
+}
+
+func dialAudio(t *testing.T, srv *httptest.Server, id string) *wsAudioClient {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/websocket/offer", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &wsAudioClient{t: t, conn: conn, msgs: make(chan map[string]any, 64), pcm: make(chan []int16, 512), done: make(chan struct{})}
+	t.Cleanup(func() { _ = conn.Close(); <-c.done })
+	start := map[string]any{"event": "start", "websocket_id": id, "format": map[string]any{"encoding": "pcm_s16le", "sample_rate": 16000}}
+	if err := conn.WriteJSON(start); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		for {
+			var m map[string]any
+			if err := conn.ReadJSON(&m); err != nil {
+				close(c.msgs)
+				return
+			}
+			if m["event"] == "media" {
+				b, _ := base64.StdEncoding.DecodeString(m["media"].(map[string]any)["payload"].(string))
+				s := make([]int16, len(b)/2)
+				for i := range s {
+					s[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
+				}
+				select {
+				case c.pcm <- s:
+				default:
+				}
+				continue
+			}
+			c.msgs <- m
+		}
+	}()
+	return c
+}
+
+// send sends n 20 ms frames of a loud 300 Hz tone (loud) or silence.
+func (c *wsAudioClient) send(n int, loud bool) {
+	for i := 0; i < n; i++ {
+		b := make([]byte, 640)
+		for j := 0; j < 320; j++ {
+			v := 0.0
+			if loud {
+				v = 10000 * math.Sin(2*math.Pi*300*float64(i*320+j)/16000)
+			}
+			binary.LittleEndian.PutUint16(b[2*j:], uint16(int16(v)))
+		}
+		msg := map[string]any{"event": "media", "media": map[string]any{"payload": base64.StdEncoding.EncodeToString(b)}}
+		if err := c.conn.WriteJSON(msg); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// waitLog waits for a log message starting with prefix.
+func (c *wsAudioClient) waitLog(prefix string) map[string]any {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("connection closed before log %q", prefix)
+			}
+			if d, _ := m["data"].(string); m["type"] == "log" && strings.HasPrefix(d, prefix) {
+				return m
+			}
+			if m["type"] == "error" && prefix == "error" {
+				return m
+			}
+		case <-timeout:
+			c.t.Fatalf("no log %q", prefix)
+		}
+	}
+}
+
+// toneEnergyAt returns the share of the signal's energy at freq (Goertzel).
+func toneEnergyAt(s []int16, freq, rate float64) float64 {
+	var total, s1, s2 float64
+	k := 2 * math.Cos(2*math.Pi*freq/rate)
+	for _, v := range s {
+		x := float64(v)
+		total += x * x
+		s0 := x + k*s1 - s2
+		s2, s1 = s1, s0
+	}
+	power := s1*s1 + s2*s2 - k*s1*s2
+	if total == 0 {
+		return 0
+	}
+	return 2 * power / (float64(len(s)) * total)
+}
+
+// waitTone collects the server's audio until it holds 100 ms of a 600 Hz tone.
+func (c *wsAudioClient) waitTone() {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-c.pcm:
+			if len(s) >= 320 && toneEnergyAt(s, 600, 16000) > 0.8 {
+				return
+			}
+		case <-timeout:
+			c.t.Fatal("no 600 Hz reply")
+		}
+	}
+}
+
+// TestSiblingTurnTaker: a turn-taking handler outside the package, built on the public
+// hooks, takes turns, is triggered, sees input changes and fails only its own session.
+func TestSiblingTurnTaker(t *testing.T) {
+	stream, err := fastrtc.New(fastrtc.AudioHandlerFactory(newTurnTaker), fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithInputs(fastrtc.Checkbox("fail", false), fastrtc.Text("name", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(stream.Handler())
+	defer func() {
+		srv.Close()
+		_ = stream.Close()
+		if st := stream.Stats(); st.Sessions != 0 {
+			t.Errorf("after Close: %+v", st)
+		}
+	}()
+	a, b := dialAudio(t, srv, "a"), dialAudio(t, srv, "b")
+
+	// A turn: speech, then a pause, then the reply's tone.
+	a.send(10, true)
+	a.send(15, false)
+	a.waitLog("replying")
+	a.waitTone()
+
+	// TriggerReply reaches the handler through ReplyTrigger.
+	sess, err := stream.Session("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.TriggerReply(); err != nil {
+		t.Fatal(err)
+	}
+	a.waitLog("replying")
+	a.waitTone()
+
+	// An input change wakes the handler's goroutine.
+	if err := stream.SetInput("a", map[string]any{"name": "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.waitLog("inputs "); !strings.Contains(m["data"].(string), `"name":"ada"`) {
+		t.Fatalf("inputs log %v", m)
+	}
+
+	// Fail ends session a only: its client is told, b goes on.
+	if err := stream.SetInput("a", map[string]any{"fail": true}); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.waitLog("error"); !strings.Contains(m["message"].(string), "asked to fail") {
+		t.Fatalf("error message %v", m)
+	}
+	select {
+	case <-sess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("failed session did not end")
+	}
+	if !strings.Contains(sess.Err().Error(), "asked to fail") {
+		t.Fatalf("Err %v", sess.Err())
+	}
+	b.send(10, true)
+	b.send(15, false)
+	b.waitLog("replying")
+	b.waitTone()
+	if ids := stream.Sessions(); len(ids) != 1 || ids[0] != "b" {
+		t.Fatalf("sessions %v, want [b]", ids)
+	}
+}

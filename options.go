@@ -1,0 +1,261 @@
+package fastrtc
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Option configures a Stream. Options are applied in order by New, which then fills in the
+// defaults and validates the whole configuration in one place (config.check): an invalid
+// value makes New return an error wrapping ErrInvalidConfig that names the option.
+type Option func(*config)
+
+// config holds the options of a Stream.
+type config struct {
+	inputs         inputSet
+	outputs        []Output
+	concurrency    int
+	timeLimit      time.Duration
+	connectTimeout time.Duration
+	skipFrames     bool
+	fps            int
+	fpsSet         bool
+	bitrateKbps    int
+	vp8Speed       int
+	logger         *slog.Logger
+	iceServers     []webrtc.ICEServer
+	settingEngine  func(*webrtc.SettingEngine)
+	prefix         string
+	maxBody        int64
+	title          string
+	subtitle       string
+	noUI           bool
+	audio          audioOptions
+	ws             WebSocketOptions
+	tel            TelephoneOptions
+}
+
+// The defaults of the options.
+const (
+	defaultFPS            = 30
+	defaultBitrateKbps    = 1500
+	defaultConnectTimeout = 30 * time.Second
+	defaultMaxBody        = 1 << 20
+	defaultWSMaxMessage   = 1 << 20
+	defaultWSPingInterval = 10 * time.Second
+	defaultOutputRate     = 24000
+	defaultOpusComplexity = 5
+	defaultOpusBitrate    = 32000
+	// defaultVP8Speed is the default libvpx cpu-used: a fixed speed (negative values fix it)
+	// that encodes a 640x480 camera frame in about 2.7 ms here at 43.7 dB PSNR, against
+	// 3.0 ms at 44.0 dB for WebRTC's own -6 and 2.2 ms at 42.1 dB for the fastest, -16
+	// (README, benchmarks).
+	defaultVP8Speed = -10
+)
+
+func defaultConfig() config {
+	return config{
+		skipFrames:     true,
+		fps:            defaultFPS,
+		bitrateKbps:    defaultBitrateKbps,
+		vp8Speed:       defaultVP8Speed,
+		connectTimeout: defaultConnectTimeout,
+		maxBody:        defaultMaxBody,
+		title:          "fastrtc",
+		audio:          audioOptions{outputRate: defaultOutputRate, opusComplexity: defaultOpusComplexity, opusBitrate: defaultOpusBitrate},
+	}
+}
+
+// check fills in the defaults that depend on other options and validates everything.
+func (c *config) check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	if c.ws.MaxMessageBytes == 0 {
+		c.ws.MaxMessageBytes = defaultWSMaxMessage
+	}
+	if c.ws.PingInterval == 0 {
+		c.ws.PingInterval = defaultWSPingInterval
+	}
+	switch {
+	case c.concurrency < 0:
+		return bad("concurrency limit %d < 0", c.concurrency)
+	case c.timeLimit < 0:
+		return bad("time limit %v < 0", c.timeLimit)
+	case c.connectTimeout <= 0:
+		return bad("connect timeout %v <= 0", c.connectTimeout)
+	case c.fps <= 0 || c.fps > 240:
+		return bad("fps %d outside 1..240", c.fps)
+	case c.bitrateKbps < 50 || c.bitrateKbps > 50000:
+		return bad("video bitrate %d kbit/s outside 50..50000", c.bitrateKbps)
+	case c.vp8Speed < -16 || c.vp8Speed > 16:
+		return bad("VP8 speed %d outside -16..16", c.vp8Speed)
+	case c.maxBody < 1024:
+		return bad("max body %d bytes < 1024", c.maxBody)
+	case c.audio.outputRate < 8000 || c.audio.outputRate > 48000 || c.audio.outputRate%50 != 0:
+		return bad("audio output rate %d must be a multiple of 50 in 8000..48000", c.audio.outputRate)
+	case c.audio.opusComplexity < 0 || c.audio.opusComplexity > 10:
+		return bad("Opus complexity %d outside 0..10", c.audio.opusComplexity)
+	case c.audio.opusBitrate < 6000 || c.audio.opusBitrate > 510000:
+		return bad("Opus bitrate %d outside 6000..510000", c.audio.opusBitrate)
+	case c.ws.MaxMessageBytes < 1024:
+		return bad("WebSocket max message %d bytes < 1024", c.ws.MaxMessageBytes)
+	case c.ws.PingInterval < 100*time.Millisecond:
+		return bad("WebSocket ping interval %v < 100ms", c.ws.PingInterval)
+	}
+	seen := map[string]bool{}
+	for _, in := range c.inputs {
+		if err := in.check(); err != nil {
+			return err
+		}
+		if seen[in.Name] {
+			return bad("input %q declared twice", in.Name)
+		}
+		seen[in.Name] = true
+	}
+	return nil
+}
+
+// WithInputs declares the stream's additional inputs. Each session starts with their
+// defaults; the handler reads the current values with Session.Inputs.
+func WithInputs(inputs ...Input) Option {
+	return func(c *config) { c.inputs = append(c.inputs, inputs...) }
+}
+
+// WithOutputs declares the additional outputs the handler emits, for UIs.
+func WithOutputs(outputs ...Output) Option {
+	return func(c *config) { c.outputs = append(c.outputs, outputs...) }
+}
+
+// WithConcurrencyLimit caps the number of live sessions across all transports; 0 (the
+// default) means unlimited. Over the limit, offers get the concurrency_limit_reached failure.
+func WithConcurrencyLimit(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithTimeLimit ends every session d after it connected; 0 (the default) means no limit.
+func WithTimeLimit(d time.Duration) Option { return func(c *config) { c.timeLimit = d } }
+
+// WithConnectTimeout closes a WebRTC session that has not connected within d, and a WebSocket
+// that has not sent its start message within d (default 30 s).
+func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
+
+// WithSkipFrames sets whether a video handler slower than its input skips frames (the
+// default, true): it is then always given the newest frame, so latency never grows. With
+// false, every frame is processed in order and a slow handler falls behind.
+func WithSkipFrames(skip bool) Option { return func(c *config) { c.skipFrames = skip } }
+
+// WithFPS sets the frame rate of receive-mode video sources (default 30). In send-receive
+// mode it caps the rate of frames given to the handler and sent back (default: the input's).
+func WithFPS(fps int) Option { return func(c *config) { c.fps, c.fpsSet = fps, true } }
+
+// WithVideoBitrate sets the VP8 target bitrate in kbit/s (default 1500).
+func WithVideoBitrate(kbps int) Option { return func(c *config) { c.bitrateKbps = kbps } }
+
+// WithVP8Speed sets libvpx's cpu-used setting for the realtime VP8 encoder, -16..16 (default
+// -10). Negative values fix the speed: -16 is the fastest (about 30% less server CPU per video
+// session than -6 here, 1.9 dB lower PSNR); positive values let libvpx adapt its speed to a
+// share of the frame interval, judged by wall-clock time.
+func WithVP8Speed(speed int) Option { return func(c *config) { c.vp8Speed = speed } }
+
+// WithLogger sets the logger; the default discards everything.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithICEServers sets the STUN/TURN servers of the server's peer connections (and of the
+// built-in page's, which reads them from the stream).
+func WithICEServers(servers ...webrtc.ICEServer) Option {
+	return func(c *config) { c.iceServers = append(c.iceServers, servers...) }
+}
+
+// WithSettingEngine lets the caller adjust pion's SettingEngine before the Stream builds its
+// webrtc.API (ports, UDP mux, NAT 1:1 IPs, timeouts...). It runs after the Stream's own
+// settings.
+func WithSettingEngine(fn func(*webrtc.SettingEngine)) Option {
+	return func(c *config) { c.settingEngine = fn }
+}
+
+// WithPathPrefix mounts the stream's routes under prefix (e.g. "/video"), so that several
+// streams can share one mux.
+func WithPathPrefix(prefix string) Option {
+	return func(c *config) {
+		c.prefix = ""
+		if p := strings.Trim(prefix, "/"); p != "" {
+			c.prefix = "/" + p
+		}
+	}
+}
+
+// WithMaxBodyBytes limits the size of request bodies (default 1 MiB, at least 1024).
+func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
+
+// WithTitle sets the built-in page's title and subtitle (FastRTC's ui_args).
+func WithTitle(title, subtitle string) Option {
+	return func(c *config) { c.title, c.subtitle = title, subtitle }
+}
+
+// WithoutUI turns the built-in page off: Handler and ListenAndServe then serve only the
+// routes, and UI answers 404.
+func WithoutUI() Option { return func(c *config) { c.noUI = true } }
+
+// audioOptions are the audio settings of a Stream.
+type audioOptions struct {
+	outputRate     int
+	opusComplexity int
+	opusBitrate    int
+}
+
+// WithAudioOutputRate sets the rate audio is sent at (default 24000 Hz, a multiple of 50).
+// Handlers may return any rate; it is resampled to this one.
+func WithAudioOutputRate(hz int) Option { return func(c *config) { c.audio.outputRate = hz } }
+
+// WithOpusComplexity sets the Opus encoder's complexity, 0..10 (default 5: about 0.2 ms per
+// 20 ms frame; see the README's benchmarks).
+func WithOpusComplexity(n int) Option { return func(c *config) { c.audio.opusComplexity = n } }
+
+// WithOpusBitrate sets the Opus target bitrate in bit/s (default 32000).
+func WithOpusBitrate(bps int) Option { return func(c *config) { c.audio.opusBitrate = bps } }
+
+// WebSocketOptions are the settings of the WebSocket audio route (GET /websocket/offer) and
+// of the WebSocket of the telephone route. Zero fields take the defaults.
+type WebSocketOptions struct {
+	// MaxMessageBytes limits the size of a message a client may send (default 1 MiB, at
+	// least 1024). A larger message is answered with an error message and the connection is
+	// closed with code 1009.
+	MaxMessageBytes int64
+	// PingInterval is how often the server sends a WebSocket ping (default 10 s, at least
+	// 100 ms). A connection from which nothing (no message, no pong) arrived for twice that
+	// time is considered gone and its session ends, so clients that vanish without "stop"
+	// free their slot.
+	PingInterval time.Duration
+	// CheckOrigin accepts or refuses a handshake of GET /websocket/offer by its request (for
+	// example by its Origin header). nil accepts every origin, as FastRTC does; set it when
+	// browsers of other sites must not connect. The telephone route is not affected (Twilio
+	// sends no Origin; see TelephoneOptions.AuthToken).
+	CheckOrigin func(r *http.Request) bool
+}
+
+// WithWebSocket sets the WebSocket routes' options.
+func WithWebSocket(o WebSocketOptions) Option { return func(c *config) { c.ws = o } }
+
+// TelephoneOptions are the settings of the Twilio telephone routes (POST /telephone/incoming,
+// GET /telephone/handler). Zero fields take the defaults.
+type TelephoneOptions struct {
+	// AuthToken turns on the validation of Twilio's X-Twilio-Signature header (off when
+	// empty) with the account's auth token: POST /telephone/incoming and the WebSocket
+	// handshake of /telephone/handler then answer 403 to requests whose signature is missing
+	// or wrong. The signature is checked against the URL Twilio called, rebuilt from the
+	// request (scheme and host from X-Forwarded-Proto, X-Forwarded-Host or Forwarded behind
+	// a proxy), with and without the default port, as Twilio's own libraries do.
+	AuthToken string
+	// DTMF is called with every keypad digit pressed on a telephone session, after the
+	// handler's DTMF method if it has one (handlers such as ReplyOnPause, whose
+	// per-connection instances are not yours, get digits this way). It runs like
+	// DTMFReceiver.DTMF.
+	DTMF func(s *Session, digit string)
+}
+
+// WithTelephone sets the telephone routes' options.
+func WithTelephone(o TelephoneOptions) Option { return func(c *config) { c.tel = o } }
