@@ -209,25 +209,37 @@ func DialWebSocket(ctx context.Context, baseURL string, opts *WebSocketOptions) 
 		pong: make(chan struct{}, 1), readerDone: make(chan struct{}),
 	}
 	go c.readLoop()
-	if err := c.writeJSON(ctx, wsStart{Event: "start", WebSocketID: o.ID, Format: format}); err != nil {
-		c.Close()
-		return nil, err
+	err = c.writeJSON(ctx, wsStart{Event: "start", WebSocketID: o.ID, Format: format})
+	if err == nil {
+		err = c.writeJSON(ctx, map[string]string{"event": "ping"})
 	}
-	if err := c.writeJSON(ctx, map[string]string{"event": "ping"}); err != nil {
-		c.Close()
+	if err != nil {
+		// A server that refuses closes at once, perhaps before the ping: its reason
+		// arrives on the reader.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-c.readerDone:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		_ = c.Close()
+		if r := c.refusal(); r != nil {
+			return nil, r
+		}
 		return nil, err
 	}
 	select {
 	case <-c.pong:
 		return c, nil
 	case <-c.readerDone:
-		c.Close()
+		_ = c.Close()
 		if r := c.refusal(); r != nil {
 			return nil, r
 		}
 		return nil, fmt.Errorf("client: websocket start: %w", c.Err())
 	case <-ctx.Done():
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("client: websocket start: %w", ctx.Err())
 	}
 }

@@ -1,6 +1,6 @@
 // Command loadtest drives many WebRTC sessions against a fastrtc server on loopback and reports
 // what the server process spent: CPU (from /proc/PID/stat) and, for video, the frame rate each
-// session got back. Clients are light pion peers that send a pre-encoded VP8 file (no
+// session got back. Clients are light package client connections that send a pre-encoded VP8 file (no
 // encoding on the client side) or, for audio, stay connected and idle.
 //
 //	go build -o /tmp/e2eserver ./cmd/e2eserver && /tmp/e2eserver -kind flip -addr 127.0.0.1:8100 &
@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -28,12 +26,11 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
-	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
+	"github.com/fastrtc-go/fastrtc/client"
 )
 
 func main() {
@@ -61,19 +58,18 @@ func run(base string, pid, n int, kind, ivfPath string, duration time.Duration) 
 			return err
 		}
 	}
-	api := newAPI()
 	ctx, cancel := context.WithTimeout(context.Background(), duration+60*time.Second)
 	defer cancel()
-	clients := make([]*client, n)
+	clients := make([]*session, n)
 	for i := range clients {
-		c, err := dial(ctx, api, base, fmt.Sprintf("load%d-%d", os.Getpid(), i), kind == "video")
+		c, err := dial(ctx, base, fmt.Sprintf("load%d-%d", os.Getpid(), i), kind == "video")
 		if err != nil {
 			return fmt.Errorf("session %d: %w", i, err)
 		}
-		defer c.pc.Close()
+		defer c.close()
 		clients[i] = c
 		if kind == "video" {
-			go c.sendVideo(ctx, frames, i)
+			go c.sendVideo(ctx, frames)
 		}
 		time.Sleep(50 * time.Millisecond) // stagger, as real users arrive
 	}
@@ -145,109 +141,70 @@ func readIVF(path string) ([][]byte, error) {
 	}
 }
 
-func newAPI() *webrtc.API {
-	me := &webrtc.MediaEngine{}
-	_ = me.RegisterDefaultCodecs()
-	ir := &interceptor.Registry{}
-	_ = webrtc.RegisterDefaultInterceptors(me, ir)
-	se := webrtc.SettingEngine{}
+func loopback(se *webrtc.SettingEngine) {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
-type client struct {
-	pc     *webrtc.PeerConnection
-	video  *webrtc.TrackLocalStaticRTP
+type session struct {
+	c      *client.Conn
 	frames atomic.Int64 // complete frames received back
+	wg     sync.WaitGroup
 }
 
-func dial(ctx context.Context, api *webrtc.API, base, id string, video bool) (*client, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+// dial connects one session: VP8 send-receive (frames counted at the marker bit, nothing
+// decoded) or Opus send-receive left silent.
+func dial(ctx context.Context, base, id string, video bool) (*session, error) {
+	o := &client.Options{ID: id, SettingEngine: loopback}
+	if video {
+		o.SendVideo, o.ReceiveVideo = true, true
+	} else {
+		o.SendAudio, o.ReceiveAudio = true, true
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(dctx, base, o)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{pc: pc}
-	if video {
-		c.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "load")
-		if _, err := pc.AddTransceiverFromTrack(c.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
-			return nil, err
-		}
-	} else {
-		audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "load")
-		if _, err := pc.AddTransceiverFromTrack(audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := pc.CreateDataChannel("text", nil); err != nil {
-		return nil, err
-	}
-	var once sync.Once
-	connected := make(chan struct{})
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		buf := make([]byte, 1500)
-		var p rtp.Packet
+	s := &session{c: c}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		for {
-			n, _, err := tr.Read(buf)
+			var p *rtp.Packet
+			var err error
+			if video {
+				p, err = c.ReadVideoRTP(context.Background()) // Close ends the read; no per-packet context cost
+			} else {
+				p, err = c.ReadAudioRTP(context.Background())
+			}
 			if err != nil {
 				return
 			}
-			if p.Unmarshal(buf[:n]) == nil && p.Marker {
-				c.frames.Add(1)
+			if video && p.Marker {
+				s.frames.Add(1)
 			}
 		}
-	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return nil, err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, err
-	}
-	<-gathered
-	body, _ := json.Marshal(map[string]string{"sdp": pc.LocalDescription().SDP, "type": "offer", "webrtc_id": id})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/webrtc/offer", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var ans map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&ans); err != nil {
-		return nil, err
-	}
-	sdp, _ := ans["sdp"].(string)
-	if sdp == "" {
-		return nil, fmt.Errorf("refused: %v", ans)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		return nil, err
-	}
-	select {
-	case <-connected:
-		return c, nil
-	case <-time.After(10 * time.Second):
-		return nil, errors.New("not connected within 10 s")
-	}
+	}()
+	return s, nil
+}
+
+// close ends the session and waits for its reader.
+func (s *session) close() {
+	_ = s.c.Close()
+	s.wg.Wait()
 }
 
 // sendVideo loops the file at 30 fps from its first (key) frame; a key frame request is
 // answered by the file's next key frame (every 2 s).
-func (c *client) sendVideo(ctx context.Context, frames [][]byte, ssrc int) {
-	pk := vp8rtp.NewPacketizer(uint32(ssrc+1), 96, 1200)
+func (s *session) sendVideo(ctx context.Context, frames [][]byte) {
 	tick := time.NewTicker(time.Second / 30)
 	defer tick.Stop()
 	for i := 0; ; i++ {
-		_ = pk.Packetize(frames[i%len(frames)], uint32(i*3000), c.video.WriteRTP)
+		_ = s.c.WriteVP8(frames[i%len(frames)], uint32(i*3000))
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
