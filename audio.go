@@ -391,15 +391,17 @@ func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.pause 
 // bindSessionHandler makes the session's audio handler (if the stream has one) and its
 // layout, and registers the shutdown hook.
 // A panic in the factory or in AudioLayout is returned as an error wrapping ErrHandlerPanic.
-func (s *Stream) bindSessionHandler(sess *Session) (err error) {
+func (s *Stream) bindSessionHandler(sess *Session) error {
 	if s.audio == nil {
 		return nil
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: making the session's handler: %v", ErrHandlerPanic, r)
-		}
-	}()
+	if err := safely(func() error { return s.makeSessionHandler(sess) }); err != nil {
+		return fmt.Errorf("making the session's handler: %w", err)
+	}
+	return nil
+}
+
+func (s *Stream) makeSessionHandler(sess *Session) error {
 	var h AudioHandler
 	if s.audio.factory != nil {
 		if h = s.audio.factory(); h == nil {
@@ -421,6 +423,14 @@ func (s *Stream) bindSessionHandler(sess *Session) (err error) {
 	}
 	if layout.OutputChannels == 0 {
 		layout.OutputChannels = 1
+	}
+	for _, r := range []int{layout.InputRate, layout.OutputRate} {
+		if r < 8000 || r > 48000 || r%50 != 0 {
+			return fmt.Errorf("fastrtc: the handler's AudioLayout has rate %d Hz; want a multiple of 50 in 8000..48000", r)
+		}
+	}
+	if layout.InputChannels > 2 || layout.OutputChannels > 2 || layout.InputChannels < 0 || layout.OutputChannels < 0 {
+		return fmt.Errorf("fastrtc: the handler's AudioLayout has %d input and %d output channels; want 1 or 2", layout.InputChannels, layout.OutputChannels)
 	}
 	sess.handler, sess.layout = h, layout
 	if sd, ok := h.(AudioShutdowner); ok {

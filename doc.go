@@ -19,8 +19,29 @@
 //
 // The browser's media is decoded to plain frames (VideoFrame: 4:2:0 images, handed over
 // without copies; AudioFrame: 16-bit PCM) for the handler, and what the handler returns is
-// encoded (VP8 with libvpx, Opus with libopus) and sent back. See VideoFunc for which handler
-// type each modality and mode takes.
+// encoded (VP8 with libvpx, Opus with libopus) and sent back. Handler is a closed interface:
+// its documentation has the table of which handler type each modality and mode takes, and a
+// value of any other type does not compile as a handler.
+//
+// # Transports
+//
+// Every connection is a Session on a transport: a WebRTC peer connection (POST
+// /webrtc/offer), FastRTC's WebSocket audio protocol (GET /websocket/offer), or Twilio Media
+// Streams (GET /telephone/handler). All of them open, start and end a session the same way,
+// share the concurrency limit, and refuse with FastRTC's failure JSON.
+//
+// # Writing your own turn-taking handler
+//
+// ReplyOnPause is built on public hooks that any AudioHandler can use: Session.Go runs a
+// goroutine the session owns (its end waits for it; a panic ends only that session),
+// Session.Fail ends the session with an error its client is told, Session.InputsChanged wakes
+// a goroutine when the client posts inputs, Session.ClearAudio drops queued output on an
+// interruption, and a handler that implements ReplyTrigger answers Session.TriggerReply.
+//
+// # Go clients
+//
+// Package client connects a Go program to a FastRTC server (this one or Python's) as a
+// browser does, with the same frame types (package media): bots, tests and load tools.
 //
 // # Sessions, inputs and outputs
 //
