@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"io"
@@ -11,13 +12,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/client"
 )
 
 // loopbackOnly restricts a SettingEngine to 127.0.0.1, so tests never touch other networks.
@@ -56,23 +58,53 @@ type clientOpts struct {
 	stereo               bool
 }
 
-// testClient is a real pion peer speaking the FastRTC protocol.
+// testClient is a real pion peer speaking the FastRTC protocol: a thin wrapper over package
+// client that keeps the shape the tests were written against (raw RTP writers, the remote
+// tracks, messages as maps).
 type testClient struct {
-	t     testing.TB
-	base  string
+	t    testing.TB
+	base string
+	o    clientOpts
+	// id is the webrtc_id; a test may change it before offer or connect.
 	id    string
-	pc    *webrtc.PeerConnection
-	dc    *webrtc.DataChannel
-	video *webrtc.TrackLocalStaticRTP
-	audio *webrtc.TrackLocalStaticRTP
+	conn  *client.Conn
+	pc    *webrtc.PeerConnection // conn's peer connection
+	video rtpWriter              // the client's video track (raw RTP)
+	audio rtpWriter              // the client's audio track (raw RTP)
+	dc    dataChannel            // the "text" data channel
 
-	plis    atomic.Int32 // PLI/FIR received from the server
-	msgs    chan map[string]any
-	tracks  chan *webrtc.TrackRemote
-	stateMu sync.Mutex
-	state   webrtc.PeerConnectionState
-	changed chan struct{}
+	plis   keyRequests // PLI/FIR received from the server
+	msgs   chan map[string]any
+	tracks chan *webrtc.TrackRemote
+	wg     sync.WaitGroup // the pumps of every conn
 }
+
+// rtpWriter writes raw RTP on one of the client's tracks.
+type rtpWriter struct {
+	c     *testClient
+	video bool
+}
+
+func (w rtpWriter) WriteRTP(p *rtp.Packet) error {
+	if w.video {
+		return w.c.conn.WriteVideoRTP(p)
+	}
+	return w.c.conn.WriteAudioRTP(p)
+}
+
+// dataChannel sends on the client's data channel.
+type dataChannel struct{ c *testClient }
+
+func (d dataChannel) SendText(text string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.c.conn.SendMessage(ctx, text)
+}
+
+// keyRequests counts the key frame requests the client received.
+type keyRequests struct{ c *testClient }
+
+func (k keyRequests) Load() int32 { return int32(k.c.conn.KeyFrameRequests()) }
 
 var clientSeq struct {
 	sync.Mutex
@@ -81,108 +113,84 @@ var clientSeq struct {
 
 func newTestClient(t testing.TB, base string, o clientOpts) *testClient {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	loopbackOnly(&se)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	clientSeq.Lock()
 	clientSeq.n++
 	n := clientSeq.n
 	clientSeq.Unlock()
-	c := &testClient{t: t, base: base, id: fmt.Sprintf("client%d", n), pc: pc,
-		msgs: make(chan map[string]any, 256), tracks: make(chan *webrtc.TrackRemote, 4), changed: make(chan struct{}, 1)}
-	t.Cleanup(func() { _ = pc.Close() })
-	addTrack := func(kind webrtc.RTPCodecType, send, recv bool) *webrtc.TrackLocalStaticRTP {
-		switch {
-		case send:
-			capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
-			if kind == webrtc.RTPCodecTypeAudio {
-				capab = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
-			}
-			tr, err := webrtc.NewTrackLocalStaticRTP(capab, kind.String(), "client")
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := webrtc.RTPTransceiverDirectionSendonly
-			if recv {
-				dir = webrtc.RTPTransceiverDirectionSendrecv
-			}
-			tx, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			go readSenderRTCP(tx.Sender(), func() { c.plis.Add(1) }) // drain RTCP, count key frame requests
-			return tr
-		case recv:
-			if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return nil
-	}
-	c.video = addTrack(webrtc.RTPCodecTypeVideo, o.sendVideo, o.recvVideo)
-	c.audio = addTrack(webrtc.RTPCodecTypeAudio, o.sendAudio, o.recvAudio)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { c.tracks <- tr })
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		c.stateMu.Lock()
-		c.state = s
-		c.stateMu.Unlock()
-		select {
-		case c.changed <- struct{}{}:
-		default:
-		}
-	})
-	dc, err := pc.CreateDataChannel("text", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dc = dc
-	dc.OnMessage(func(m webrtc.DataChannelMessage) {
-		var v map[string]any
-		if json.Unmarshal(m.Data, &v) == nil {
-			select {
-			case c.msgs <- v:
-			default:
-			}
-		}
+	c := &testClient{t: t, base: base, o: o, id: fmt.Sprintf("client%d", n),
+		msgs: make(chan map[string]any, 256), tracks: make(chan *webrtc.TrackRemote, 4)}
+	c.video, c.audio, c.dc, c.plis = rtpWriter{c, true}, rtpWriter{c, false}, dataChannel{c}, keyRequests{c}
+	c.newConn()
+	t.Cleanup(func() {
+		_ = c.conn.Close()
+		c.wg.Wait()
 	})
 	return c
 }
 
-// offer sends the offer and returns the server's JSON reply (an answer is applied).
-func (c *testClient) offer() map[string]any {
+// newConn makes the client.Conn for c.id and starts the pumps that feed msgs and tracks.
+func (c *testClient) newConn() {
 	c.t.Helper()
-	offer, err := c.pc.CreateOffer(nil)
+	conn, err := client.New(c.base, &client.Options{ID: c.id, SendVideo: c.o.sendVideo, ReceiveVideo: c.o.recvVideo,
+		SendAudio: c.o.sendAudio, ReceiveAudio: c.o.recvAudio, Stereo: c.o.stereo, SettingEngine: loopbackOnly})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(c.pc)
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		c.t.Fatal(err)
-	}
-	<-gathered
-	reply := postJSON(c.t, c.base+"/webrtc/offer", map[string]any{
-		"sdp": c.pc.LocalDescription().SDP, "type": "offer", "webrtc_id": c.id})
-	if reply.status != http.StatusOK {
-		c.t.Fatalf("offer: HTTP %d %s", reply.status, reply.body)
-	}
-	if reply.json["type"] == "answer" {
-		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: reply.json["sdp"].(string)}); err != nil {
-			c.t.Fatal(err)
+	c.conn, c.pc = conn, conn.PeerConnection()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			m, err := conn.Message(context.Background())
+			if err != nil {
+				return
+			}
+			var v map[string]any
+			if json.Unmarshal(m.Raw, &v) == nil {
+				select {
+				case c.msgs <- v:
+				default:
+				}
+			}
 		}
+	}()
+	for _, k := range []struct {
+		kind webrtc.RTPCodecType
+		recv bool
+	}{{webrtc.RTPCodecTypeVideo, c.o.recvVideo}, {webrtc.RTPCodecTypeAudio, c.o.recvAudio}} {
+		if !k.recv {
+			continue
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if tr, err := conn.RemoteTrack(context.Background(), k.kind); err == nil {
+				c.tracks <- tr
+			}
+		}()
 	}
-	return reply.json
+}
+
+// offer sends the offer and returns the server's JSON reply, as the protocol has it: the
+// answer ({"type":"answer",...}, applied and connected) or the failure ({"status":"failed",
+// "meta":...}).
+func (c *testClient) offer() map[string]any {
+	c.t.Helper()
+	if c.id != c.conn.ID() { // the test changed the id
+		_ = c.conn.Close()
+		c.newConn()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := c.conn.Connect(ctx)
+	var re *client.RefusedError
+	switch {
+	case errors.As(err, &re):
+		return map[string]any{"status": "failed", "meta": re.Meta}
+	case err != nil:
+		c.t.Fatalf("offer: %v", err)
+	}
+	return map[string]any{"type": "answer", "sdp": c.pc.RemoteDescription().SDP}
 }
 
 // connect offers and waits until connected.
@@ -196,19 +204,16 @@ func (c *testClient) connect() {
 
 func (c *testClient) waitState(want webrtc.PeerConnectionState, d time.Duration) {
 	c.t.Helper()
-	deadline := time.After(d)
+	deadline := time.Now().Add(d)
 	for {
-		c.stateMu.Lock()
-		s := c.state
-		c.stateMu.Unlock()
+		s := c.pc.ConnectionState()
 		if s == want {
 			return
 		}
-		select {
-		case <-c.changed:
-		case <-deadline:
+		if time.Now().After(deadline) {
 			c.t.Fatalf("connection state %v, want %v", s, want)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
