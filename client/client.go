@@ -124,8 +124,8 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// baseURL checks and normalises a server's base URL: http(s)://host[:port][/prefix].
-func baseURL(raw, scheme1, scheme2 string) (string, error) {
+// parseBase checks and normalises a server's base URL: http(s)://host[:port][/prefix].
+func parseBase(raw, scheme1, scheme2 string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("client: base URL: %w", err)
@@ -220,7 +220,7 @@ func Dial(ctx context.Context, baseURL string, opts *Options) (*Conn, error) {
 // New creates a connection without contacting the server: the peer connection, its
 // transceivers and the data channel exist, so PeerConnection may be adjusted before
 // Connect. Close it when done (even if Connect is never called).
-func New(base string, opts *Options) (*Conn, error) {
+func New(baseURL string, opts *Options) (*Conn, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -228,7 +228,7 @@ func New(base string, opts *Options) (*Conn, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	b, err := baseURL(base, "http", "https")
+	b, err := parseBase(baseURL, "http", "https")
 	if err != nil {
 		return nil, err
 	}

@@ -246,9 +246,9 @@ func DialWebSocket(ctx context.Context, baseURL string, opts *WebSocketOptions) 
 
 // wsBase converts a base URL to ws(s)://.
 func wsBase(raw string) (string, error) {
-	b, err := baseURL(raw, "http", "https")
+	b, err := parseBase(raw, "http", "https")
 	if err != nil {
-		if b2, err2 := baseURL(raw, "ws", "wss"); err2 == nil {
+		if b2, err2 := parseBase(raw, "ws", "wss"); err2 == nil {
 			return b2, nil
 		}
 		return "", err
