@@ -158,7 +158,8 @@ func main() {
 		_ = json.NewEncoder(w).Encode(out)
 	})
 
-	ln, err := net.Listen("tcp", *addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", *addr)
 	if err != nil {
 		fatal(log, err)
 	}

@@ -420,7 +420,7 @@ func (e *Encoder) Encode(pcm []int16, dst []byte) (int, error) {
 	n := C.opus_encode(e.st, (*C.opus_int16)(unsafe.Pointer(&pcm[0])), C.int(frame),
 		(*C.uchar)(unsafe.Pointer(&dst[0])), C.opus_int32(len(dst)))
 	if n < 0 {
-		return 0, fmt.Errorf("opus: encode: %w", codeErr(C.int(n)))
+		return 0, fmt.Errorf("opus: encode: %w", codeErr(n))
 	}
 	return int(n), nil
 }

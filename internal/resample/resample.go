@@ -358,12 +358,3 @@ func gcd(a, b int) int {
 	}
 	return a
 }
-
-// floorDiv returns floor(a/b) for b > 0.
-func floorDiv(a, b int) int {
-	q := a / b
-	if (a%b != 0) && (a < 0) {
-		q--
-	}
-	return q
-}

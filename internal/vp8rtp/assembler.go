@@ -191,13 +191,6 @@ func (a *Assembler) markLost() {
 	a.stats.LossEvents++
 }
 
-// clearSlot empties the slot of sequence number seq if it holds that packet.
-func (a *Assembler) clearSlot(seq uint16) {
-	if s := &a.ring[seq&windowMask]; s.used && s.seq == seq {
-		s.used = false
-	}
-}
-
 // dropFrame discards the frame being assembled.
 func (a *Assembler) dropFrame() {
 	if a.inFrame {
@@ -253,7 +246,7 @@ func (a *Assembler) insert(pkt *rtp.Packet) {
 	case diff < 0:
 		// Before the first frame start, accept earlier packets (reordered start of the
 		// stream) as long as everything buffered still fits the window.
-		if a.started || uint16(a.newest-seq) >= Window {
+		if a.started || a.newest-seq >= Window {
 			a.stats.Late++
 			return
 		}
@@ -315,7 +308,7 @@ func (a *Assembler) findStart() bool {
 			inter, interSeq, interTS = i, seq, s.ts
 		}
 	}
-	if inter >= 0 && (int32(a.newestTS-interTS) > int32(a.maxDelay) || uint16(a.newest-a.head) >= Window-1) {
+	if inter >= 0 && (int32(a.newestTS-interTS) > int32(a.maxDelay) || a.newest-a.head >= Window-1) {
 		a.skipTo(interSeq)
 		a.started = true
 		return true

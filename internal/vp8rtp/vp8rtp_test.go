@@ -186,7 +186,7 @@ func TestPacketizerFormat(t *testing.T) {
 	// Errors stop packetization; empty frames produce nothing.
 	boom := errors.New("boom")
 	n := 0
-	if err := p.Packetize(make([]byte, 1000), 0, func(*rtp.Packet) error { n++; return boom }); err != boom || n != 1 {
+	if err := p.Packetize(make([]byte, 1000), 0, func(*rtp.Packet) error { n++; return boom }); !errors.Is(err, boom) || n != 1 {
 		t.Fatalf("err %v after %d packets", err, n)
 	}
 	if err := p.Packetize(nil, 0, func(*rtp.Packet) error { t.Fatal("called"); return nil }); err != nil {
@@ -513,8 +513,7 @@ func TestAllocs(t *testing.T) {
 	p := NewPacketizer(1, 96, 0)
 	a := NewAssembler()
 	ts := uint32(0)
-	var fn func(*rtp.Packet) error
-	fn = func(pkt *rtp.Packet) error {
+	fn := func(pkt *rtp.Packet) error {
 		if _, _, _, ready, lost := a.Push(pkt); lost || (pkt.Marker && !ready) {
 			t.Fatal("assembly failed")
 		}
