@@ -33,6 +33,9 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 // newTestStream builds a Stream restricted to loopback and serves it with httptest.
 func newTestStream(t *testing.T, handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream, *httptest.Server) {
 	t.Helper()
+	// A hung session (a goroutine that never returns, a Close that waits forever) fails
+	// this test with every goroutine's stack, not the package after its 15 minutes.
+	guardDeadlock(t, 2*time.Minute)
 	opts = append([]Option{WithSettingEngine(loopbackOnly)}, opts...)
 	s, err := New(handler, modality, mode, opts...)
 	if err != nil {
