@@ -2,7 +2,9 @@ package fastrtc
 
 import (
 	"context"
+	"errors"
 	"io"
+	"iter"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -102,5 +104,68 @@ func TestEmitEOFClientGone(t *testing.T) {
 	case <-sess.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("session held open by queued audio after the client left")
+	}
+}
+
+// panicShutdown is an echo handler whose end-of-session hook panics.
+type panicShutdown struct{ AudioHandler }
+
+func (panicShutdown) Shutdown(*Session) { panic("shutdown failed") }
+
+// TestEndHookPanic: a panic in an end-of-session hook (AudioShutdowner.Shutdown, a VAD's
+// Close) ends only its own session: the process, the stream and the other sessions go on.
+func TestEndHookPanic(t *testing.T) {
+	f := AudioHandlerFactory(func() AudioHandler { return panicShutdown{echoFactory()()} })
+	s, srv := newTestStream(t, f, Audio, SendReceive)
+	a := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	a.connect()
+	b := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	b.connect()
+	sa := s.mustSession(t, a.id)
+	sa.CloseStream("")
+	select {
+	case <-sa.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session with a panicking hook did not end")
+	}
+	if err := sa.Err(); !errors.Is(err, ErrHandlerPanic) || !strings.Contains(err.Error(), "shutdown failed") {
+		t.Errorf("Err() = %v, want ErrHandlerPanic with the panic's value", err)
+	}
+	if _, err := s.Session(b.id); err != nil {
+		t.Fatalf("the other session: %v", err)
+	}
+	// A VAD whose Close panics (ReplyOnPause closes it at the session's end).
+	vadStream, vsrv := newTestStream(t, NewReplyOnPause(func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] {
+		return func(func(AudioFrame, error) bool) {}
+	}, WithVAD(func() (VAD, error) { return panicVAD{}, nil })), Audio, SendReceive)
+	c := newTestClient(t, vsrv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	sc := vadStream.mustSession(t, c.id)
+	waitFor(t, 5*time.Second, func() bool { return vadStream.Stats().CodecContexts >= 2 }) // Opus encoder, VAD
+	sc.CloseStream("")
+	select {
+	case <-sc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session with a panicking VAD did not end")
+	}
+	if st := vadStream.Stats(); st.CodecContexts != 0 {
+		t.Errorf("codec contexts left: %+v", st)
+	}
+}
+
+type panicVAD struct{}
+
+func (panicVAD) IsSpeech([]int16) (bool, error) { return false, nil }
+func (panicVAD) Close() error                   { panic("vad close failed") }
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

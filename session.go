@@ -275,8 +275,8 @@ func (s *Session) end(err error, endMsg string) {
 			fns := s.endFuncs
 			s.endFuncs, s.endRan = nil, true
 			s.endMu.Unlock()
-			for i := len(fns) - 1; i >= 0; i-- {
-				fns[i]()
+			if herr := s.runEndFuncs(fns); herr != nil && s.err == nil {
+				s.err = herr
 			}
 			s.stream.release(s)
 			s.log.Info("session ended")
@@ -285,13 +285,29 @@ func (s *Session) end(err error, endMsg string) {
 	})
 }
 
+// runEndFuncs runs the end-of-session hooks in reverse order of registration. Each runs
+// even if another panicked: a panic (a user's Shutdown, a VAD's Close) is logged and becomes
+// the session's Err if it has none (the first one is returned), and never reaches the
+// process.
+func (s *Session) runEndFuncs(fns []func()) (first error) {
+	for i := len(fns) - 1; i >= 0; i-- {
+		if err := safely(func() error { fns[i](); return nil }); err != nil {
+			s.log.Error("end-of-session hook panicked", "err", err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
 // onEnd registers fn to run when the session has ended, after its goroutines returned.
 // If the session has already ended, fn runs at once.
 func (s *Session) onEnd(fn func()) {
 	s.endMu.Lock()
 	if s.endRan {
 		s.endMu.Unlock()
-		fn()
+		_ = s.runEndFuncs([]func(){fn})
 		return
 	}
 	s.endFuncs = append(s.endFuncs, fn)

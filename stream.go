@@ -252,8 +252,8 @@ func (s *Stream) codecOpened(close func() error) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			defer s.codecs.Add(-1) // even if close panics
 			_ = close()
-			s.codecs.Add(-1)
 		})
 	}
 }
