@@ -17,6 +17,10 @@ var (
 	// ErrInvalidInput means a value given for an additional input has the wrong type, is out
 	// of range, or names no declared input. It wraps an *InputError.
 	ErrInvalidInput = errors.New("fastrtc: invalid input")
+	// ErrInvalidID means a connection id (webrtc_id, websocket_id, a Twilio streamSid) is
+	// empty, longer than MaxIDLength, or holds a character other than ASCII letters, digits
+	// and "-_.:~+=@": ids go into SDP and logs verbatim, so nothing else is accepted.
+	ErrInvalidID = errors.New("fastrtc: invalid connection id")
 	// ErrSessionClosed is returned by Session methods after the session ended.
 	ErrSessionClosed = errors.New("fastrtc: session closed")
 	// ErrStreamClosed is returned after Stream.Close.

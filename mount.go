@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strings"
 )
@@ -22,15 +23,54 @@ var _ Router = (*http.ServeMux)(nil)
 //	POST /input_hook         set a connection's additional inputs
 //	GET  /outputs            a connection's additional outputs (Server-Sent Events)
 //	GET  /websocket/offer    audio over a WebSocket (audio streams)
-//	POST /telephone/incoming Twilio voice webhook (audio streams)
-//	GET  /telephone/handler  Twilio Media Streams (audio streams)
+//	POST /telephone/incoming Twilio voice webhook (audio streams; see TelephoneOptions)
+//	GET  /telephone/handler  Twilio Media Streams (audio streams; see TelephoneOptions)
 //
 // Patterns carry no method, so that they work with any router; each handler checks the
 // method itself. The built-in page is not mounted; see UI.
 func (s *Stream) Mount(r Router) {
 	for _, rt := range s.routes() {
-		r.Handle(s.cfg.prefix+rt.path, rt.h)
+		h := rt.h
+		if len(s.cfg.corsOrigins) > 0 {
+			h = s.cors(h)
+		}
+		r.Handle(s.cfg.prefix+rt.path, h)
 	}
+}
+
+// cors answers CORS preflights and marks responses to the allowed origins (WithCORS).
+func (s *Stream) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && s.originAllowed(origin)
+		if origin != "" {
+			w.Header().Add("Vary", "Origin")
+		}
+		if allowed {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !allowed {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("origin %q is not allowed (WithCORS)", origin))
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Stream) originAllowed(origin string) bool {
+	for _, o := range s.cfg.corsOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
 }
 
 type route struct {
@@ -50,8 +90,17 @@ func (s *Stream) routes() []route {
 // decodeBody decodes a JSON request body of limited size into v, writing the error response
 // and returning false when it cannot.
 func (s *Stream) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.Contains(ct, "json") && !strings.HasPrefix(ct, "text/plain") {
-		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: want application/json", ct))
+	// Only JSON: a text/plain or untyped body is what a cross-site "simple request" (no
+	// CORS preflight) can send, so accepting one would let any web page post offers and
+	// inputs. Frontends on another origin are allowed with WithCORS.
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		msg := fmt.Sprintf("content type %q: want application/json", ct)
+		if ct == "" {
+			msg = "missing Content-Type: want application/json"
+		}
+		writeError(w, http.StatusUnsupportedMediaType, msg)
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.maxBody))

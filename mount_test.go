@@ -46,6 +46,9 @@ func TestOfferFailures(t *testing.T) {
 		{"unknown type", `{"type":"pranswer","webrtc_id":"a"}`, 400, "", "unknown type"},
 		{"garbage sdp", `{"type":"offer","webrtc_id":"g1","sdp":"this is not SDP"}`, 400, "", "SDP"},
 		{"oversized", `{"type":"offer","webrtc_id":"a","sdp":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "", "larger than"},
+		{"id with CR LF", `{"type":"offer","webrtc_id":"a\r\na=evil:1","sdp":"v=0"}`, 422, "", "webrtc_id"},
+		{"id too long", `{"type":"offer","webrtc_id":"` + strings.Repeat("a", 129) + `","sdp":"v=0"}`, 422, "", "at most 128"},
+		{"id with space", `{"type":"offer","webrtc_id":"a b","sdp":"v=0"}`, 422, "", "allowed"},
 		{"duplicate id", `{"type":"offer","webrtc_id":"` + live.id + `","sdp":"v=0"}`, 200, "connection_already_exists", ""},
 		{"candidate unknown id", `{"type":"ice-candidate","webrtc_id":"nobody","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`, 200, "unknown_connection", ""},
 		{"candidate bad format", `{"type":"ice-candidate","webrtc_id":"` + live.id + `","candidate":"nope"}`, 200, "invalid_candidate_format", ""},
@@ -71,6 +74,17 @@ func TestOfferFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Only JSON bodies: text/plain and untyped bodies are what cross-site pages can post
+	// without a CORS preflight.
+	good := []byte(`{"type":"offer","webrtc_id":"ct1","sdp":"v=0"}`)
+	for _, ct := range []string{"text/plain", "text/plain;charset=UTF-8", "", "application/x-www-form-urlencoded", "multipart/form-data"} {
+		if r := postRaw(t, offerURL, ct, good); r.status != http.StatusUnsupportedMediaType || !strings.Contains(string(r.body), "application/json") {
+			t.Errorf("Content-Type %q: %d %s, want 415 naming application/json", ct, r.status, r.body)
+		}
+		if r := postRaw(t, srv.URL+"/input_hook", ct, []byte(`{"webrtc_id":"`+live.id+`","x":0.2}`)); r.status != http.StatusUnsupportedMediaType {
+			t.Errorf("input_hook Content-Type %q: %d %s, want 415", ct, r.status, r.body)
+		}
 	}
 	// GET is not allowed.
 	res, err := http.Get(offerURL)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -17,27 +18,29 @@ type Option func(*config)
 
 // config holds the options of a Stream.
 type config struct {
-	inputs         inputSet
-	outputs        []Output
-	concurrency    int
-	timeLimit      time.Duration
-	connectTimeout time.Duration
-	skipFrames     bool
-	fps            int
-	fpsSet         bool
-	bitrateKbps    int
-	vp8Speed       int
-	logger         *slog.Logger
-	iceServers     []webrtc.ICEServer
-	settingEngine  func(*webrtc.SettingEngine)
-	prefix         string
-	maxBody        int64
-	title          string
-	subtitle       string
-	noUI           bool
-	audio          audioOptions
-	ws             WebSocketOptions
-	tel            TelephoneOptions
+	inputs          inputSet
+	outputs         []Output
+	concurrency     int
+	timeLimit       time.Duration
+	connectTimeout  time.Duration
+	skipFrames      bool
+	fps             int
+	fpsSet          bool
+	bitrateKbps     int
+	vp8Speed        int
+	logger          *slog.Logger
+	iceServers      []webrtc.ICEServer
+	settingEngine   func(*webrtc.SettingEngine)
+	prefix          string
+	maxBody         int64
+	title           string
+	subtitle        string
+	noUI            bool
+	audio           audioOptions
+	ws              WebSocketOptions
+	tel             TelephoneOptions
+	corsOrigins     []string
+	candidateFilter func(netip.Addr) bool
 }
 
 // The defaults of the options.
@@ -107,6 +110,11 @@ func (c *config) check() error {
 		return bad("WebSocket max message %d bytes < 1024", c.ws.MaxMessageBytes)
 	case c.ws.PingInterval < 100*time.Millisecond:
 		return bad("WebSocket ping interval %v < 100ms", c.ws.PingInterval)
+	}
+	for _, o := range c.corsOrigins {
+		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {
+			return bad("CORS origin %q: want scheme://host[:port] (no path) or *", o)
+		}
 	}
 	seen := map[string]bool{}
 	for _, in := range c.inputs {
@@ -191,6 +199,31 @@ func WithPathPrefix(prefix string) Option {
 // WithMaxBodyBytes limits the size of request bodies (default 1 MiB, at least 1024).
 func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
 
+// WithCORS lets pages of other origins (a custom frontend on its own host, such as FastRTC's
+// Next.js demo) call the stream's HTTP routes: requests whose Origin is one of origins (as
+// "https://app.example.com"; "*" allows any) get Access-Control-Allow-Origin, and their
+// preflights are answered. Without it no CORS header is sent, so browsers keep other sites'
+// pages from reading the responses, and since the routes take only application/json bodies,
+// such pages cannot post to them either. WebSocket handshakes are checked with
+// WebSocketOptions.CheckOrigin instead.
+func WithCORS(origins ...string) Option {
+	return func(c *config) { c.corsOrigins = append(c.corsOrigins, origins...) }
+}
+
+// WithCandidateFilter sets which addresses of a client's ICE candidates the server takes: a
+// candidate (trickled, or in the offer) whose address keep rejects is refused, so that the
+// server never sends connectivity checks there. A public server may refuse private,
+// loopback and link-local ranges, for example:
+//
+//	fastrtc.WithCandidateFilter(func(a netip.Addr) bool {
+//		return a.IsGlobalUnicast() && !a.IsPrivate()
+//	})
+//
+// Whatever the filter, a client may trickle at most 64 candidates per connection.
+func WithCandidateFilter(keep func(addr netip.Addr) bool) Option {
+	return func(c *config) { c.candidateFilter = keep }
+}
+
 // WithTitle sets the built-in page's title and subtitle (FastRTC's ui_args).
 func WithTitle(title, subtitle string) Option {
 	return func(c *config) { c.title, c.subtitle = title, subtitle }
@@ -242,7 +275,15 @@ func WithWebSocket(o WebSocketOptions) Option { return func(c *config) { c.ws = 
 
 // TelephoneOptions are the settings of the Twilio telephone routes (POST /telephone/incoming,
 // GET /telephone/handler). Zero fields take the defaults.
+//
+// An audio stream serves the telephone routes by default, as FastRTC does. Without an
+// AuthToken anyone who can reach them can place a "call" (a session on the handler, which
+// takes a slot of the concurrency limit); web pages cannot, since handshakes that carry an
+// Origin header (every browser's) are refused unless WebSocketOptions.CheckOrigin accepts
+// them. Set Disabled when the stream takes no phone calls.
 type TelephoneOptions struct {
+	// Disabled leaves the telephone routes out of Mount and Handler.
+	Disabled bool
 	// AuthToken turns on the validation of Twilio's X-Twilio-Signature header (off when
 	// empty) with the account's auth token: POST /telephone/incoming and the WebSocket
 	// handshake of /telephone/handler then answer 403 to requests whose signature is missing

@@ -237,7 +237,14 @@ func (s *Session) fail(err error) { s.end(err, "") }
 // end ends the session once: it tells the client why (error or end_stream), cancels the
 // context, and in the background closes the transport, waits for the session's goroutines and
 // releases its slot.
-func (s *Session) end(err error, endMsg string) {
+func (s *Session) end(err error, endMsg string) { s.finish(err, endMsg, true) }
+
+// abort ends the session because of err without telling the client through the transport
+// and without waiting for queued messages: for failures the caller answers itself (a
+// refused offer gets the error in its HTTP response at once).
+func (s *Session) abort(err error) { s.finish(err, "", false) }
+
+func (s *Session) finish(err error, endMsg string, tell bool) {
 	s.endOnce.Do(func() {
 		s.err = err
 		cause := err
@@ -247,13 +254,15 @@ func (s *Session) end(err error, endMsg string) {
 		// Telling the client may block on a slow WebSocket: do it off the caller's goroutine.
 		go func() {
 			switch {
+			case !tell:
+				s.log.Info("session aborted", "err", err)
 			case err != nil:
 				s.log.Warn("session failed", "err", err)
 				s.sendError(err.Error())
 			case endMsg != "":
 				_ = s.Send("end_stream", endMsg)
 			}
-			if err != nil || endMsg != "" {
+			if tell && (err != nil || endMsg != "") {
 				// Let the error or end_stream message (and, on a normal end, the queued
 				// audio: at most about a second) reach the client.
 				d := time.Second

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -201,6 +202,9 @@ func (s *Stream) Shutdown(ctx context.Context) error {
 // ErrConnectionExists or ErrStreamClosed (see refusal); a failing handler factory, one
 // wrapping ErrHandlerPanic or the factory's error, after the session ended and freed its slot.
 func (s *Stream) openSession(id string, meta map[string]string, newTransport func(*Session) transport) (*Session, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	sess := s.newSession(id, meta)
 	sess.tr = newTransport(sess)
 	if err := s.reserve(sess); err != nil {
@@ -256,4 +260,27 @@ func (s *Stream) codecOpened(close func() error) func() {
 			_ = close()
 		})
 	}
+}
+
+// MaxIDLength is the longest connection id a Stream accepts.
+const MaxIDLength = 128
+
+// checkID validates a connection id a client chose (see ErrInvalidID).
+func checkID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidID)
+	}
+	if len(id) > MaxIDLength {
+		return fmt.Errorf("%w: %d bytes long (at most %d)", ErrInvalidID, len(id), MaxIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.:~+=@", c) >= 0:
+		default:
+			return fmt.Errorf("%w: byte %d is %q (allowed: ASCII letters, digits and -_.:~+=@)", ErrInvalidID, i, c)
+		}
+	}
+	return nil
 }

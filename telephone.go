@@ -128,6 +128,11 @@ func twilioStartSession(t *wsConn, m *wsMessage) (id string, meta map[string]str
 		t.closeAndDrain(websocket.ClosePolicyViolation, "start without streamSid")
 		return "", nil, f, false
 	}
+	if err := checkID(id); err != nil {
+		t.log.Warn("telephone: bad streamSid", "err", err)
+		t.closeAndDrain(websocket.ClosePolicyViolation, "invalid streamSid")
+		return "", nil, f, false
+	}
 	t.streamSID = id
 	return id, st.metadata(id), wsFormat{inRate: 8000, outRate: 8000, channels: 1, rateFixed: true}, true
 }
@@ -157,8 +162,15 @@ func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
 		return
 	}
-	// Twilio sends no Origin; signatures guard this route.
-	conn, err := s.upgrader(nil).Upgrade(w, r, nil)
+	// Twilio never sends Origin, browsers always do: a handshake with an Origin comes from a
+	// web page, which may use this route only if WebSocketOptions.CheckOrigin accepts it
+	// (otherwise any page could stream audio to the handler and take a slot).
+	conn, err := s.upgrader(func(r *http.Request) bool {
+		if r.Header.Get("Origin") == "" {
+			return true
+		}
+		return s.cfg.ws.CheckOrigin != nil && s.cfg.ws.CheckOrigin(r)
+	}).Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("telephone upgrade", "err", err)
 		return

@@ -162,7 +162,9 @@ func TestUIOffAndMethods(t *testing.T) {
 	}
 	// The routes are still there.
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webrtc/offer", strings.NewReader(`{}`)))
+	req := httptest.NewRequest(http.MethodPost, "/webrtc/offer", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnprocessableEntity {
 		t.Errorf("WithoutUI: POST /webrtc/offer {} = %d, want 422", rec.Code)
 	}

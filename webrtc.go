@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,10 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id")
 		return
 	}
+	if err := checkID(req.WebRTCID); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "webrtc_id: "+err.Error())
+		return
+	}
 	switch req.Type {
 	case "offer":
 		if req.SDP == "" {
@@ -92,7 +98,7 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	defer cancel()
 	answer, err := s.startWebRTC(ctx, sess, st, req.SDP)
 	if err != nil {
-		sess.end(err, "")
+		sess.abort(err) // the HTTP response tells the client, now
 		<-sess.done
 		status := http.StatusBadRequest
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -111,15 +117,17 @@ const maxDataChannelBuffer = 1 << 20
 // rtcTransport is the transport of a WebRTC session: its peer connection and data channel.
 // All methods are safe for concurrent use; mu guards the fields.
 type rtcTransport struct {
-	mu        sync.Mutex
-	pc        *webrtc.PeerConnection
-	closed    bool // close ran: a peer connection attached later is closed at once
-	remoteSet bool
-	pending   []webrtc.ICECandidateInit
-	dc        *webrtc.DataChannel
-	dcOpen    bool
-	queued    [][]byte
-	sess      *Session
+	mu         sync.Mutex
+	pc         *webrtc.PeerConnection
+	closed     bool // close ran: a peer connection attached later is closed at once
+	noDC       bool // the offer has no data channel: control messages have nowhere to go
+	remoteSet  bool
+	pending    []webrtc.ICECandidateInit
+	candidates int // trickled so far (at most maxTrickledCandidates)
+	dc         *webrtc.DataChannel
+	dcOpen     bool
+	queued     [][]byte
+	sess       *Session
 }
 
 // attach sets the session's peer connection, unless the transport was closed meanwhile (then
@@ -160,6 +168,9 @@ func (st *rtcTransport) send(b []byte) error {
 	defer st.mu.Unlock()
 	if st.sess.ctx.Err() != nil && st.dc == nil {
 		return ErrSessionClosed
+	}
+	if st.noDC {
+		return nil // the client opened no data channel: it takes no control messages
 	}
 	if !st.dcOpen {
 		if len(st.queued) >= 256 {
@@ -205,10 +216,10 @@ func (st *rtcTransport) flush(d time.Duration) {
 			return // the client has gone: nothing more will leave
 		}
 		st.mu.Lock()
-		dc, open, queued := st.dc, st.dcOpen, len(st.queued)
+		dc, open, queued, noDC := st.dc, st.dcOpen, len(st.queued), st.noDC
 		st.mu.Unlock()
 		switch {
-		case !open && queued == 0:
+		case noDC || !open && queued == 0:
 			return
 		case open && dc.ReadyState() != webrtc.DataChannelStateOpen:
 			return
@@ -241,10 +252,14 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 			sess.end(nil, "")
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.filterOfferCandidates(offerSDP)}); err != nil {
 		return nil, fmt.Errorf("fastrtc: invalid SDP offer: %w", err)
 	}
 	st.mu.Lock()
+	st.noDC = !strings.Contains("\n"+offerSDP, "\nm=application")
+	if st.noDC {
+		st.queued = nil
+	}
 	st.remoteSet = true
 	pending := st.pending
 	st.pending = nil
@@ -305,13 +320,22 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 		return
 	}
 	init := webrtc.ICECandidateInit{Candidate: *c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
-	st.mu.Lock()
-	if !st.remoteSet {
-		if len(st.pending) >= 64 {
-			st.mu.Unlock()
-			writeFailed(w, failInvalidCandidate, map[string]any{"detail": "too many candidates"})
+	if *c.Candidate != "" {
+		if reason := s.refuseCandidate(*c.Candidate); reason != "" {
+			writeFailed(w, failInvalidCandidate, map[string]any{"detail": reason})
 			return
 		}
+	}
+	st.mu.Lock()
+	if *c.Candidate != "" {
+		if st.candidates >= maxTrickledCandidates {
+			st.mu.Unlock()
+			writeFailed(w, failInvalidCandidate, map[string]any{"detail": fmt.Sprintf("too many candidates (at most %d per connection)", maxTrickledCandidates)})
+			return
+		}
+		st.candidates++
+	}
+	if !st.remoteSet {
 		st.pending = append(st.pending, init)
 		st.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
@@ -327,6 +351,52 @@ func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+// maxTrickledCandidates bounds the candidates a client may trickle to one session: each makes
+// the server send connectivity checks to the address it names.
+const maxTrickledCandidates = 64
+
+// refuseCandidate returns why a client's candidate is refused ("" to take it): an address
+// the operator's filter (WithCandidateFilter) refuses. Candidates that name a host by mDNS
+// (".local") pass, since pion resolves them on the local link only.
+func (s *Stream) refuseCandidate(cand string) string {
+	if s.cfg.candidateFilter == nil {
+		return ""
+	}
+	// candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+	f := strings.Fields(strings.TrimPrefix(cand, "a="))
+	if len(f) < 6 {
+		return "malformed candidate"
+	}
+	addr, err := netip.ParseAddr(f[4])
+	if err != nil {
+		if strings.HasSuffix(f[4], ".local") {
+			return ""
+		}
+		return fmt.Sprintf("candidate address %q is not an IP address", f[4])
+	}
+	if !s.cfg.candidateFilter(addr.Unmap()) {
+		return fmt.Sprintf("candidate address %s refused by the server's filter", addr)
+	}
+	return ""
+}
+
+// filterOfferCandidates removes the offer's candidate lines whose address the operator's
+// filter refuses.
+func (s *Stream) filterOfferCandidates(sdp string) string {
+	if s.cfg.candidateFilter == nil || !strings.Contains(sdp, "a=candidate:") {
+		return sdp
+	}
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if strings.HasPrefix(l, "a=candidate:") && s.refuseCandidate(strings.TrimRight(l, "\r\n")) != "" {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "")
 }
 
 // setupMedia adds the server's tracks and media goroutines for the stream's modality and

@@ -125,6 +125,10 @@ func fastrtcStart(t *wsConn, m *wsMessage) (id string, meta map[string]string, f
 		t.notice(`invalid start: missing field "websocket_id"`)
 		return "", nil, f, false
 	}
+	if err := checkID(m.WebSocketID); err != nil {
+		t.notice("invalid start: websocket_id: " + err.Error())
+		return "", nil, f, false
+	}
 	f = wsFormat{channels: 1}
 	if m.Format != nil {
 		var err error
@@ -137,16 +141,18 @@ func fastrtcStart(t *wsConn, m *wsMessage) (id string, meta map[string]string, f
 }
 
 // audioRoutes are the audio-only transports' routes: the WebSocket audio route and the
-// telephone routes. Only Audio streams have them.
+// telephone routes (unless TelephoneOptions.Disabled). Only Audio streams have them.
 func (s *Stream) audioRoutes() []route {
 	if s.modality != Audio {
 		return nil
 	}
-	return []route{
-		{"/websocket/offer", http.HandlerFunc(s.serveWebSocket)},
-		{"/telephone/incoming", http.HandlerFunc(s.serveTelephoneIncoming)},
-		{"/telephone/handler", http.HandlerFunc(s.serveTelephoneHandler)},
+	rs := []route{{"/websocket/offer", http.HandlerFunc(s.serveWebSocket)}}
+	if s.cfg.tel.Disabled {
+		return rs
 	}
+	return append(rs,
+		route{"/telephone/incoming", http.HandlerFunc(s.serveTelephoneIncoming)},
+		route{"/telephone/handler", http.HandlerFunc(s.serveTelephoneHandler)})
 }
 
 // serveWebSocket is GET /websocket/offer: FastRTC's WebSocket audio protocol.

@@ -310,7 +310,7 @@ func TestWebSocketEchoTone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 			c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
-			start := map[string]any{"event": "start", "websocket_id": "echo-" + tc.name}
+			start := map[string]any{"event": "start", "websocket_id": "echo-" + strings.ReplaceAll(tc.name, " ", "-")}
 			if tc.format != nil {
 				start["format"] = tc.format
 			}
@@ -453,6 +453,8 @@ func TestWebSocketBadInput(t *testing.T) {
 		{"bad encoding", `{"event":"start","websocket_id":"b1","format":{"encoding":"opus"}}`, "encoding"},
 		{"bad rate", `{"event":"start","websocket_id":"b1","format":{"sample_rate":12345}}`, "sample_rate"},
 		{"bad channels", `{"event":"start","websocket_id":"b1","format":{"channels":3}}`, "channels"},
+		{"id with newline", `{"event":"start","websocket_id":"b\nb"}`, "websocket_id"},
+		{"id too long", `{"event":"start","websocket_id":"` + strings.Repeat("b", 200) + `"}`, "at most 128"},
 	}
 	for _, tc := range before {
 		t.Run("before start/"+tc.name, func(t *testing.T) {

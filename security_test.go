@@ -1,0 +1,245 @@
+package fastrtc
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+)
+
+// TestCORS: without WithCORS no CORS header is sent; with it, allowed origins get them and
+// their preflights are answered, others are refused.
+func TestCORS(t *testing.T) {
+	do := func(t *testing.T, url, method, origin string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", origin)
+		if method == http.MethodOptions {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	_, plain := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
+	if res := do(t, plain.URL+"/input_hook", http.MethodPost, "https://evil.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("no WithCORS: got Access-Control-Allow-Origin %q", res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if res := do(t, plain.URL+"/webrtc/offer", http.MethodOptions, "https://evil.example"); res.StatusCode < 400 {
+		t.Errorf("no WithCORS: preflight answered %d", res.StatusCode)
+	}
+
+	_, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithCORS("https://app.example"))
+	res := do(t, srv.URL+"/webrtc/offer", http.MethodOptions, "https://app.example")
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		!strings.Contains(res.Header.Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Errorf("allowed preflight: %d %v", res.StatusCode, res.Header)
+	}
+	if res := do(t, srv.URL+"/input_hook", http.MethodPost, "https://app.example"); res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("allowed POST: no Access-Control-Allow-Origin (%v)", res.Header)
+	}
+	if res := do(t, srv.URL+"/webrtc/offer", http.MethodOptions, "https://evil.example"); res.StatusCode != http.StatusForbidden || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("other origin's preflight: %d %v", res.StatusCode, res.Header)
+	}
+	if _, err := New(VideoFunc(echoHandler), Video, SendReceive, WithCORS("app.example/")); err == nil {
+		t.Error("New accepted a CORS origin without a scheme")
+	}
+}
+
+// TestTelephoneOriginCheck: a web page (a handshake with Origin) cannot use the telephone
+// route unless the WebSocket origin check accepts it; Twilio (no Origin) can; and a stream
+// can leave the telephone routes out.
+func TestTelephoneOriginCheck(t *testing.T) {
+	dial := func(url string, origin string) (int, error) {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		c, res, err := websocket.DefaultDialer.Dial(url, h)
+		if c != nil {
+			_ = c.Close()
+		}
+		if res != nil {
+			return res.StatusCode, err
+		}
+		return 0, err
+	}
+	check := WithWebSocket(WebSocketOptions{CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "https://app.example" }})
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, check)
+	url := wsURL(srv, "/telephone/handler")
+	if code, err := dial(url, "https://evil.example"); err == nil || code != http.StatusForbidden {
+		t.Errorf("telephone from another site's page: HTTP %d, %v; want 403", code, err)
+	}
+	if code, err := dial(url, ""); err != nil {
+		t.Errorf("telephone without Origin (Twilio): HTTP %d, %v", code, err)
+	}
+	if code, err := dial(url, "https://app.example"); err != nil {
+		t.Errorf("telephone from an accepted origin: HTTP %d, %v", code, err)
+	}
+	if code, err := dial(wsURL(srv, "/websocket/offer"), "https://evil.example"); err == nil || code != http.StatusForbidden {
+		t.Errorf("websocket from another site's page: HTTP %d, %v; want 403", code, err)
+	}
+	// Without any origin check, pages still cannot use the telephone route.
+	_, open := newTestStream(t, echoFactory(), Audio, SendReceive)
+	if code, err := dial(wsURL(open, "/telephone/handler"), "https://evil.example"); err == nil || code != http.StatusForbidden {
+		t.Errorf("telephone from a page, no check set: HTTP %d, %v; want 403", code, err)
+	}
+	// Disabled: Mount adds no telephone routes.
+	st, err := New(echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{Disabled: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mux := http.NewServeMux()
+	st.Mount(mux)
+	off := httptest.NewServer(mux)
+	defer off.Close()
+	if code, _ := dial(wsURL(off, "/telephone/handler"), ""); code != http.StatusNotFound {
+		t.Errorf("disabled telephone handler: HTTP %d, want 404", code)
+	}
+	if code, err := dial(wsURL(off, "/websocket/offer"), ""); err != nil {
+		t.Errorf("websocket route with telephone disabled: HTTP %d, %v", code, err)
+	}
+	res, err := http.Post(off.URL+"/telephone/incoming", "application/x-www-form-urlencoded", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("disabled telephone webhook: HTTP %d, want 404", res.StatusCode)
+	}
+}
+
+// TestRefusalsAtOnce: a refused offer is answered at once and frees its slot at once (it used
+// to wait a second for a data channel that never opens), and a session whose client opened
+// no data channel ends at once on CloseStream (it used to wait 5 s).
+func TestRefusalsAtOnce(t *testing.T) {
+	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithConcurrencyLimit(1))
+	// An offer pion cannot take (a video-only SDP for an audio stream fails after the
+	// session was opened, so it goes through the session's end path).
+	bad := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	offer, err := bad.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bad.pc.SetLocalDescription(offer)
+	start := time.Now()
+	r := postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"sdp": offer.SDP, "type": "offer", "webrtc_id": "bad1"})
+	took := time.Since(start)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "audio") {
+		t.Fatalf("bad offer: %d %s", r.status, r.body)
+	}
+	// The old path waited a fixed second (flushing an error message to a data channel that
+	// never opens); the answer now comes after the offer's own work, well under that.
+	if took >= 900*time.Millisecond {
+		t.Errorf("bad offer answered after %v; it should not wait for a data channel", took)
+	}
+	if n := s.Stats().Sessions; n != 0 {
+		t.Fatalf("%d sessions hold the slot after the refusal", n)
+	}
+
+	// A client with no data channel (raw pion, audio only).
+	pc := rawAudioPeer(t)
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	_ = pc.SetLocalDescription(o)
+	<-gathered
+	r = postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"sdp": pc.LocalDescription().SDP, "type": "offer", "webrtc_id": "nodc"})
+	if r.status != http.StatusOK {
+		t.Fatalf("offer without data channel: %d %s", r.status, r.body)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.json["sdp"].(string)}); err != nil {
+		t.Fatal(err)
+	}
+	sess := s.mustSession(t, "nodc")
+	select {
+	case <-sess.connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not connected")
+	}
+	start = time.Now()
+	sess.CloseStream("bye")
+	<-sess.Done()
+	if took := time.Since(start); took >= 4*time.Second {
+		t.Errorf("CloseStream without a data channel took %v (it waited for a channel that does not exist)", took)
+	}
+}
+
+// rawAudioPeer is a plain pion peer with one sendrecv audio transceiver and no data channel.
+func rawAudioPeer(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	loopbackOnly(&se)
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// TestCandidateLimits: a client may trickle a bounded number of candidates, and the
+// operator's filter refuses addresses (trickled or in the offer).
+func TestCandidateLimits(t *testing.T) {
+	noPrivate := WithCandidateFilter(func(a netip.Addr) bool { return !a.IsPrivate() })
+	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, noPrivate)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	c.connect()
+	trickle := func(cand string) httpReply {
+		return postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"type": "ice-candidate", "webrtc_id": c.id,
+			"candidate": map[string]any{"candidate": cand, "sdpMid": "0", "sdpMLineIndex": 0}})
+	}
+	failed := func(r httpReply) string {
+		meta, _ := r.json["meta"].(map[string]any)
+		if r.json["status"] != "failed" || meta["error"] != failInvalidCandidate {
+			return ""
+		}
+		d, _ := meta["detail"].(string)
+		return d
+	}
+	if d := failed(trickle("candidate:1 1 udp 2130706431 10.1.2.3 9 typ host")); !strings.Contains(d, "refused") {
+		t.Errorf("private address trickled: detail %q, want refused", d)
+	}
+	for i := 0; i < maxTrickledCandidates; i++ {
+		r := trickle(fmt.Sprintf("candidate:%d 1 udp 2130706431 127.0.0.1 %d typ host", i+2, 20000+i))
+		if r.json["status"] != "success" {
+			t.Fatalf("candidate %d: %s", i, r.body)
+		}
+	}
+	if d := failed(trickle("candidate:99 1 udp 2130706431 127.0.0.1 30000 typ host")); !strings.Contains(d, "too many") {
+		t.Errorf("candidate %d: detail %q, want too many", maxTrickledCandidates+1, d)
+	}
+	if r := trickle(""); r.json["status"] != "success" { // end-of-candidates is always taken
+		t.Errorf("end-of-candidates: %s", r.body)
+	}
+	sdp := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:1 1 udp 1 10.0.0.7 5000 typ host\r\n" +
+		"a=candidate:2 1 udp 1 127.0.0.1 5001 typ host\r\na=candidate:3 1 udp 1 abc.local 5002 typ host\r\na=mid:0\r\n"
+	got := s.filterOfferCandidates(sdp)
+	if strings.Contains(got, "10.0.0.7") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") || !strings.HasSuffix(got, "a=mid:0\r\n") {
+		t.Errorf("filtered offer:\n%s", got)
+	}
+}
