@@ -70,15 +70,33 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	go func() {
 		defer close(ch)
 		q := sess.outputs
-		var giveUp <-chan time.Time // set once the session has ended
+		// Once the session ended, its last outputs are offered for 5 s more, then dropped:
+		// a reader that stalls never pins this goroutine (nor the session) for longer.
+		sessDone := sess.ctx.Done()
+		var giveUp <-chan time.Time
+		var timer *time.Timer
+		defer func() {
+			if timer != nil {
+				timer.Stop()
+			}
+		}()
+		ended := func() {
+			timer = time.NewTimer(outputsGrace)
+			giveUp, sessDone = timer.C, nil
+		}
 		send := func(items []json.RawMessage) bool {
 			for _, it := range items {
-				select {
-				case ch <- it:
-				case <-ctx.Done():
-					return false
-				case <-giveUp:
-					return false
+				for sent := false; !sent; {
+					select {
+					case ch <- it:
+						sent = true
+					case <-ctx.Done():
+						return false
+					case <-sessDone:
+						ended()
+					case <-giveUp:
+						return false
+					}
 				}
 			}
 			return true
@@ -87,14 +105,14 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 			if !send(q.take()) {
 				return
 			}
-			select {
-			case <-q.notify:
-			case <-sess.ctx.Done():
-				t := time.NewTimer(5 * time.Second)
-				defer t.Stop()
-				giveUp = t.C
+			if sessDone == nil { // ended, and everything queued was delivered
 				send(q.take())
 				return
+			}
+			select {
+			case <-q.notify:
+			case <-sessDone:
+				ended()
 			case <-ctx.Done():
 				return
 			}
@@ -102,6 +120,12 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	}()
 	return ch, nil
 }
+
+// outputsGrace is how long the outputs of an ended session wait for a reader.
+const outputsGrace = 5 * time.Second
+
+// sseWriteTimeout bounds one write of GET /outputs: a client that stops reading is dropped.
+const sseWriteTimeout = 10 * time.Second
 
 // serveOutputs is GET /outputs?webrtc_id=ID: Server-Sent Events, one `event: output` per
 // emitted value, until the session ends.
@@ -129,6 +153,7 @@ func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	for v := range ch {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		if _, err := fmt.Fprintf(w, "event: output\ndata: %s\n\n", v); err != nil {
 			return
 		}

@@ -1,10 +1,12 @@
 package fastrtc
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +244,60 @@ func TestCandidateLimits(t *testing.T) {
 	if strings.Contains(got, "10.0.0.7") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") || !strings.HasSuffix(got, "a=mid:0\r\n") {
 		t.Errorf("filtered offer:\n%s", got)
 	}
+}
+
+// TestOutputsReaderStalls: Stream.Outputs with a reader that stopped reading lets go of the
+// session (its goroutine returns) at most a few seconds after the session ended.
+func TestOutputsReaderStalls(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	c.connect()
+	sess := s.mustSession(t, c.id)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // only at the end: the reader stalls, it does not cancel
+	ch, err := s.Outputs(ctx, c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := sess.Emit(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := <-ch; string(v) != "0" { // read one, then stall
+		t.Fatalf("first output %s", v)
+	}
+	sess.CloseStream("")
+	<-sess.Done()
+	// The Outputs goroutine gives up outputsGrace after the end, and closes the channel.
+	if goroutinesIn("fastrtc.(*Stream).Outputs") != 1 {
+		t.Fatal("no Outputs goroutine while its reader stalls")
+	}
+	deadline := time.Now().Add(outputsGrace + 5*time.Second)
+	for goroutinesIn("fastrtc.(*Stream).Outputs") > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if goroutinesIn("fastrtc.(*Stream).Outputs") > 0 {
+		t.Fatal("the Outputs goroutine outlived its session by more than the grace period")
+	}
+	n := 0
+	for range ch {
+		n++
+	}
+	if n != 0 {
+		t.Errorf("%d outputs delivered after the give-up", n)
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack has a frame of fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }
