@@ -44,6 +44,10 @@ func vp8KeyFrameSize(b []byte) (w, h int, ok bool) {
 	return int(b[6]) | int(b[7]&0x3f)<<8, int(b[8]) | int(b[9]&0x3f)<<8, true
 }
 
+// maxQueuedVideoBytes bounds the compressed video a session queues for its decoder: a few
+// seconds of 4K at a high bitrate. Frames beyond it are dropped (and a key frame requested).
+const maxQueuedVideoBytes = 16 << 20
+
 // compressedFrame is one assembled VP8 frame waiting to be decoded.
 type compressedFrame struct {
 	data []byte
@@ -121,7 +125,8 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 	free := make(chan []byte, 64+2)
 	ssrc := uint32(track.SSRC())
 	var lastPLI atomic.Int64
-	var dropped atomic.Bool // a frame was dropped: the decoder must wait for a key frame
+	var dropped atomic.Bool      // a frame was dropped: the decoder must wait for a key frame
+	var queuedBytes atomic.Int64 // bytes of the frames in the queue
 	requestKey := func() {
 		now := time.Now().UnixNano()
 		if last := lastPLI.Load(); now-last < int64(200*time.Millisecond) || !lastPLI.CompareAndSwap(last, now) {
@@ -151,6 +156,13 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 				if !ready {
 					break
 				}
+				// The queue is bounded in bytes as well as frames: 64 frames of up to
+				// 8 MiB each would let a client pin half a gigabyte.
+				if queuedBytes.Load()+int64(len(data)) > maxQueuedVideoBytes {
+					dropped.Store(true)
+					requestKey()
+					continue
+				}
 				var b []byte
 				select {
 				case b = <-free:
@@ -159,6 +171,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 				f := compressedFrame{data: append(b[:0], data...), ts: ts, key: key}
 				select {
 				case frames <- f:
+					queuedBytes.Add(int64(len(f.data)))
 				default: // the decoder is far behind: drop, and restart from a key frame
 					dropped.Store(true)
 					requestKey()
@@ -220,6 +233,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 					img, ts = pic, f.ts
 				}
 			}
+			queuedBytes.Add(-int64(len(f.data)))
 			if cap(f.data) <= 1<<20 { // recycle ordinary buffers; let rare huge ones go
 				select {
 				case free <- f.data:
