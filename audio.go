@@ -257,10 +257,39 @@ type audioIn struct {
 	resRate int
 	conv    []int16
 	out     []int16
+
+	start        time.Time     // first input
+	received     time.Duration // audio taken since start
+	droppedAhead time.Duration // audio dropped for running ahead of real time
+	warned       time.Time     // last warning about it
 }
 
-// receive delivers pcm (interleaved, at rate with channels) to the handler.
+// maxInputAhead is how far a client's audio may run ahead of real time (bursts, jitter
+// buffers) before the excess is dropped.
+const maxInputAhead = 2 * time.Second
+
+// receive delivers pcm (interleaved, at rate with channels) to the handler. Input that runs
+// ahead of real time by more than maxInputAhead (a client pushing minutes of audio at once,
+// which would make a voice agent reply, and pay for model calls, faster than anyone speaks)
+// is dropped, and the client is warned (at most every 5 s).
 func (a *audioIn) receive(pcm []int16, rate, channels int) error {
+	if channels > 0 && rate > 0 {
+		now := time.Now()
+		if a.start.IsZero() {
+			a.start = now
+		}
+		d := time.Duration(len(pcm)/channels) * time.Second / time.Duration(rate)
+		if a.received+d > now.Sub(a.start)+maxInputAhead {
+			a.droppedAhead += d
+			if now.Sub(a.warned) >= 5*time.Second {
+				a.warned = now
+				a.sess.log.Warn("input audio ahead of real time: dropped", "dropped", a.droppedAhead)
+				_ = a.sess.Warn(fmt.Sprintf("audio input runs ahead of real time: %v dropped so far (send at most real time)", a.droppedAhead.Round(time.Millisecond)))
+			}
+			return nil
+		}
+		a.received += d
+	}
 	src := convertChannels(&a.conv, pcm, channels, a.ch)
 	if rate != a.rate {
 		if a.res == nil || a.resRate != rate {

@@ -2,12 +2,14 @@ package fastrtc
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,4 +302,28 @@ func goroutinesIn(fn string) int {
 		}
 	}
 	return n
+}
+
+// TestInputAheadOfRealTime: a WebSocket client pushing 10 s of audio in one message gets at
+// most the allowed burst through to the handler, and a warning.
+func TestInputAheadOfRealTime(t *testing.T) {
+	var got atomic.Int64 // samples the handler received
+	f := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
+		got.Add(int64(len(in.Samples)))
+		return AudioFrame{}, nil
+	})
+	_, srv := newTestStream(t, f, Audio, Send)
+	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
+	c.send(map[string]any{"event": "start", "websocket_id": "burst", "format": map[string]any{"encoding": "pcm_s16le", "sample_rate": 16000}})
+	c.pingPong()
+	pcm := make([]byte, 2*16000*10) // 10 s of silence at 16 kHz (the handler gets 48 kHz)
+	c.send(map[string]any{"event": "media", "media": map[string]any{"payload": base64.StdEncoding.EncodeToString(pcm)}})
+	w := c.waitType("warning", 5*time.Second)
+	if msg := w.str("message"); !strings.Contains(msg, "ahead of real time") {
+		t.Errorf("warning %q", msg)
+	}
+	c.pingPong() // the message was fully processed
+	if sec := float64(got.Load()) / 48000; sec > maxInputAhead.Seconds()+0.5 {
+		t.Errorf("the handler got %.1f s of audio within a moment; at most %.1f s may run ahead", sec, maxInputAhead.Seconds())
+	}
 }

@@ -100,6 +100,9 @@ func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, r
 	}, nil
 }
 
+// maxConcealSamples is the most audio (at 48 kHz) concealed for one gap in the packets.
+const maxConcealSamples = 48000 / 5
+
 // runOpusTrack decodes the client's Opus, concealing lost packets (in-band FEC when the next
 // packet carries it, PLC otherwise), and gives the audio to the handler.
 func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout AudioLayout) {
@@ -138,9 +141,15 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 				continue
 			}
 			if gap > 0 && gap < 50 {
-				// Conceal at most 200 ms: a longer gap is a pause in sending, not loss.
-				for i := uint16(0); i+1 < gap && i < 10; i++ {
-					if k, err := dec.Conceal(pcm, frameSize); err == nil && !deliver(k) {
+				// Conceal at most 200 ms (whatever the packets' duration): a longer gap
+				// is a pause in sending, not loss, and concealment must not invent audio.
+				for i, concealed := uint16(0), 0; i+1 < gap && concealed+frameSize <= maxConcealSamples; i++ {
+					k, err := dec.Conceal(pcm, frameSize)
+					if err != nil {
+						break
+					}
+					concealed += k
+					if !deliver(k) {
 						return
 					}
 				}
