@@ -576,12 +576,8 @@ func FuzzTelephoneIncoming(f *testing.F) {
 		}
 		streamURL, params := parseTwiML(t, rec.Body.Bytes())
 		if problems := checkStreamURL(streamURL); len(problems) > 0 {
-			report := t.Errorf
-			if knownBugForwardedHost {
-				report = t.Logf
-			}
 			for _, p := range problems {
-				report("Stream url %q (X-Forwarded-Host %q, Forwarded %q): %s", streamURL, xfHost, forwarded, p)
+				t.Errorf("Stream url %q (X-Forwarded-Host %q, Forwarded %q): %s", streamURL, xfHost, forwarded, p)
 			}
 		}
 		for k, v := range map[string]string{"From": from, "To": to} {
@@ -645,15 +641,9 @@ func parseTwiML(t *testing.T, b []byte) (string, map[string]string) {
 	return streamURL, params
 }
 
-// knownBugForwardedHost: POST /telephone/incoming copies the host of X-Forwarded-Host or
-// Forwarded into the TwiML's Stream url unchecked (telephone.go, externalOrigin), so a
-// forwarded host such as `evil.example/x?y=1#` or `user@host` puts another path, a query, a
-// fragment or user info into the URL Twilio connects to (escaped for XML, so the TwiML stays
-// well-formed). The failing inputs found by the fuzzer are kept in
-// testdata/fuzz/FuzzTelephoneIncoming/. While this is true they are only logged; set it to
-// false once externalOrigin validates the host (e.g. accepts only a DNS name or IP literal
-// with an optional numeric port, falling back to r.Host otherwise).
-const knownBugForwardedHost = true
+// The fuzzer found that POST /telephone/incoming copied a forwarded host such as
+// `evil.example/x?y=1#` or `user@host` into the Stream url unchecked; its inputs are kept in
+// testdata/fuzz/FuzzTelephoneIncoming/ and now pass (telephone.go, validHost).
 
 // checkStreamURL checks that u is ws(s)://HOST[:PORT]/telephone/handler and nothing else,
 // and returns what is wrong.

@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/websocket"
@@ -267,6 +269,15 @@ func externalOrigin(r *http.Request) (scheme, host string) {
 	if v := firstHeaderValue(r, "X-Forwarded-Host"); v != "" {
 		host = v
 	}
+	// The host goes into a URL that Twilio connects to: only a DNS name or an IP literal,
+	// with an optional numeric port. Anything else (a path, a query, user info smuggled in a
+	// forwarded header) falls back to the request's own Host.
+	if !validHost(host) {
+		host = r.Host
+		if !validHost(host) {
+			host = ""
+		}
+	}
 	switch strings.ToLower(scheme) {
 	case "https", "wss":
 		scheme = "https"
@@ -274,6 +285,40 @@ func externalOrigin(r *http.Request) (scheme, host string) {
 		scheme = "http"
 	}
 	return scheme, host
+}
+
+// validHost reports whether h is host[:port] with a DNS name, an IPv4 address or a bracketed
+// IPv6 address, and a numeric port.
+func validHost(h string) bool {
+	name, port := h, ""
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		name, port = h[:i], h[i+1:]
+		if port == "" {
+			return false
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+			return false
+		}
+	}
+	if strings.HasPrefix(name, "[") && strings.HasSuffix(name, "]") {
+		a, err := netip.ParseAddr(name[1 : len(name)-1])
+		return err == nil && a.Is6()
+	}
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // firstHeaderValue returns the first of a comma-separated header's values.

@@ -407,3 +407,15 @@ func TestTelephoneDTMFReceiver(t *testing.T) {
 	}
 	waitSessions(t, s, 0)
 }
+
+func TestValidHost(t *testing.T) {
+	for h, want := range map[string]bool{
+		"example.com": true, "example.com:8443": true, "127.0.0.1:8000": true, "[::1]:443": true, "[::1]": true,
+		"a_b.example": true, "evil.example/x?y=1#": false, "user@host": false, "host:": false, "host:99999": false,
+		"": false, "[nope]": false, "-x.example": false, "a..b": false, "host:+80": false,
+	} {
+		if got := validHost(h); got != want {
+			t.Errorf("validHost(%q) = %v, want %v", h, got, want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ echo "== lint (scripts/lint.sh)"
 # `go test -race ./...` 2m11s (root 120 s vs 123 s), so the race run replaces the plain
 # one. Includes the fuzz targets' seed corpora (fuzz_test.go, testdata/fuzz/).
 echo "== go test -race ./..."
-go test -race -count=1 -timeout 15m ./...
+go test -race -count=1 -p 1 -timeout 15m ./... # -p 1: the root tests check real-time pacing; another package testing beside them on 2 cores makes them flaky
 
 # Each fuzz target for a few seconds (no -race: the fuzzer's coverage build). The first
 # fuzz build of the package takes ~65 s here (cached after), then 6 targets x ~10 s.
