@@ -31,7 +31,6 @@ type audioOut struct {
 	res     *resample.Resampler
 	resRate int
 	resCh   int
-	scratch []int16
 	conv    []int16
 	notify  chan struct{} // cap 1: audio was added
 	space   chan struct{} // cap 1: the queue shrank below maxAhead

@@ -2,6 +2,7 @@ package fastrtc
 
 import (
 	"context"
+	"errors"
 	"image"
 	"io"
 	"os"
@@ -53,7 +54,7 @@ func noisyFrames(b *testing.B) [][]byte {
 	var frames [][]byte
 	for {
 		fr, _, err := r.ParseNextFrame()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -210,7 +211,9 @@ func BenchmarkAudioEchoPath(b *testing.B) {
 	}
 	defer s.Close()
 	sess := benchSession(s)
-	s.bindSessionHandler(sess)
+	if err := s.bindSessionHandler(sess); err != nil {
+		b.Fatal(err)
+	}
 	dec, err := opus.NewDecoder(48000, 1)
 	if err != nil {
 		b.Fatal(err)

@@ -118,7 +118,10 @@ type wsAudioClient struct {
 
 func dialAudio(t *testing.T, srv *httptest.Server, id string) *wsAudioClient {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/websocket/offer", nil)
+	conn, res, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/websocket/offer", nil)
+	if res != nil && res.Body != nil {
+		res.Body.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

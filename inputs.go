@@ -74,7 +74,7 @@ func (in Input) check() error {
 		return fmt.Errorf("%w: dropdown %q has no choices", ErrInvalidConfig, in.Name)
 	}
 	if _, err := in.convert(in.Default); err != nil {
-		return fmt.Errorf("%w: default of %q: %v", ErrInvalidConfig, in.Name, err)
+		return fmt.Errorf("%w: default of %q: %w", ErrInvalidConfig, in.Name, err)
 	}
 	return nil
 }

@@ -124,7 +124,7 @@ func TestOfferFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != 404 {
+	if res.StatusCode != http.StatusNotFound {
 		t.Errorf("outputs of unknown id: %d", res.StatusCode)
 	}
 	// The live session still streams.

@@ -195,7 +195,6 @@ type pauseHandler struct {
 	gen         int                // current reply generation
 	cancel      context.CancelFunc // cancels the current reply
 	responding  bool
-	inputsSet   chan struct{}
 }
 
 // AudioLayout asks for mono input at the configured rate.

@@ -20,7 +20,12 @@ import (
 // TestCORS: without WithCORS no CORS header is sent; with it, allowed origins get them and
 // their preflights are answered, others are refused.
 func TestCORS(t *testing.T) {
-	do := func(t *testing.T, url, method, origin string) *http.Response {
+	// reply is what the checks read of a response, whose body do has closed.
+	type reply struct {
+		StatusCode int
+		Header     http.Header
+	}
+	do := func(t *testing.T, url, method, origin string) reply {
 		t.Helper()
 		req, err := http.NewRequest(method, url, strings.NewReader(`{}`))
 		if err != nil {
@@ -37,7 +42,7 @@ func TestCORS(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		return res
+		return reply{res.StatusCode, res.Header}
 	}
 	_, plain := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	if res := do(t, plain.URL+"/input_hook", http.MethodPost, "https://evil.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
@@ -78,6 +83,9 @@ func TestTelephoneOriginCheck(t *testing.T) {
 			_ = c.Close()
 		}
 		if res != nil {
+			if res.Body != nil {
+				res.Body.Close()
+			}
 			return res.StatusCode, err
 		}
 		return 0, err

@@ -36,7 +36,7 @@ func (s *Stream) Handler() http.Handler {
 // Browsers give a page the camera and microphone only in a secure context: open the page on
 // localhost or 127.0.0.1, or serve it over HTTPS (e.g. behind a reverse proxy).
 func (s *Stream) ListenAndServe(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

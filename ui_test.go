@@ -254,7 +254,7 @@ func TestListenAndServe(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || !strings.Contains(string(body), `"title":"Launcher"`) {
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"title":"Launcher"`) {
 		t.Fatalf("GET %s: %d", url, res.StatusCode)
 	}
 
@@ -269,11 +269,11 @@ func TestListenAndServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sse.Body.Close()
-	if sse.StatusCode != 200 {
+	if sse.StatusCode != http.StatusOK {
 		t.Fatalf("outputs: %d", sse.StatusCode)
 	}
 	sseDone := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, bufio.NewReader(sse.Body)); close(sseDone) }()
+	go func(body io.Reader) { _, _ = io.Copy(io.Discard, bufio.NewReader(body)); close(sseDone) }(sse.Body)
 
 	start := time.Now()
 	cancel()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"iter"
 	"math"
 	"net/http"
@@ -220,10 +221,10 @@ func readSSE(t *testing.T, ctx context.Context, url string) (<-chan string, int)
 		t.Errorf("Content-Type %q", ct)
 	}
 	ch := make(chan string, 256)
-	go func() {
+	go func(body io.ReadCloser) {
 		defer close(ch)
-		defer res.Body.Close()
-		sc := bufio.NewScanner(res.Body)
+		defer body.Close()
+		sc := bufio.NewScanner(body)
 		event := ""
 		for sc.Scan() {
 			line := sc.Text()
@@ -234,7 +235,7 @@ func readSSE(t *testing.T, ctx context.Context, url string) (<-chan string, int)
 				ch <- strings.TrimPrefix(line, "data: ")
 			}
 		}
-	}()
+	}(res.Body)
 	return ch, res.StatusCode
 }
 

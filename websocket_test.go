@@ -53,6 +53,9 @@ func wsURL(srv *httptest.Server, path string) string {
 func dialWS(t *testing.T, url string, hdr http.Header, read bool) *wsClient {
 	t.Helper()
 	conn, res, err := websocket.DefaultDialer.Dial(url, hdr)
+	if res != nil && res.Body != nil {
+		res.Body.Close()
+	}
 	if err != nil {
 		status := 0
 		if res != nil {

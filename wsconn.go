@@ -469,7 +469,8 @@ func (t *wsConn) open(m *wsMessage) {
 
 // refuse tells a client why its session cannot start and closes the connection.
 func (t *wsConn) refuse(err error) {
-	code, reason := websocket.CloseNormalClosure, ""
+	code := websocket.CloseNormalClosure
+	var reason string
 	fail, meta := t.s.refusal(err)
 	switch {
 	case fail != "":

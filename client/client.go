@@ -173,7 +173,6 @@ type Conn struct {
 
 	mu       sync.Mutex
 	closed   bool
-	answered bool
 	cands    []webrtc.ICECandidateInit // trickled candidates waiting for the answer
 	candWake chan struct{}
 

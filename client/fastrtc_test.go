@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"iter"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -186,7 +187,7 @@ func TestFastRTCVideoSendInputsOutputs(t *testing.T) {
 	}
 	defer other.Close()
 	for _, err := range other.Outputs(ctx) {
-		if !errors.As(err, &he) || he.StatusCode != 404 {
+		if !errors.As(err, &he) || he.StatusCode != http.StatusNotFound {
 			t.Fatalf("outputs of an unknown id: %v", err)
 		}
 	}

@@ -54,7 +54,10 @@ func failure(body []byte) *RefusedError {
 		Status string         `json:"status"`
 		Meta   map[string]any `json:"meta"`
 	}
-	if json.Unmarshal(body, &f) != nil || f.Status != "failed" {
+	// A body that does not parse is not a failure reply either: its parse error is not
+	// this function's to report (nil means "not a refusal").
+	isFailure := json.Unmarshal(body, &f) == nil && f.Status == "failed"
+	if !isFailure {
 		return nil
 	}
 	code, _ := f.Meta["error"].(string)

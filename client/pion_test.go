@@ -60,14 +60,13 @@ func (s *echoServer) offer(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	var req struct{ SDP, Type, WebRTCID string }
+	var req struct{ SDP, WebRTCID string }
 	var raw map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	req.SDP, _ = raw["sdp"].(string)
-	req.Type, _ = raw["type"].(string)
 	req.WebRTCID, _ = raw["webrtc_id"].(string)
 	w.Header().Set("Content-Type", "application/json")
 	s.mu.Lock()

@@ -165,7 +165,6 @@ type WebSocketConn struct {
 	smu     sync.Mutex // guards the send state
 	rs      *resample.Resampler
 	rsRate  int
-	rsCh    int
 	mixed   []int16
 	pending []int16
 	raw     []byte
@@ -196,6 +195,9 @@ func DialWebSocket(ctx context.Context, baseURL string, opts *WebSocketOptions) 
 	}
 	httpBase := "http" + strings.TrimPrefix(b, "ws")
 	conn, res, err := o.Dialer.DialContext(ctx, b+"/websocket/offer", o.Header)
+	if res != nil && res.Body != nil {
+		_ = res.Body.Close() // the handshake's response: nothing to read (the status is kept)
+	}
 	if err != nil {
 		if res != nil {
 			return nil, fmt.Errorf("client: websocket: HTTP %d: %w", res.StatusCode, err)
