@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/cmem"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -287,6 +289,9 @@ func (s *Session) finish(err error, endMsg string, tell bool) {
 			if herr := s.runEndFuncs(fns); herr != nil && s.err == nil {
 				s.err = herr
 			}
+			// The session's codecs are closed: give what libvpx and libopus freed back to
+			// the OS (glibc keeps it otherwise, and RSS grows round after round).
+			cmem.Trim()
 			s.stream.release(s)
 			s.log.Info("session ended")
 			close(s.done)

@@ -23,7 +23,8 @@
 //	forward       not a fastrtc stream: plain pion forwarding the browser's VP8 RTP back
 //	              without decoding, on the same offer protocol (the latency floor)
 //
-// GET /debug/stats returns {"<kind>": {"sessions": N, "codecs": N}, ...} so that tests can
+// GET /debug/stats returns {"<kind>": {"sessions": N, "codecs": N}, ..., "process":
+// {"goroutines": N}} so that tests and cmd/soak can
 // check that sessions end and free their codecs; GET /blank is an empty page.
 package main
 
@@ -42,6 +43,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -154,6 +156,10 @@ func main() {
 		for _, f := range forwarders {
 			out["forward"] = map[string]int{"sessions": f.live(), "codecs": 0}
 		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		out["process"] = map[string]int{"goroutines": runtime.NumGoroutine(),
+			"go_heap_inuse_kb": int(ms.HeapInuse >> 10), "go_sys_kb": int(ms.Sys >> 10), "go_heap_released_kb": int(ms.HeapReleased >> 10)}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	})
