@@ -290,8 +290,9 @@ func externalOrigin(r *http.Request) (scheme, host string) {
 // validHost reports whether h is host[:port] with a DNS name, an IPv4 address or a bracketed
 // IPv6 address, and a numeric port.
 func validHost(h string) bool {
-	name, port := h, ""
+	name := h
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		var port string
 		name, port = h[:i], h[i+1:]
 		if port == "" {
 			return false
