@@ -122,7 +122,7 @@ func readSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
 // goroutine decodes them, runs the handler and sends the result.
 func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, out *videoOut) {
 	frames := make(chan compressedFrame, 64)
-	free := make(chan []byte, 64+2)
+	free := make(chan []byte, 8) // recycled frame buffers: the queue is rarely deeper than a few frames
 	ssrc := uint32(track.SSRC())
 	var lastPLI atomic.Int64
 	var dropped atomic.Bool      // a frame was dropped: the decoder must wait for a key frame
