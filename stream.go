@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/cmem"
+
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +39,10 @@ type Stream struct {
 	closeCancel context.CancelFunc
 }
 
-// New builds a Stream that runs handler for each connection. The handler's type must fit the
+// New builds a Stream that runs handler for each connection. New sets glibc's M_ARENA_MAX to 1
+// for the process unless MALLOC_ARENA_MAX is set in the environment: the C codecs allocate
+// on whichever threads cgo uses, and glibc's per-thread arenas never gave that memory back
+// (RSS grew round after round of sessions). The handler's type must fit the
 // modality and mode (see the table at Handler); otherwise, and for invalid options, New
 // returns an error wrapping ErrInvalidConfig that says what is allowed.
 func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream, error) {
@@ -47,6 +52,9 @@ func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream
 	if err := mode.valid(); err != nil {
 		return nil, err
 	}
+	// One malloc arena for the C codecs (see cmem.LimitArenas): without it, RSS grows with
+	// every round of sessions though nothing leaks.
+	cmem.LimitArenas(1)
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)

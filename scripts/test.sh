@@ -36,6 +36,11 @@ for target in $(go test -list '^Fuzz' . | grep '^Fuzz'); do
 done
 
 if [ "${1:-}" = "-short" ]; then exit 0; fi
+# Memory and leaks of a real server process (cmd/e2eserver): rounds of live video and voice
+# sessions, then connect/disconnect cycles; fails if goroutines, fds, sessions or codec
+# contexts are left after them. ~1 min here. The full figures: ./scripts/soak.sh (defaults).
+echo "== soak (scripts/soak.sh, short)"
+./scripts/soak.sh -rounds 2 -video 4 -audio 8 -hold 3s -settle 3s -cycles 300
 if [ -d e2e ]; then
   echo "== browser tests (headless Chromium, no network but loopback)"
   ./e2e/run.sh

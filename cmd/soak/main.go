@@ -42,7 +42,7 @@ type config struct {
 	pid                           int
 	rounds, video, audio          int
 	hold, settle                  time.Duration
-	cycles, parallel              int
+	cycles, parallel, chunks      int
 	life                          time.Duration
 	frames                        [][]byte
 }
@@ -61,6 +61,7 @@ func main() {
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "wait after a round before reading memory")
 	flag.IntVar(&c.cycles, "cycles", 1000, "soak: connect/disconnect cycles (0: no soak)")
 	flag.IntVar(&c.parallel, "parallel", 8, "soak: sessions at a time")
+	flag.IntVar(&c.chunks, "chunks", 4, "soak: readings during the cycles")
 	flag.DurationVar(&c.life, "life", 300*time.Millisecond, "soak: how long each session lives")
 	flag.StringVar(&ivfPath, "ivf", "testdata/video/noisy640.ivf", "VP8 file the video sessions send")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -103,14 +104,17 @@ func run(ctx context.Context, c config, ivfPath string) error {
 		if first == nil {
 			first = &after
 		}
-		perVideo := math.NaN()
-		if c.video > 0 && c.audio == 0 {
+		perVideo, perVoice := math.NaN(), math.NaN()
+		switch {
+		case c.video > 0 && c.audio == 0:
 			perVideo = float64(live.rssKB-base.rssKB) / 1024 / float64(c.video)
+		case c.audio > 0 && c.video == 0:
+			perVoice = float64(live.rssKB-base.rssKB) / 1024 / float64(c.audio)
 		}
 		report(fmt.Sprintf("round %d", r), after, map[string]any{
 			"live_rss_mb": mb(live.rssKB), "live_sessions": live.sessions, "live_go_heap_mb": mb(live.goHeapKB),
-			"mb_per_video_session_over_start": perVideo,
-			"after_vs_round1_mb":              mb(after.rssKB - first.rssKB),
+			"mb_per_video_session_over_start": perVideo, "mb_per_voice_session_over_start": perVoice,
+			"after_vs_round1_mb": mb(after.rssKB - first.rssKB),
 		})
 	}
 	if c.cycles > 0 {
@@ -118,16 +122,30 @@ func run(ctx context.Context, c config, ivfPath string) error {
 		if err != nil {
 			return err
 		}
-		start := time.Now()
-		failed, err := soak(ctx, c)
-		if err != nil {
-			return err
-		}
-		took := time.Since(start)
-		time.Sleep(c.settle)
-		after, err := measure(ctx, c)
-		if err != nil {
-			return err
+		// The cycles run in chunks with a reading after each: a leak grows chunk after
+		// chunk, allocator noise does not.
+		var failed int64
+		var took time.Duration
+		var after sample
+		chunk := max(1, c.cycles/c.chunks)
+		for done := 0; done < c.cycles; done += chunk {
+			part := c
+			part.cycles = min(chunk, c.cycles-done)
+			start := time.Now()
+			f, err := soak(ctx, part)
+			if err != nil {
+				return err
+			}
+			took += time.Since(start)
+			failed += f
+			// The clients' idle keep-alive connections would hold a goroutine and an fd
+			// in the server each: close them, so that only what sessions left is counted.
+			http.DefaultClient.CloseIdleConnections()
+			time.Sleep(c.settle)
+			if after, err = measure(ctx, c); err != nil {
+				return err
+			}
+			report(fmt.Sprintf("soak %d/%d", done+part.cycles, c.cycles), after, map[string]any{"rss_delta_mb": mb(after.rssKB - before.rssKB)})
 		}
 		report("soak", after, map[string]any{
 			"cycles": c.cycles, "failed_cycles": failed, "seconds": took.Seconds(),
@@ -290,6 +308,7 @@ func measure(ctx context.Context, c config) (sample, error) {
 	if err != nil {
 		return s, err
 	}
+	req.Close = true // no idle keep-alive connection: it would count as the server's goroutine and fd
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return s, err
