@@ -4,16 +4,21 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"image"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
+	"github.com/fastrtc-go/fastrtc/internal/vpx"
 	"github.com/gorilla/websocket"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -334,4 +339,75 @@ func TestInputAheadOfRealTime(t *testing.T) {
 	if sec := float64(got.Load()) / 48000; sec > maxInputAhead.Seconds()+0.5 {
 		t.Errorf("the handler got %.1f s of audio within a moment; at most %.1f s may run ahead", sec, maxInputAhead.Seconds())
 	}
+}
+
+// TestVideoQueueBytes: while the handler is busy, a client's large frames queue for the
+// decoder up to maxQueuedVideoBytes, not 64 frames of any size (64 x 8 MiB would pin half a
+// gigabyte).
+func TestVideoQueueBytes(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	busy := make(chan struct{})
+	h := VideoFunc(func(s *Session, f *VideoFrame) (image.Image, error) {
+		once.Do(func() { close(busy) })
+		select { // the first call holds the decode loop: everything after it queues
+		case <-release:
+		case <-s.Context().Done():
+		}
+		return nil, nil
+	})
+	s, srv := newTestStream(t, h, Video, Send)
+	defer close(release)
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true})
+	c.connect()
+	// One real key frame (so the handler runs and blocks), then junk, on one packetizer.
+	pk := vp8rtp.NewPacketizer(1234, 96, 1200)
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: 1500, CPUUsed: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	key, _, err := enc.Encode(nil, testPattern(testW, testH, 0), 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ { // until the handler is busy
+		_ = pk.Packetize(key, uint32(i*3000), c.video.WriteRTP)
+		select {
+		case <-busy:
+			i = 20
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	select {
+	case <-busy:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler never ran")
+	}
+	// 64 inter frames of 384 KB each (24 MiB in all), as fast as loopback takes them.
+	frame := make([]byte, 384<<10)
+	frame[0] = 0x01 // an inter frame (P bit set): queued, never decoded
+	peak := int64(0)
+	for i := 0; i < 64; i++ {
+		n := 0
+		_ = pk.Packetize(frame, uint32((100+i)*3000), func(p *rtp.Packet) error {
+			if n++; n%40 == 0 {
+				time.Sleep(time.Millisecond) // let the socket drain
+			}
+			return c.video.WriteRTP(p)
+		})
+		peak = max(peak, s.Stats().QueuedVideoBytes)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		peak = max(peak, s.Stats().QueuedVideoBytes)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if peak > maxQueuedVideoBytes {
+		t.Fatalf("%d bytes queued for the decoder, more than the %d allowed", peak, maxQueuedVideoBytes)
+	}
+	if peak < maxQueuedVideoBytes/2 {
+		t.Fatalf("only %d bytes ever queued: the test did not fill the queue", peak)
+	}
+	t.Logf("peak queue %d KB of %d KB allowed", peak>>10, maxQueuedVideoBytes>>10)
 }

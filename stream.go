@@ -33,7 +33,8 @@ type Stream struct {
 	closed   bool
 	wg       sync.WaitGroup // one per live session
 
-	codecs atomic.Int64 // open codec contexts, for leak checks (Stats)
+	codecs      atomic.Int64 // open codec contexts, for leak checks (Stats)
+	videoQueued atomic.Int64 // bytes in the sessions' video decode queues (Stats)
 
 	closeCtx    context.Context // done when Close begins: ends connections without a session yet
 	closeCancel context.CancelFunc
@@ -95,8 +96,9 @@ func (s *Stream) Mode() Mode { return s.mode }
 
 // Stats is a snapshot of a Stream's resource use.
 type Stats struct {
-	Sessions      int // live sessions
-	CodecContexts int // open encoder, decoder and VAD contexts
+	Sessions         int   // live sessions
+	CodecContexts    int   // open encoder, decoder and VAD contexts
+	QueuedVideoBytes int64 // compressed video waiting for the sessions' decoders
 }
 
 // Stats returns the stream's current resource use; after every session ended, both counts
@@ -105,7 +107,7 @@ func (s *Stream) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.sessions)
 	s.mu.Unlock()
-	return Stats{Sessions: n, CodecContexts: int(s.codecs.Load())}
+	return Stats{Sessions: n, CodecContexts: int(s.codecs.Load()), QueuedVideoBytes: s.videoQueued.Load()}
 }
 
 // SetInput validates values against the declared inputs and stores them for session id; the

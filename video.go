@@ -172,6 +172,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 				select {
 				case frames <- f:
 					queuedBytes.Add(int64(len(f.data)))
+					s.videoQueued.Add(int64(len(f.data)))
 				default: // the decoder is far behind: drop, and restart from a key frame
 					dropped.Store(true)
 					requestKey()
@@ -202,6 +203,12 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 	if s.cfg.fpsSet {
 		minGap = int64(90000/s.cfg.fps) * 85 / 100
 	}
+	defer func() { // uncount what is left in the queue (the reader closes it on its way out)
+		for f := range frames {
+			queuedBytes.Add(-int64(len(f.data)))
+			s.videoQueued.Add(-int64(len(f.data)))
+		}
+	}()
 	for f := range frames {
 		if sess.ctx.Err() != nil {
 			return // the session ended: drop what is queued
@@ -234,6 +241,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 				}
 			}
 			queuedBytes.Add(-int64(len(f.data)))
+			s.videoQueued.Add(-int64(len(f.data)))
 			if cap(f.data) <= 1<<20 { // recycle ordinary buffers; let rare huge ones go
 				select {
 				case free <- f.data:

@@ -51,8 +51,6 @@ func BenchmarkCodecMemory640(b *testing.B) {
 					b.Fatal(err)
 				}
 				buf = out
-				if f == 59 && i == pairs-1 {
-				}
 				if _, err := decs[i].Decode(out); err != nil {
 					b.Fatal(err)
 				}
