@@ -22,6 +22,7 @@ var _ Router = (*http.ServeMux)(nil)
 //	POST /webrtc/offer       SDP offer -> answer; trickled ICE candidates
 //	POST /input_hook         set a connection's additional inputs
 //	GET  /outputs            a connection's additional outputs (Server-Sent Events)
+//	GET  /webrtc/config      the RTCConfiguration clients should use (ICE servers)
 //	GET  /websocket/offer    audio over a WebSocket (audio streams)
 //	POST /telephone/incoming Twilio voice webhook (audio streams; see TelephoneOptions)
 //	GET  /telephone/handler  Twilio Media Streams (audio streams; see TelephoneOptions)
@@ -83,6 +84,7 @@ func (s *Stream) routes() []route {
 		{"/webrtc/offer", http.HandlerFunc(s.serveOffer)},
 		{"/input_hook", http.HandlerFunc(s.serveInputHook)},
 		{"/outputs", http.HandlerFunc(s.serveOutputs)},
+		{"/webrtc/config", http.HandlerFunc(s.serveRTCConfig)},
 	}
 	return append(rs, s.audioRoutes()...)
 }

@@ -41,6 +41,7 @@ type config struct {
 	tel             TelephoneOptions
 	corsOrigins     []string
 	candidateFilter func(netip.Addr) bool
+	net             netOptions
 }
 
 // The defaults of the options.
@@ -110,6 +111,9 @@ func (c *config) check() error {
 		return bad("WebSocket max message %d bytes < 1024", c.ws.MaxMessageBytes)
 	case c.ws.PingInterval < 100*time.Millisecond:
 		return bad("WebSocket ping interval %v < 100ms", c.ws.PingInterval)
+	}
+	if err := c.net.check(bad); err != nil {
+		return err
 	}
 	for _, o := range c.corsOrigins {
 		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {

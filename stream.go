@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"net"
+
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
 
 	"context"
@@ -35,6 +37,11 @@ type Stream struct {
 
 	codecs      atomic.Int64 // open codec contexts, for leak checks (Stats)
 	videoQueued atomic.Int64 // bytes in the sessions' video decode queues (Stats)
+
+	udpConn     net.PacketConn // the UDP socket every session shares (WithUDPPort), or nil
+	tcpListener net.Listener   // the ICE-TCP listener (WithICETCP), or nil
+	netOnce     sync.Once
+	netErr      error
 
 	closeCtx    context.Context // done when Close begins: ends connections without a session yet
 	closeCancel context.CancelFunc
@@ -187,7 +194,8 @@ func (s *Stream) Close() error {
 		sess.end(nil, "")
 	}
 	s.wg.Wait()
-	return nil
+	s.netOnce.Do(func() { s.netErr = s.closeNet() })
+	return s.netErr
 }
 
 // Shutdown is Close bounded by ctx, as http.Server.Shutdown: it refuses new sessions, ends

@@ -484,6 +484,9 @@ func (s *Stream) newAPI() (*webrtc.API, error) {
 	// A client that vanishes without closing is noticed after ~4 s without traffic and its
 	// session ends ~6 s later (pion's defaults: 5 s + 25 s).
 	se.SetICETimeouts(4*time.Second, 6*time.Second, 2*time.Second)
+	if err := s.listen(&se); err != nil {
+		return nil, err
+	}
 	if s.cfg.settingEngine != nil {
 		s.cfg.settingEngine(&se)
 	}

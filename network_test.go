@@ -1,0 +1,173 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/client"
+	"github.com/fastrtc-go/fastrtc/internal/yuv"
+)
+
+// candidates returns the candidate lines of an SDP.
+func candidates(sdp string) []string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\n") {
+		if strings.HasPrefix(l, "a=candidate:") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return out
+}
+
+// flipRoundTrip sends frames on c and checks that flipped frames come back.
+func flipRoundTrip(t *testing.T, c *client.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	go func() {
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := 0; ctx.Err() == nil; i++ {
+			if c.SendVideo(ctx, testPattern(testW, testH, i%90), uint32(i%90*3000)) != nil {
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	good := 0
+	for good < 10 {
+		f, err := c.ReadVideo(ctx)
+		if err != nil {
+			t.Fatalf("after %d good frames: %v", good, err)
+		}
+		want := yuv.FlipVertical(nil, testPattern(testW, testH, int(f.RTPTimestamp/3000)))
+		if yuv.PSNR(f.Image, want) > 30 {
+			good++
+		}
+	}
+}
+
+// TestUDPMux: every session's candidates name the one shared UDP port, and media flows.
+func TestUDPMux(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithUDPListenAddr("127.0.0.1:0"))
+	port := s.UDPAddr().(*net.UDPAddr).Port
+	for i := 0; i < 2; i++ {
+		c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cands := candidates(c.PeerConnection().RemoteDescription().SDP)
+		if len(cands) == 0 {
+			t.Fatal("no candidates in the answer")
+		}
+		for _, cand := range cands {
+			if f := strings.Fields(cand); len(f) < 6 || f[5] != fmt.Sprint(port) {
+				t.Errorf("session %d: candidate %q is not on the shared port %d", i, cand, port)
+			}
+		}
+		flipRoundTrip(t, c)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close released the port.
+	conn, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("port %d still held after Close: %v", port, err)
+	}
+	conn.Close()
+}
+
+// TestICETCP: a client that can only use TCP connects through the ICE-TCP listener.
+func TestICETCP(t *testing.T) {
+	tcpOnly := func(se *webrtc.SettingEngine) {
+		loopbackOnly(se)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithICETCP("127.0.0.1:0"),
+		WithSettingEngine(func(se *webrtc.SettingEngine) {
+			loopbackOnly(se)
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+		}))
+	port := s.TCPAddr().(*net.TCPAddr).Port
+	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: tcpOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if sdp := c.PeerConnection().RemoteDescription().SDP; !strings.Contains(sdp, fmt.Sprintf("127.0.0.1 %d typ host tcptype passive", port)) {
+		t.Fatalf("no passive TCP candidate on port %d in the answer:\n%s", port, strings.Join(candidates(sdp), "\n"))
+	}
+	flipRoundTrip(t, c)
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("selected pair %v (%v), want TCP", pair, err)
+	}
+}
+
+// TestPublicIPs: the answer announces the public address instead of the local one.
+func TestPublicIPs(t *testing.T) {
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithPublicIPs("203.0.113.7"))
+	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
+	ans := c.offer()
+	sdp, _ := ans["sdp"].(string)
+	cands := candidates(sdp)
+	if len(cands) == 0 || !strings.Contains(strings.Join(cands, "\n"), " 203.0.113.7 ") || strings.Contains(strings.Join(cands, "\n"), " 127.0.0.1 ") {
+		t.Fatalf("answer candidates %q, want 203.0.113.7 only", cands)
+	}
+	if _, err := New(VideoFunc(flipHandler), Video, SendReceive, WithPublicIPs("not-an-ip")); err == nil {
+		t.Error("New accepted a public IP that is not an IP")
+	}
+}
+
+// TestRTCConfigRoute: GET /webrtc/config returns the stream's ICE servers, or what the
+// configured function builds, fresh on every request.
+func TestRTCConfigRoute(t *testing.T) {
+	get := func(url string) (int, RTCConfiguration) {
+		t.Helper()
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var cfg RTCConfiguration
+		_ = json.NewDecoder(res.Body).Decode(&cfg)
+		return res.StatusCode, cfg
+	}
+	stun := webrtc.ICEServer{URLs: []string{"stun:stun.example:3478"}}
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithICEServers(stun))
+	if code, cfg := get(srv.URL + "/webrtc/config"); code != 200 || len(cfg.ICEServers) != 1 || cfg.ICEServers[0].URLs[0] != stun.URLs[0] {
+		t.Fatalf("default config: %d %+v", code, cfg)
+	}
+	var n atomic.Int32
+	fresh := WithRTCConfiguration(func(r *http.Request) (RTCConfiguration, error) {
+		if r.URL.Query().Get("fail") != "" {
+			return RTCConfiguration{}, fmt.Errorf("no credentials today")
+		}
+		return RTCConfiguration{ICEServers: []webrtc.ICEServer{{URLs: []string{"turn:turn.example:3478"},
+			Username: fmt.Sprintf("%d:user", n.Add(1)), Credential: "secret"}}}, nil
+	})
+	_, srv2 := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, fresh)
+	_, a := get(srv2.URL + "/webrtc/config")
+	_, b := get(srv2.URL + "/webrtc/config")
+	if len(a.ICEServers) != 1 || len(b.ICEServers) != 1 || a.ICEServers[0].Username == b.ICEServers[0].Username {
+		t.Fatalf("credentials not fresh per request: %+v then %+v", a, b)
+	}
+	if code, _ := get(srv2.URL + "/webrtc/config?fail=1"); code != http.StatusInternalServerError {
+		t.Fatalf("failing config: HTTP %d, want 500", code)
+	}
+}
+
