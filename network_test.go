@@ -170,4 +170,3 @@ func TestRTCConfigRoute(t *testing.T) {
 		t.Fatalf("failing config: HTTP %d, want 500", code)
 	}
 }
-
