@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -59,7 +60,8 @@ func WithPublicIPs(ips ...string) Option {
 // {prefix}/webrtc/config, the RTCConfiguration a client should use: its STUN and TURN
 // servers, with fresh short-lived credentials each time if it likes (FastRTC's
 // rtc_configuration may be a callable). Without it the route returns the stream's
-// WithICEServers. An error answers 500 with its text.
+// WithICEServers and, with WithTURN, the embedded TURN server with fresh credentials. An
+// error answers 500 with its text.
 func WithRTCConfiguration(fn func(r *http.Request) (RTCConfiguration, error)) Option {
 	return func(c *config) { c.net.rtcConfig = fn }
 }
@@ -125,6 +127,11 @@ func (s *Stream) closeNet() error {
 			errs = append(errs, err)
 		}
 	}
+	if s.turn != nil {
+		if err := s.turn.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -151,7 +158,10 @@ func (s *Stream) serveRTCConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	cfg := RTCConfiguration{ICEServers: s.cfg.iceServers}
+	cfg := RTCConfiguration{ICEServers: slices.Clone(s.cfg.iceServers)}
+	if s.turn != nil {
+		cfg.ICEServers = append(cfg.ICEServers, s.turn.iceServer("webrtc"))
+	}
 	if fn := s.cfg.net.rtcConfig; fn != nil {
 		var err error
 		if err = safely(func() (err error) { cfg, err = fn(r); return err }); err != nil {

@@ -42,6 +42,7 @@ type config struct {
 	corsOrigins     []string
 	candidateFilter func(netip.Addr) bool
 	net             netOptions
+	turn            *TURNOptions
 }
 
 // The defaults of the options.
@@ -114,6 +115,11 @@ func (c *config) check() error {
 	}
 	if err := c.net.check(bad); err != nil {
 		return err
+	}
+	if c.turn != nil {
+		if err := checkTURN(c.turn, bad); err != nil {
+			return err
+		}
 	}
 	for _, o := range c.corsOrigins {
 		if o != "*" && (!strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") || strings.HasSuffix(o, "/")) {

@@ -40,6 +40,7 @@ type Stream struct {
 
 	udpConn     net.PacketConn // the UDP socket every session shares (WithUDPPort), or nil
 	tcpListener net.Listener   // the ICE-TCP listener (WithICETCP), or nil
+	turn        *turnServer    // the embedded TURN server (WithTURN), or nil
 	netOnce     sync.Once
 	netErr      error
 
@@ -90,6 +91,12 @@ func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream
 	api, err := s.newAPI()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.turn != nil {
+		if err := s.startTURN(); err != nil {
+			_ = s.closeNet()
+			return nil, err
+		}
 	}
 	s.api = api
 	return s, nil

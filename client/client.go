@@ -60,6 +60,9 @@ type Options struct {
 	Trickle bool
 	// ICEServers are STUN/TURN servers for the peer connection (default none).
 	ICEServers []webrtc.ICEServer
+	// ICETransportPolicy restricts the candidates used: webrtc.ICETransportPolicyRelay
+	// connects only through TURN (default: all).
+	ICETransportPolicy webrtc.ICETransportPolicy
 	// SettingEngine, if set, adjusts the pion SettingEngine before the peer connection is
 	// created (for example to restrict ICE to loopback in tests).
 	SettingEngine func(*webrtc.SettingEngine)
@@ -235,7 +238,7 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: o.ICEServers})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: o.ICEServers, ICETransportPolicy: o.ICETransportPolicy})
 	if err != nil {
 		return nil, fmt.Errorf("client: new peer connection: %w", err)
 	}

@@ -1,0 +1,195 @@
+package fastrtc
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
+	"github.com/pion/webrtc/v4"
+)
+
+// TURNOptions configure the TURN server a Stream can run beside itself (WithTURN), for
+// clients whose network lets no direct path through (symmetric NAT, UDP blocked but for a
+// relay port). Credentials are short-lived, in the standard TURN REST form that coturn also
+// takes (use-auth-secret): username "expiry:user", password base64(HMAC-SHA1(secret,
+// username)); so the same secret works with an external coturn.
+type TURNOptions struct {
+	// Addr is the UDP address the server listens on, as "0.0.0.0:3478".
+	Addr string
+	// PublicIP is the address clients reach it at and relayed traffic comes from. Required
+	// when Addr is an unspecified address (0.0.0.0); else Addr's IP.
+	PublicIP string
+	// Secret is the shared secret of the credentials (default: random, per process).
+	Secret string
+	// Realm is the TURN realm (default "fastrtc").
+	Realm string
+	// CredentialTTL is how long the credentials handed out by GET /webrtc/config stay valid
+	// (default 1 h).
+	CredentialTTL time.Duration
+	// RelayPortMin and RelayPortMax bound the relay ports (default 49152..49408).
+	RelayPortMin, RelayPortMax uint16
+	// AllowPeer says where a client may relay to. The default allows only this host's own
+	// addresses (its interfaces and WithPublicIPs): the server's media, never an open
+	// relay to the rest of the network.
+	AllowPeer func(peer net.IP) bool
+}
+
+// WithTURN runs a TURN server beside the stream (on Stream's lifetime: Close stops it) and
+// adds it, with fresh credentials, to the RTCConfiguration of GET /webrtc/config.
+func WithTURN(o TURNOptions) Option { return func(c *config) { c.turn = &o } }
+
+// TURNCredentials returns REST-form TURN credentials for user, valid for ttl: username
+// "expiry:user" and the base64 HMAC-SHA1 of it keyed with secret. They work with the
+// embedded server (WithTURN) and with coturn's use-auth-secret.
+func TURNCredentials(secret, user string, ttl time.Duration) (username, password string) {
+	username = strconv.FormatInt(time.Now().Add(ttl).Unix(), 10) + ":" + user
+	mac := hmac.New(sha1.New, []byte(secret))
+	_, _ = io.WriteString(mac, username)
+	return username, base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// turnServer is a running embedded TURN server.
+type turnServer struct {
+	srv    *turn.Server
+	conn   net.PacketConn
+	url    string
+	secret string
+	ttl    time.Duration
+}
+
+// checkTURN fills in the defaults of o and validates it.
+func checkTURN(o *TURNOptions, bad func(string, ...any) error) error {
+	if o.Addr == "" {
+		return bad("TURN: Addr is required")
+	}
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return bad("TURN address %q: %v", o.Addr, err)
+	}
+	if o.PublicIP == "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil || a.IsUnspecified() {
+			return bad("TURN: PublicIP is required when listening on %q", o.Addr)
+		}
+		o.PublicIP = host
+	}
+	if _, err := netip.ParseAddr(o.PublicIP); err != nil {
+		return bad("TURN public IP %q: %v", o.PublicIP, err)
+	}
+	if o.Realm == "" {
+		o.Realm = "fastrtc"
+	}
+	if o.CredentialTTL == 0 {
+		o.CredentialTTL = time.Hour
+	}
+	if o.RelayPortMin == 0 && o.RelayPortMax == 0 {
+		o.RelayPortMin, o.RelayPortMax = 49152, 49408
+	}
+	if o.RelayPortMin == 0 || o.RelayPortMin > o.RelayPortMax {
+		return bad("TURN relay ports %d..%d", o.RelayPortMin, o.RelayPortMax)
+	}
+	if o.Secret == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		o.Secret = hex.EncodeToString(b)
+	}
+	return nil
+}
+
+// startTURN starts the embedded TURN server.
+func (s *Stream) startTURN() error {
+	o := s.cfg.turn
+	allow := o.AllowPeer
+	if allow == nil {
+		own := ownAddrs(s.cfg.net.publicIPs)
+		allow = func(ip net.IP) bool {
+			a, ok := netip.AddrFromSlice(ip)
+			return ok && slices.Contains(own, a.Unmap())
+		}
+	}
+	var lc net.ListenConfig
+	conn, err := lc.ListenPacket(context.Background(), "udp4", o.Addr)
+	if err != nil {
+		return fmt.Errorf("fastrtc: TURN: %w", err)
+	}
+	quiet := &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled}
+	host, _, _ := net.SplitHostPort(o.Addr)
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm:         o.Realm,
+		LoggerFactory: quiet,
+		AuthHandler:   turn.LongTermTURNRESTAuthHandler(o.Secret, quiet.NewLogger("turn")),
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: conn,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{
+				RelayAddress: net.ParseIP(o.PublicIP), Address: host, MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax,
+			},
+			PermissionHandler: func(client net.Addr, peer net.IP) bool {
+				ok := allow(peer)
+				if !ok {
+					s.log.Info("TURN: relay refused", "client", client.String(), "peer", peer.String())
+				}
+				return ok
+			},
+		}},
+	})
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("fastrtc: TURN: %w", err)
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	s.turn = &turnServer{srv: srv, conn: conn, secret: o.Secret, ttl: o.CredentialTTL,
+		url: "turn:" + net.JoinHostPort(o.PublicIP, strconv.Itoa(port)) + "?transport=udp"}
+	return nil
+}
+
+// ownAddrs returns this host's interface addresses and the announced public ones.
+func ownAddrs(public []string) []netip.Addr {
+	var out []netip.Addr
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				out = append(out, p.Addr().Unmap())
+			}
+		}
+	}
+	for _, ip := range public {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// TURNAddr returns the UDP address of the embedded TURN server (WithTURN), or nil.
+func (s *Stream) TURNAddr() net.Addr {
+	if s.turn == nil {
+		return nil
+	}
+	return s.turn.conn.LocalAddr()
+}
+
+// turnICEServer returns the embedded server with fresh credentials.
+func (t *turnServer) iceServer(user string) webrtc.ICEServer {
+	u, p := TURNCredentials(t.secret, user, t.ttl)
+	return webrtc.ICEServer{URLs: []string{t.url}, Username: u, Credential: p}
+}
+
+func (t *turnServer) close() error {
+	if err := t.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("fastrtc: TURN: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package fastrtc
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/client"
+)
+
+// TestTURNRelay: a client that may only use relayed candidates connects through the
+// embedded TURN server with the credentials of GET /webrtc/config, and media flows.
+func TestTURNRelay(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
+		WithTURN(TURNOptions{Addr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40000, RelayPortMax: 40100}))
+	res, err := http.Get(srv.URL + "/webrtc/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg RTCConfiguration
+	err = json.NewDecoder(res.Body).Decode(&cfg)
+	res.Body.Close()
+	if err != nil || len(cfg.ICEServers) != 1 || !strings.HasPrefix(cfg.ICEServers[0].URLs[0], "turn:127.0.0.1:") {
+		t.Fatalf("config %+v (%v): want the embedded TURN server", cfg, err)
+	}
+	if u := cfg.ICEServers[0].Username; !strings.Contains(u, ":") {
+		t.Fatalf("username %q is not expiry:user", u)
+	}
+	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true,
+		SettingEngine: loopbackOnly, ICEServers: cfg.ICEServers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flipRoundTrip(t, c)
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+		t.Fatalf("selected pair %v (%v), want the client's relay candidate", pair, err)
+	}
+	if s.TURNAddr() == nil {
+		t.Fatal("TURNAddr is nil")
+	}
+}
+
+// TestTURNCredentials: expired or forged credentials get no allocation, fresh ones do, and
+// the relay goes only to the server's own addresses.
+func TestTURNCredentials(t *testing.T) {
+	s, _ := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
+		WithTURN(TURNOptions{Addr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40200, RelayPortMax: 40300}))
+	allocate := func(user, pass string) (net.PacketConn, error) {
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: s.TURNAddr().String(), TURNServerAddr: s.TURNAddr().String(),
+			Conn: conn, Username: user, Password: pass, Realm: "fastrtc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		if err := cl.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		return cl.Allocate()
+	}
+	if _, err := allocate(TURNCredentials("s3cret", "u", -time.Minute)); err == nil {
+		t.Error("expired credentials got an allocation")
+	}
+	u, _ := TURNCredentials("s3cret", "u", time.Minute)
+	if _, err := allocate(u, "forged"); err == nil {
+		t.Error("a wrong password got an allocation")
+	}
+	relay, err := allocate(TURNCredentials("s3cret", "u", time.Minute))
+	if err != nil {
+		t.Fatalf("fresh credentials: %v", err)
+	}
+	defer relay.Close()
+	// Not an open relay: a peer outside this host is refused (CreatePermission fails).
+	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}); err == nil {
+		t.Error("relaying to 192.0.2.1 (not this host) was allowed")
+	}
+	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err != nil {
+		t.Errorf("relaying to this host: %v", err)
+	}
+}
