@@ -139,6 +139,15 @@ func (c *config) check() error {
 	return nil
 }
 
+// WithOptions applies opts in order, as one Option (for helpers that build a set of options).
+func WithOptions(opts ...Option) Option {
+	return func(c *config) {
+		for _, o := range opts {
+			o(c)
+		}
+	}
+}
+
 // WithInputs declares the stream's additional inputs. Each session starts with their
 // defaults; the handler reads the current values with Session.Inputs.
 func WithInputs(inputs ...Input) Option {

@@ -14,6 +14,7 @@ import (
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 )
 
 //go:embed index.html
@@ -43,6 +44,7 @@ func countBright(img *image.YCbCr, threshold float64) int {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	network := netflags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -55,7 +57,7 @@ func main() {
 		}
 		return f.FlipVertical(), nil
 	}
-	stream, err := fastrtc.New(fastrtc.VideoFunc(detection), fastrtc.Video, fastrtc.SendReceive,
+	stream, err := fastrtc.New(fastrtc.VideoFunc(detection), fastrtc.Video, fastrtc.SendReceive, network(),
 		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
 		fastrtc.WithOutputs(fastrtc.Output{Name: "count", Label: "Detections"}),
 		fastrtc.WithLogger(log))

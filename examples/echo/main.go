@@ -11,17 +11,19 @@ import (
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	network := netflags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) {
 		return in, nil
 	})
-	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive,
+	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive, network(),
 		fastrtc.WithTitle("Echo", "Speak: you hear yourself back through the Go server."),
 		fastrtc.WithLogger(log))
 	if err != nil {

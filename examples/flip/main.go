@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 )
 
 //go:embed index.html
@@ -20,13 +21,14 @@ var page []byte
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	network := netflags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	flip := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
 		return f.FlipVertical(), nil
 	}
-	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive,
+	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive, network(),
 		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
 		fastrtc.WithLogger(log))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 )
 
 // parrot yields the utterance back in 20 ms frames (the stream paces them in real time).
@@ -31,10 +32,11 @@ func parrot(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
+	network := netflags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive,
+	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive, network(),
 		fastrtc.WithTitle("Parrot", "Say something, then pause: the server says it back."),
 		fastrtc.WithLogger(log))
 	if err != nil {

@@ -27,11 +27,13 @@ import (
 	"time"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	token := flag.String("twilio-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN; empty: no validation)")
+	network := netflags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -53,6 +55,7 @@ func main() {
 		}
 	}
 	opts := []fastrtc.Option{
+		network(),
 		fastrtc.WithLogger(log),
 		fastrtc.WithConcurrencyLimit(10),
 		fastrtc.WithTimeLimit(10 * time.Minute),
