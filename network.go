@@ -85,11 +85,15 @@ func (s *Stream) listen(se *webrtc.SettingEngine) error {
 	o := s.cfg.net
 	if o.portMin != 0 {
 		if err := se.SetEphemeralUDPPortRange(o.portMin, o.portMax); err != nil {
-			return fmt.Errorf("%w: UDP port range: %v", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: UDP port range: %w", ErrInvalidConfig, err)
 		}
 	}
 	if len(o.publicIPs) > 0 {
-		se.SetNAT1To1IPs(o.publicIPs, webrtc.ICECandidateTypeHost)
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: o.publicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace})
+		if err != nil {
+			return fmt.Errorf("%w: public IPs: %w", ErrInvalidConfig, err)
+		}
 	}
 	var lc net.ListenConfig
 	if o.udpAddr != "" {
@@ -103,7 +107,7 @@ func (s *Stream) listen(se *webrtc.SettingEngine) error {
 	if o.tcpAddr != "" {
 		ln, err := lc.Listen(context.Background(), "tcp", o.tcpAddr)
 		if err != nil {
-			s.closeNet()
+			_ = s.closeNet()
 			return fmt.Errorf("fastrtc: ICE TCP port: %w", err)
 		}
 		s.tcpListener = ln
