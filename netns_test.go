@@ -1,0 +1,287 @@
+package fastrtc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/client"
+)
+
+// The network tests build three namespaces of their own: a server (10.77.1.2), a router
+// that NATs (masquerade) the client's private network 192.168.77.0/24 onto the server's
+// side, and a client (192.168.77.2) whose only way out is the router. The server and the
+// client are this test binary re-run inside their namespace (netnsRole); traffic goes only
+// between these namespaces. They need root, ip and nft (scripts/deps.sh installs them), and
+// are skipped without them outside CI.
+
+const (
+	nsServerIP = "10.77.1.2"
+	nsHTTP     = nsServerIP + ":8080"
+	nsUDP      = 3479
+	nsTCP      = 3480
+	nsTURN     = 3478
+)
+
+// netnsRole runs the server or client side when the binary is re-run inside a namespace.
+func TestNetnsRole(t *testing.T) {
+	switch os.Getenv("FASTRTC_NETNS_ROLE") {
+	case "server":
+		netnsServer(t)
+	case "client":
+		netnsClient(t)
+	default:
+		t.Skip("only run by the network tests, inside a namespace")
+	}
+}
+
+func netnsServer(t *testing.T) {
+	s, err := New(VideoFunc(flipHandler), Video, SendReceive,
+		WithUDPListenAddr(fmt.Sprintf("%s:%d", nsServerIP, nsUDP)),
+		WithICETCP(fmt.Sprintf("%s:%d", nsServerIP, nsTCP)),
+		WithTURN(TURNOptions{Addr: fmt.Sprintf("%s:%d", nsServerIP, nsTURN), Secret: "netns", RelayPortMin: 40000, RelayPortMax: 40050}),
+		WithSettingEngine(func(se *webrtc.SettingEngine) {
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+			se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", nsHTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	fmt.Println("READY")
+	// Run until the parent closes stdin (or a minute passes).
+	done := make(chan struct{})
+	go func() { _, _ = bufio.NewReader(os.Stdin).ReadString('\n'); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+	}
+}
+
+func netnsClient(t *testing.T) {
+	mode := os.Getenv("FASTRTC_NETNS_CLIENT")
+	o := &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: func(se *webrtc.SettingEngine) {
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+		se.SetIPFilter(func(ip net.IP) bool { return !ip.IsLoopback() })
+	}}
+	if mode == "turn" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nsHTTP+"/webrtc/config", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg RTCConfiguration
+		err = json.NewDecoder(res.Body).Decode(&cfg)
+		res.Body.Close()
+		if err != nil || len(cfg.ICEServers) == 0 {
+			t.Fatalf("config %+v: %v", cfg, err)
+		}
+		o.ICEServers = cfg.ICEServers
+	}
+	start := time.Now()
+	c, err := client.Dial(context.Background(), "http://"+nsHTTP, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	connected := time.Since(start) // Dial returns once ICE and DTLS are up
+	flipRoundTrip(t, c)
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("no selected pair: %v", err)
+	}
+	fmt.Printf("PAIR %s %s %s:%d -> %s %s:%d connected %v after the offer\n", pair.Local.Protocol, pair.Local.Typ, pair.Local.Address, pair.Local.Port,
+		pair.Remote.Typ, pair.Remote.Address, pair.Remote.Port, connected.Round(time.Millisecond))
+}
+
+// netns is a set of namespaces made by one test, removed by its cleanup.
+type netns struct {
+	t     *testing.T
+	names []string
+}
+
+func (n *netns) run(args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		n.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// newNATNetwork builds server, router and client namespaces; filter is an nft rule set for
+// the router's forward chain (what the router lets through besides NAT).
+func newNATNetwork(t *testing.T, forward string) *netns {
+	t.Helper()
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" || os.Getenv("FASTRTC_NETNS") != "" {
+				t.Fatalf("%s not found (scripts/deps.sh --test installs it)", tool)
+			}
+			t.Skipf("%s not found", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	n := &netns{t: t, names: []string{"frs" + id, "frr" + id, "frc" + id}}
+	srv, rtr, cli := n.names[0], n.names[1], n.names[2]
+	t.Cleanup(func() {
+		for _, name := range n.names {
+			_ = exec.Command("ip", "netns", "del", name).Run()
+		}
+	})
+	for _, name := range n.names {
+		n.run("ip", "netns", "add", name)
+		n.run("ip", "-n", name, "link", "set", "lo", "up")
+	}
+	n.run("ip", "link", "add", "frs0"+id, "netns", srv, "type", "veth", "peer", "name", "frr0"+id, "netns", rtr)
+	n.run("ip", "link", "add", "frc0"+id, "netns", cli, "type", "veth", "peer", "name", "frr1"+id, "netns", rtr)
+	n.run("ip", "-n", srv, "addr", "add", nsServerIP+"/24", "dev", "frs0"+id)
+	n.run("ip", "-n", rtr, "addr", "add", "10.77.1.1/24", "dev", "frr0"+id)
+	n.run("ip", "-n", rtr, "addr", "add", "192.168.77.1/24", "dev", "frr1"+id)
+	n.run("ip", "-n", cli, "addr", "add", "192.168.77.2/24", "dev", "frc0"+id)
+	for _, l := range [][2]string{{srv, "frs0" + id}, {rtr, "frr0" + id}, {rtr, "frr1" + id}, {cli, "frc0" + id}} {
+		n.run("ip", "-n", l[0], "link", "set", l[1], "up")
+	}
+	n.run("ip", "-n", cli, "route", "add", "default", "via", "192.168.77.1")
+	n.run("ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	rules := fmt.Sprintf(`table ip nat {
+	chain post {
+		type nat hook postrouting priority 100; policy accept;
+		oifname "frr0%s" masquerade
+	}
+}
+table ip filter {
+	chain filt {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related accept
+		iifname "frr1%s" tcp dport 8080 accept
+		%s
+	}
+}
+`, id, id, forward)
+	cmd := exec.Command("ip", "netns", "exec", rtr, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	return n
+}
+
+// start runs this test binary in namespace ns with role, returning its process.
+func (n *netns) start(ns, role string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	n.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestNetnsRole$", "-test.v", "-test.timeout", "90s")
+	cmd.Env = append(append(os.Environ(), "FASTRTC_NETNS_ROLE="+role), env...)
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd, bufio.NewScanner(out)
+}
+
+// call runs the server, then the client in mode, and returns the client's PAIR line.
+func (n *netns) call(mode string) string {
+	n.t.Helper()
+	_, srvOut := n.start(n.names[0], "server")
+	ready := make(chan bool, 1)
+	go func() {
+		for srvOut.Scan() {
+			if strings.Contains(srvOut.Text(), "READY") {
+				ready <- true
+				for srvOut.Scan() { // keep draining
+				}
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			n.t.Fatal("the server exited before READY")
+		}
+	case <-time.After(30 * time.Second):
+		n.t.Fatal("the server did not start")
+	}
+	cmd, out := n.start(n.names[2], "client", "FASTRTC_NETNS_CLIENT="+mode)
+	pair := ""
+	var lines []string
+	for out.Scan() {
+		l := out.Text()
+		lines = append(lines, l)
+		if strings.HasPrefix(l, "PAIR ") {
+			pair = l
+		}
+	}
+	if err := cmd.Wait(); err != nil || pair == "" {
+		n.t.Fatalf("client (%s): %v\n%s", mode, err, strings.Join(lines, "\n"))
+	}
+	n.t.Log(pair)
+	return pair
+}
+
+// TestNATThroughUDPMux: a client behind a NAT reaches the server's one UDP port.
+func TestNATThroughUDPMux(t *testing.T) {
+	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsUDP))
+	pair := n.call("udp")
+	if !strings.Contains(pair, "PAIR udp") || !strings.Contains(pair, fmt.Sprintf("%s:%d", nsServerIP, nsUDP)) {
+		t.Fatalf("selected %q, want UDP to %s:%d", pair, nsServerIP, nsUDP)
+	}
+}
+
+// TestNATUDPBlocked: with UDP blocked, the call connects over ICE-TCP.
+func TestNATUDPBlocked(t *testing.T) {
+	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" tcp dport %d accept`, os.Getpid()%100000, nsTCP))
+	pair := n.call("tcp")
+	if !strings.Contains(pair, "PAIR tcp") || !strings.Contains(pair, fmt.Sprintf("%s:%d", nsServerIP, nsTCP)) {
+		t.Fatalf("selected %q, want TCP to %s:%d", pair, nsServerIP, nsTCP)
+	}
+}
+
+// TestNATOnlyTURN: no direct path (only the TURN port passes): the call connects through the
+// embedded TURN server, and the client's selected candidate is a relay.
+func TestNATOnlyTURN(t *testing.T) {
+	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsTURN))
+	pair := n.call("turn")
+	if !strings.Contains(pair, " relay ") {
+		t.Fatalf("selected %q, want the client's relay candidate", pair)
+	}
+}
