@@ -102,7 +102,7 @@ func (s *Stream) listen(se *webrtc.SettingEngine) error {
 			return fmt.Errorf("fastrtc: UDP port: %w", err)
 		}
 		s.udpConn = conn
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionLogs{s.log}.NewLogger("udpmux"), conn))
 	}
 	if o.tcpAddr != "" {
 		ln, err := lc.Listen(context.Background(), "tcp", o.tcpAddr)
@@ -111,7 +111,7 @@ func (s *Stream) listen(se *webrtc.SettingEngine) error {
 			return fmt.Errorf("fastrtc: ICE TCP port: %w", err)
 		}
 		s.tcpListener = ln
-		se.SetICETCPMux(webrtc.NewICETCPMux(nil, ln, 64))
+		se.SetICETCPMux(webrtc.NewICETCPMux(pionLogs{s.log}.NewLogger("tcpmux"), ln, 64))
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6,
 			webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6})
 	}

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
 )
@@ -125,7 +124,7 @@ func (s *Stream) startTURN() error {
 	if err != nil {
 		return fmt.Errorf("fastrtc: TURN: %w", err)
 	}
-	quiet := &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled}
+	quiet := pionLogs{s.log.With("component", "turn")}
 	host, _, _ := net.SplitHostPort(o.Addr)
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:         o.Realm,

@@ -479,7 +479,7 @@ func (s *Stream) newAPI() (*webrtc.API, error) {
 		webrtc.WithNackResponderOptions(nack.ResponderSize(256))); err != nil {
 		return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
 	}
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{s.log}}
 	se.SetIncludeLoopbackCandidate(true)
 	// A client that vanishes without closing is noticed after ~4 s without traffic and its
 	// session ends ~6 s later (pion's defaults: 5 s + 25 s).
