@@ -120,8 +120,20 @@ func netnsClient(t *testing.T) {
 
 // netns is a set of namespaces made by one test, removed by its cleanup.
 type netns struct {
-	t     *testing.T
+	t     testing.TB
 	names []string
+	stops []func() // stop the processes started in the namespaces
+}
+
+// close stops the processes started in the namespaces and deletes them (idempotent).
+func (n *netns) close() {
+	for _, stop := range n.stops {
+		stop()
+	}
+	n.stops = nil
+	for _, name := range n.names {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	}
 }
 
 func (n *netns) run(args ...string) {
@@ -133,7 +145,7 @@ func (n *netns) run(args ...string) {
 
 // newNATNetwork builds server, router and client namespaces; filter is an nft rule set for
 // the router's forward chain (what the router lets through besides NAT).
-func newNATNetwork(t *testing.T, forward string) *netns {
+func newNATNetwork(t testing.TB, forward string) *netns {
 	t.Helper()
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -149,11 +161,7 @@ func newNATNetwork(t *testing.T, forward string) *netns {
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
 	n := &netns{t: t, names: []string{"frs" + id, "frr" + id, "frc" + id}}
 	srv, rtr, cli := n.names[0], n.names[1], n.names[2]
-	t.Cleanup(func() {
-		for _, name := range n.names {
-			_ = exec.Command("ip", "netns", "del", name).Run()
-		}
-	})
+	t.Cleanup(n.close)
 	for _, name := range n.names {
 		n.run("ip", "netns", "add", name)
 		n.run("ip", "-n", name, "link", "set", "lo", "up")
@@ -203,14 +211,14 @@ func (n *netns) start(ns, role string, env ...string) (*exec.Cmd, *bufio.Scanner
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	n.t.Cleanup(func() {
+	n.stops = append(n.stops, func() {
 		_ = stdin.Close()
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+			_ = cmd.Process.Kill() // by the PID this test started
 			<-done
 		}
 	})
@@ -283,5 +291,36 @@ func TestNATOnlyTURN(t *testing.T) {
 	pair := n.call("turn")
 	if !strings.Contains(pair, " relay ") {
 		t.Fatalf("selected %q, want the client's relay candidate", pair)
+	}
+}
+
+// BenchmarkNATICE reports how long a call takes from the offer to connected (ICE and DTLS
+// up) in each simulated network: through the NAT to the UDP port, over ICE-TCP with UDP
+// blocked, and through the embedded TURN server only. Each iteration starts a server and a
+// client process in fresh namespaces.
+//
+//	go test -run '^$' -bench NATICE -benchtime 3x .
+func BenchmarkNATICE(b *testing.B) {
+	id := os.Getpid() % 100000
+	for _, tc := range []struct{ mode, rule string }{
+		{"udp", fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsUDP)},
+		{"tcp", fmt.Sprintf(`iifname "frr1%d" tcp dport %d accept`, id, nsTCP)},
+		{"turn", fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsTURN)},
+	} {
+		b.Run(tc.mode, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				n := newNATNetwork(b, tc.rule)
+				pair := n.call(tc.mode)
+				_, after, _ := strings.Cut(pair, " connected ")
+				d, err := time.ParseDuration(strings.Fields(after)[0])
+				if err != nil {
+					b.Fatalf("%q: %v", pair, err)
+				}
+				total += d
+				n.close()
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/connect")
+		})
 	}
 }
