@@ -28,6 +28,9 @@ import (
 type TURNOptions struct {
 	// Addr is the UDP address the server listens on, as "0.0.0.0:3478".
 	Addr string
+	// TCPAddr, if set, is a TCP address it also listens on (TURN over TCP, for networks
+	// that pass only TCP), as "0.0.0.0:3478".
+	TCPAddr string
 	// PublicIP is the address clients reach it at and relayed traffic comes from. Required
 	// when Addr is an unspecified address (0.0.0.0); else Addr's IP.
 	PublicIP string
@@ -64,7 +67,7 @@ func TURNCredentials(secret, user string, ttl time.Duration) (username, password
 type turnServer struct {
 	srv    *turn.Server
 	conn   net.PacketConn
-	url    string
+	urls   []string
 	secret string
 	ttl    time.Duration
 }
@@ -126,23 +129,33 @@ func (s *Stream) startTURN() error {
 	}
 	quiet := pionLogs{s.log.With("component", "turn")}
 	host, _, _ := net.SplitHostPort(o.Addr)
+	relay := &turn.RelayAddressGeneratorPortRange{
+		RelayAddress: net.ParseIP(o.PublicIP), Address: host, MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax,
+	}
+	permit := func(client net.Addr, peer net.IP) bool {
+		ok := allow(peer)
+		if !ok {
+			s.log.Info("TURN: relay refused", "client", client.String(), "peer", peer.String())
+		}
+		return ok
+	}
+	var listeners []turn.ListenerConfig
+	var tcpPort int
+	if o.TCPAddr != "" {
+		ln, err := lc.Listen(context.Background(), "tcp4", o.TCPAddr)
+		if err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("fastrtc: TURN TCP: %w", err)
+		}
+		tcpPort = ln.Addr().(*net.TCPAddr).Port
+		listeners = append(listeners, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: permit})
+	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:         o.Realm,
-		LoggerFactory: quiet,
-		AuthHandler:   turn.LongTermTURNRESTAuthHandler(o.Secret, quiet.NewLogger("turn")),
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: conn,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{
-				RelayAddress: net.ParseIP(o.PublicIP), Address: host, MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax,
-			},
-			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				ok := allow(peer)
-				if !ok {
-					s.log.Info("TURN: relay refused", "client", client.String(), "peer", peer.String())
-				}
-				return ok
-			},
-		}},
+		ListenerConfigs:   listeners,
+		Realm:             o.Realm,
+		LoggerFactory:     quiet,
+		AuthHandler:       turn.LongTermTURNRESTAuthHandler(o.Secret, quiet.NewLogger("turn")),
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: conn, RelayAddressGenerator: relay, PermissionHandler: permit}},
 	})
 	if err != nil {
 		_ = conn.Close()
@@ -150,7 +163,10 @@ func (s *Stream) startTURN() error {
 	}
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	s.turn = &turnServer{srv: srv, conn: conn, secret: o.Secret, ttl: o.CredentialTTL,
-		url: "turn:" + net.JoinHostPort(o.PublicIP, strconv.Itoa(port)) + "?transport=udp"}
+		urls: []string{"turn:" + net.JoinHostPort(o.PublicIP, strconv.Itoa(port)) + "?transport=udp"}}
+	if tcpPort != 0 {
+		s.turn.urls = append(s.turn.urls, "turn:"+net.JoinHostPort(o.PublicIP, strconv.Itoa(tcpPort))+"?transport=tcp")
+	}
 	return nil
 }
 
@@ -183,7 +199,7 @@ func (s *Stream) TURNAddr() net.Addr {
 // turnICEServer returns the embedded server with fresh credentials.
 func (t *turnServer) iceServer(user string) webrtc.ICEServer {
 	u, p := TURNCredentials(t.secret, user, t.ttl)
-	return webrtc.ICEServer{URLs: []string{t.url}, Username: u, Credential: p}
+	return webrtc.ICEServer{URLs: t.urls, Username: u, Credential: p}
 }
 
 func (t *turnServer) close() error {

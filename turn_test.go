@@ -49,6 +49,38 @@ func TestTURNRelay(t *testing.T) {
 	}
 }
 
+// TestTURNOverTCP: a client that reaches the TURN server only over TCP relays through it.
+func TestTURNOverTCP(t *testing.T) {
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
+		WithTURN(TURNOptions{Addr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40400, RelayPortMax: 40500}))
+	res, err := http.Get(srv.URL + "/webrtc/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg RTCConfiguration
+	err = json.NewDecoder(res.Body).Decode(&cfg)
+	res.Body.Close()
+	if err != nil || len(cfg.ICEServers) != 1 || len(cfg.ICEServers[0].URLs) != 2 {
+		t.Fatalf("config %+v (%v): want the UDP and TCP URLs", cfg, err)
+	}
+	tcpOnly := cfg.ICEServers[0]
+	tcpOnly.URLs = tcpOnly.URLs[1:]
+	if !strings.HasSuffix(tcpOnly.URLs[0], "?transport=tcp") {
+		t.Fatalf("second URL %q", tcpOnly.URLs[0])
+	}
+	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true,
+		SettingEngine: loopbackOnly, ICEServers: []webrtc.ICEServer{tcpOnly}, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flipRoundTrip(t, c)
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+		t.Fatalf("selected pair %v (%v), want a relay", pair, err)
+	}
+}
+
 // TestTURNCredentials: expired or forged credentials get no allocation, fresh ones do, and
 // the relay goes only to the server's own addresses.
 func TestTURNCredentials(t *testing.T) {
