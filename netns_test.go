@@ -324,3 +324,49 @@ func BenchmarkNATICE(b *testing.B) {
 		})
 	}
 }
+
+// TestNATOnlyTURNChromium: headless Chromium in the client namespace, with only the TURN
+// port open, connects through the built-in page (which takes its ICE servers from
+// /webrtc/config) via a relay, and the server's video plays.
+func TestNATOnlyTURNChromium(t *testing.T) {
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	_, errNode := exec.LookPath("node")
+	_, errChrome := os.Stat(chromium)
+	_, errMods := os.Stat("e2e/node_modules/playwright-core")
+	if errNode != nil || errChrome != nil || errMods != nil {
+		if os.Getenv("CI") != "" || os.Getenv("FASTRTC_NETNS") != "" {
+			t.Fatalf("need node, %s and e2e/node_modules (scripts/test.sh installs them): %v %v %v", chromium, errNode, errChrome, errMods)
+		}
+		t.Skip("node, Chromium or e2e/node_modules missing")
+	}
+	id := os.Getpid() % 100000
+	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsTURN))
+	_, srvOut := n.start(n.names[0], "server")
+	ready := make(chan bool, 1)
+	go func() {
+		for srvOut.Scan() {
+			if strings.Contains(srvOut.Text(), "READY") {
+				ready <- true
+				for srvOut.Scan() {
+				}
+				return
+			}
+		}
+		ready <- false
+	}()
+	if !<-ready {
+		t.Fatal("the server did not start")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.names[2], "node", "e2e/turn.mjs", "http://"+nsHTTP+"/")
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("Chromium through TURN: %v", err)
+	}
+}

@@ -22,6 +22,12 @@ echo "== lint (scripts/lint.sh)"
 # (media paced at 20 ms, timeouts), not CPU: here `go test ./...` took 2m07s and
 # `go test -race ./...` 2m11s (root 120 s vs 123 s), so the race run replaces the plain
 # one. Includes the fuzz targets' seed corpora (fuzz_test.go, testdata/fuzz/).
+# The network tests (netns_test.go) build namespaces (root, ip, nft) and one drives headless
+# Chromium from a client namespace (node, e2e/node_modules): make sure they run, not skip.
+if [ "$(id -u)" -eq 0 ]; then export FASTRTC_NETNS=1; fi
+if [ ! -d e2e/node_modules/playwright-core ]; then
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "== go test -race ./..."
 go test -race -count=1 -p 1 -timeout 15m ./... # -p 1: the root tests check real-time pacing; another package testing beside them on 2 cores makes them flaky
 
