@@ -83,7 +83,7 @@ func netnsClient(t *testing.T) {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
 		se.SetIPFilter(func(ip net.IP) bool { return !ip.IsLoopback() })
 	}}
-	if mode == "turn" {
+	if mode == "turn" || mode == "turn-expired" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nsHTTP+"/webrtc/config", nil)
@@ -101,6 +101,20 @@ func netnsClient(t *testing.T) {
 			t.Fatalf("config %+v: %v", cfg, err)
 		}
 		o.ICEServers = cfg.ICEServers
+		if mode == "turn-expired" { // credentials of the right secret, but expired
+			for i := range o.ICEServers {
+				o.ICEServers[i].Username, o.ICEServers[i].Credential = TURNCredentials("netns", "late", -time.Minute)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := client.Dial(ctx, "http://"+nsHTTP, o)
+			if err == nil {
+				c.Close()
+				t.Fatal("connected with expired TURN credentials")
+			}
+			fmt.Printf("PAIR none: refused (%v)\n", err)
+			return
+		}
 	}
 	start := time.Now()
 	c, err := client.Dial(context.Background(), "http://"+nsHTTP, o)
@@ -368,5 +382,13 @@ func TestNATOnlyTURNChromium(t *testing.T) {
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatalf("Chromium through TURN: %v", err)
+	}
+}
+
+// TestNATTURNExpired: the same network with expired TURN credentials does not connect.
+func TestNATTURNExpired(t *testing.T) {
+	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsTURN))
+	if pair := n.call("turn-expired"); !strings.Contains(pair, "refused") {
+		t.Fatalf("client said %q", pair)
 	}
 }

@@ -170,3 +170,29 @@ func TestRTCConfigRoute(t *testing.T) {
 		t.Fatalf("failing config: HTTP %d, want 500", code)
 	}
 }
+
+// TestUDPPortRange: without a shared port, every session's sockets stay within the range.
+func TestUDPPortRange(t *testing.T) {
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithUDPPortRange(41000, 41020))
+	for i := 0; i < 2; i++ {
+		c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, cand := range candidates(c.PeerConnection().RemoteDescription().SDP) {
+			f := strings.Fields(cand)
+			var port int
+			if len(f) > 5 {
+				_, _ = fmt.Sscan(f[5], &port)
+			}
+			if port < 41000 || port > 41020 {
+				t.Errorf("candidate %q outside 41000..41020", cand)
+			}
+		}
+		flipRoundTrip(t, c)
+	}
+	if _, err := New(VideoFunc(flipHandler), Video, SendReceive, WithUDPPortRange(5000, 4000)); err == nil {
+		t.Error("New accepted a reversed port range")
+	}
+}
