@@ -3,8 +3,11 @@ package fastrtc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +124,67 @@ func TestTURNCredentials(t *testing.T) {
 	}
 	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err != nil {
 		t.Errorf("relaying to this host: %v", err)
+	}
+}
+
+// TestExternalCoturn: the same REST credentials (TURNCredentials) work with coturn's
+// use-auth-secret: a relay-only client connects through a coturn this test starts.
+func TestExternalCoturn(t *testing.T) {
+	bin, err := exec.LookPath("turnserver")
+	if err != nil {
+		if os.Getenv("FASTRTC_NETNS") != "" {
+			t.Fatal("turnserver not found (scripts/deps.sh --test installs coturn)")
+		}
+		t.Skip("coturn not installed")
+	}
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0") // a free port for coturn
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", fmt.Sprintf("--listening-port=%d", port),
+		"--min-port=40600", "--max-port=40700", "--use-auth-secret", "--static-auth-secret=coturn-secret", "--realm=fastrtc",
+		"--no-tcp", "--no-tls", "--no-dtls", "--allow-loopback-peers", "--no-cli", "--log-file=stdout", "--simple-log")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill() // the PID this test started
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("coturn:\n%s", out.String())
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cfg := WithRTCConfiguration(func(*http.Request) (RTCConfiguration, error) {
+		u, p := TURNCredentials("coturn-secret", "alice", time.Minute)
+		return RTCConfiguration{ICEServers: []webrtc.ICEServer{{URLs: []string{fmt.Sprintf("turn:127.0.0.1:%d?transport=udp", port)}, Username: u, Credential: p}}}, nil
+	})
+	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, cfg)
+	res, err := http.Get(srv.URL + "/webrtc/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc RTCConfiguration
+	err = json.NewDecoder(res.Body).Decode(&rc)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true,
+		SettingEngine: loopbackOnly, ICEServers: rc.ICEServers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flipRoundTrip(t, c)
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Typ != webrtc.ICECandidateTypeRelay || pair.Local.Port < 40600 || pair.Local.Port > 40700 {
+		t.Fatalf("selected pair %v (%v), want a relay of coturn's range", pair, err)
 	}
 }

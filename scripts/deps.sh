@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(pkg-config gcc libvpx-dev libopus-dev libwebrtc-audio-processing-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux nftables)
+  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux nftables coturn)
 fi
 need=()
 for p in "${pkgs[@]}"; do
