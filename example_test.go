@@ -115,3 +115,61 @@ func ExampleNewReplyOnPause() {
 	fmt.Println(stream.Mode())
 	// Output: send-receive
 }
+
+// A server that connects through NATs and firewalls: one UDP port for every session, ICE
+// over TCP, the public address of a 1:1-NATed VM, and an embedded TURN server whose fresh
+// credentials clients get from GET /webrtc/config.
+func ExampleWithTURN() {
+	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil })
+	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithUDPPort(3479),
+		fastrtc.WithICETCP(":3479"),
+		fastrtc.WithPublicIPs("203.0.113.7"),
+		fastrtc.WithTURN(fastrtc.TURNOptions{Addr: "0.0.0.0:3478", PublicIP: "203.0.113.7"}),
+		fastrtc.WithTelephone(fastrtc.TelephoneOptions{Disabled: true}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stream.Close()
+	_ = http.ListenAndServe(":8000", stream.Handler())
+}
+
+// hangUp is an echo handler that ends its session when the client sets the hang_up input.
+type hangUp struct{ fastrtc.AudioHandler }
+
+// Start runs a goroutine the session owns (its end waits for it; a panic ends only this
+// session): it wakes on every input change and fails the session on hang_up.
+func (h hangUp) Start(s *fastrtc.Session) error {
+	s.Go(func() {
+		changed := s.InputsChanged()
+		for {
+			select {
+			case <-changed:
+			case <-s.Context().Done():
+				return
+			}
+			changed = s.InputsChanged() // before reading: no change is missed
+			if s.Inputs().Bool("hang_up") {
+				s.Fail(fmt.Errorf("the user hung up"))
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// A handler built on the session's public hooks (Session.Go, InputsChanged, Fail), as
+// ReplyOnPause is.
+func ExampleSession_Go() {
+	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil })
+	factory := fastrtc.AudioHandlerFactory(func() fastrtc.AudioHandler { return hangUp{echo()} })
+	stream, err := fastrtc.New(factory, fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithInputs(fastrtc.Checkbox("hang_up", false)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stream.Close()
+	_ = http.ListenAndServe(":8000", stream.Handler())
+}
