@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/resample"
@@ -36,6 +37,7 @@ type audioOut struct {
 	space   chan struct{} // cap 1: the queue shrank below maxAhead
 	drained chan struct{} // cap 1: the queue ran empty
 	gen     uint64        // incremented by clear: audio pushed across a clear is dropped
+	sent    *atomic.Int64 // if set, counts the audio sent (the session's stats)
 }
 
 func newAudioOut(rate, channels int, sink func([]int16, bool) error) *audioOut {
@@ -239,6 +241,9 @@ func (o *audioOut) run(ctx context.Context) error {
 		if k == 0 { // cleared meanwhile
 			continue
 		}
+		if o.sent != nil {
+			o.sent.Add(int64(frameDuration))
+		}
 		if err := o.sink(frame, resumed); err != nil {
 			return err
 		}
@@ -288,6 +293,7 @@ func (a *audioIn) receive(pcm []int16, rate, channels int) error {
 			return nil
 		}
 		a.received += d
+		a.sess.counters.audioIn.Add(int64(d))
 	}
 	src := convertChannels(&a.conv, pcm, channels, a.ch)
 	if rate != a.rate {

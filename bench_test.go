@@ -338,3 +338,4 @@ type nopTransport struct{}
 func (nopTransport) send([]byte) error   { return nil }
 func (nopTransport) flush(time.Duration) {}
 func (nopTransport) close(error)         {}
+func (nopTransport) stats(*SessionStats) {}

@@ -2,15 +2,18 @@ package fastrtc
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc/client"
@@ -195,4 +198,65 @@ func TestUDPPortRange(t *testing.T) {
 	if _, err := New(VideoFunc(flipHandler), Video, SendReceive, WithUDPPortRange(5000, 4000)); err == nil {
 		t.Error("New accepted a reversed port range")
 	}
+}
+
+// TestSessionStats: a session's stats count the frames and audio that went through and, on
+// WebRTC, the network figures of the selected pair.
+func TestSessionStats(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
+	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flipRoundTrip(t, c)
+	sess := s.mustSession(t, c.ID())
+	st := sess.Stats()
+	if st.Transport != "webrtc" || st.VideoFramesIn < 10 || st.VideoFramesOut < 10 || st.BytesIn == 0 || st.BytesOut == 0 || st.PacketsIn == 0 {
+		t.Fatalf("video session stats %+v", st)
+	}
+
+	a, asrv := newTestStream(t, echoFactory(), Audio, SendReceive)
+	ws := dialAudioWS(t, asrv)
+	defer ws.Close()
+	waitFor(t, 5*time.Second, func() bool { return len(a.Sessions()) == 1 })
+	as := a.mustSession(t, "stats1")
+	pcm := make([]byte, 2*16000/50) // 20 ms at 16 kHz
+	for i := 0; i < 50; i++ {
+		msg := fmt.Sprintf(`{"event":"media","media":{"payload":%q}}`, base64.StdEncoding.EncodeToString(pcm))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		st := as.Stats()
+		return st.AudioIn >= 900*time.Millisecond && st.AudioOut >= 500*time.Millisecond
+	})
+	if st := as.Stats(); st.Transport != "websocket" || st.VideoFramesIn != 0 {
+		t.Fatalf("audio session stats %+v", st)
+	}
+}
+
+// dialAudioWS starts a WebSocket audio session "stats1" with 16 kHz PCM both ways.
+func dialAudioWS(t *testing.T, srv *httptest.Server) *websocket.Conn {
+	t.Helper()
+	conn, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/websocket/offer"), nil)
+	if res != nil && res.Body != nil {
+		res.Body.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // read and drop the server's media
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	start := `{"event":"start","websocket_id":"stats1","format":{"encoding":"pcm_s16le","sample_rate":16000}}`
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(start)); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

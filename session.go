@@ -38,8 +38,9 @@ type Session struct {
 	endFuncs []func() // run after the session's goroutines have returned
 	endRan   bool     // endFuncs have run
 
-	tr   transport         // how the session reaches its client; set at creation
-	meta map[string]string // transport metadata (telephone call details)
+	tr       transport         // how the session reaches its client; set at creation
+	counters counters          // media counts for Stats
+	meta     map[string]string // transport metadata (telephone call details)
 
 	wg        sync.WaitGroup // the session's goroutines
 	wgMu      sync.Mutex     // guards ending against wg.Add after wg.Wait began
@@ -50,6 +51,38 @@ type Session struct {
 	started   chan struct{} // closed when startSession has run: input media may flow
 	connOnce  sync.Once
 	err       error // why it ended; set before done is closed
+}
+
+// counters are a session's media counts (Session.Stats).
+type counters struct {
+	videoIn, videoOut atomic.Int64 // frames given to the handler, frames sent
+	audioIn, audioOut atomic.Int64 // nanoseconds of audio given to the handler, sent
+}
+
+// SessionStats is a snapshot of one session's media and transport. Media counts are the
+// server's own; the network figures come from pion's statistics (WebRTC sessions only; zero
+// on the WebSocket routes).
+type SessionStats struct {
+	Transport         string        // "webrtc", "websocket" or "telephone"
+	VideoFramesIn     int64         // frames given to the handler
+	VideoFramesOut    int64         // frames the handler returned, encoded and sent
+	AudioIn, AudioOut time.Duration // audio given to the handler, audio sent
+	RTT               time.Duration // round trip of the selected ICE candidate pair
+	BytesIn, BytesOut uint64        // on the selected candidate pair
+	PacketsIn         uint64        // RTP packets received
+	PacketsLost       int64         // RTP packets the client sent that never arrived
+	Jitter            time.Duration // the largest interarrival jitter of the incoming streams
+}
+
+// Stats returns a snapshot of the session's media and transport figures. It may be called
+// from any goroutine, also after the session ended (the last figures).
+func (s *Session) Stats() SessionStats {
+	st := SessionStats{
+		VideoFramesIn: s.counters.videoIn.Load(), VideoFramesOut: s.counters.videoOut.Load(),
+		AudioIn: time.Duration(s.counters.audioIn.Load()), AudioOut: time.Duration(s.counters.audioOut.Load()),
+	}
+	s.tr.stats(&st)
+	return st
 }
 
 // transport is how a session reaches its client: a WebRTC peer connection and its data
@@ -63,6 +96,8 @@ type transport interface {
 	send(b []byte) error
 	// flush waits up to d for queued control messages to leave.
 	flush(d time.Duration)
+	// stats fills in the transport's part of a stats snapshot.
+	stats(st *SessionStats)
 	// close closes the connection, once, after the session's context was cancelled; cause
 	// is why the session ended (nil for a normal end). The session's goroutines that read
 	// from the transport must return soon after.

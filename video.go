@@ -272,6 +272,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		frame.Image, frame.RTPTimestamp, frame.Index = img, ts, index
 		frame.Timestamp = time.Duration(unwrapped) * time.Second / 90000
 		index++
+		sess.counters.videoIn.Add(1)
 		res, err := s.callVideo(sess, frame)
 		if err != nil {
 			sess.fail(err)
@@ -284,6 +285,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			sess.fail(err)
 			return
 		}
+		sess.counters.videoOut.Add(1)
 	}
 }
 

@@ -163,6 +163,28 @@ func (st *rtcTransport) close(error) {
 	}
 }
 
+// stats implements transport with pion's statistics of the peer connection.
+func (st *rtcTransport) stats(out *SessionStats) {
+	out.Transport = "webrtc"
+	pc := st.peerConnection()
+	if pc == nil {
+		return
+	}
+	for _, v := range pc.GetStats() {
+		switch x := v.(type) {
+		case webrtc.ICECandidatePairStats:
+			if x.Nominated && x.State == webrtc.StatsICECandidatePairStateSucceeded {
+				out.RTT = time.Duration(x.CurrentRoundTripTime * float64(time.Second))
+				out.BytesIn, out.BytesOut = x.BytesReceived, x.BytesSent
+			}
+		case webrtc.InboundRTPStreamStats:
+			out.PacketsIn += uint64(x.PacketsReceived)
+			out.PacketsLost += int64(x.PacketsLost)
+			out.Jitter = max(out.Jitter, time.Duration(x.Jitter*float64(time.Second)))
+		}
+	}
+}
+
 // send sends on the data channel, or queues until it opens.
 func (st *rtcTransport) send(b []byte) error {
 	st.mu.Lock()

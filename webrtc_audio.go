@@ -45,6 +45,7 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 			return nil, err
 		}
 		sess.audioOut = newAudioOut(rate, layout.OutputChannels, sink)
+		sess.audioOut.sent = &sess.counters.audioOut
 	}
 	// The start-up hook and the output side start with the session (startSession).
 	if !s.mode.clientSends() {

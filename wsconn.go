@@ -196,6 +196,9 @@ func (t *wsConn) send(b []byte) error {
 	return t.write(b)
 }
 
+// stats implements transport: a WebSocket has only the media counts.
+func (t *wsConn) stats(out *SessionStats) { out.Transport = t.d.name }
+
 // flush implements transport: writes are synchronous, so nothing waits.
 func (t *wsConn) flush(time.Duration) {}
 
@@ -459,6 +462,7 @@ func (t *wsConn) open(m *wsMessage) {
 		if t.d.onClear != nil {
 			out.onClear = func() { t.d.onClear(t) }
 		}
+		out.sent = &sess.counters.audioOut
 		sess.audioOut = out
 	}
 	if sess.handler != nil && s.mode.clientSends() {
