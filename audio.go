@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/pcm"
+
 	"context"
 	"errors"
 	"fmt"
@@ -104,24 +106,11 @@ func (o *audioOut) push(ctx context.Context, f AudioFrame) error {
 // convertChannels returns src with from channels as to channels (mono <-> stereo), using
 // *scratch when a conversion is needed.
 func convertChannels(scratch *[]int16, src []int16, from, to int) []int16 {
-	switch {
-	case from == to:
+	if from == to {
 		return src
-	case from == 2 && to == 1:
-		out := (*scratch)[:0]
-		for i := 0; i+1 < len(src); i += 2 {
-			out = append(out, int16((int32(src[i])+int32(src[i+1]))/2))
-		}
-		*scratch = out
-		return out
-	default: // 1 -> 2
-		out := (*scratch)[:0]
-		for _, v := range src {
-			out = append(out, v, v)
-		}
-		*scratch = out
-		return out
 	}
+	*scratch = pcm.AppendChannels((*scratch)[:0], src, from, to)
+	return *scratch
 }
 
 // clear drops all queued audio at once (an interruption).

@@ -239,16 +239,16 @@ func (n *netns) start(ns, role string, env ...string) (*exec.Cmd, *bufio.Scanner
 	return cmd, bufio.NewScanner(out)
 }
 
-// call runs the server, then the client in mode, and returns the client's PAIR line.
-func (n *netns) call(mode string) string {
+// startServer runs the server in its namespace and waits until it serves.
+func (n *netns) startServer() {
 	n.t.Helper()
-	_, srvOut := n.start(n.names[0], "server")
+	_, out := n.start(n.names[0], "server")
 	ready := make(chan bool, 1)
 	go func() {
-		for srvOut.Scan() {
-			if strings.Contains(srvOut.Text(), "READY") {
+		for out.Scan() {
+			if strings.Contains(out.Text(), "READY") {
 				ready <- true
-				for srvOut.Scan() { // keep draining
+				for out.Scan() { // keep draining
 				}
 				return
 			}
@@ -263,6 +263,12 @@ func (n *netns) call(mode string) string {
 	case <-time.After(30 * time.Second):
 		n.t.Fatal("the server did not start")
 	}
+}
+
+// call runs the server, then the client in mode, and returns the client's PAIR line.
+func (n *netns) call(mode string) string {
+	n.t.Helper()
+	n.startServer()
 	cmd, out := n.start(n.names[2], "client", "FASTRTC_NETNS_CLIENT="+mode)
 	pair := ""
 	var lines []string
@@ -358,22 +364,7 @@ func TestNATOnlyTURNChromium(t *testing.T) {
 	}
 	id := os.Getpid() % 100000
 	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsTURN))
-	_, srvOut := n.start(n.names[0], "server")
-	ready := make(chan bool, 1)
-	go func() {
-		for srvOut.Scan() {
-			if strings.Contains(srvOut.Text(), "READY") {
-				ready <- true
-				for srvOut.Scan() {
-				}
-				return
-			}
-		}
-		ready <- false
-	}()
-	if !<-ready {
-		t.Fatal("the server did not start")
-	}
+	n.startServer()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.names[2], "node", "e2e/turn.mjs", "http://"+nsHTTP+"/")

@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+
 	"errors"
 	"fmt"
 	"image"
@@ -72,7 +74,7 @@ func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack f
 			return nil, fmt.Errorf("fastrtc: add video track: %w", err)
 		}
 		out = &videoOut{write: track.WriteRTP, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
-		sess.goFn(func() { readSenderRTCP(sender, func() { out.forceKey.Store(true) }) })
+		sess.goFn(func() { rtcmedia.ReadSenderRTCP(sender, func() { out.forceKey.Store(true) }) })
 	}
 	if s.mode == Receive && s.videoSrc != nil {
 		sess.goFn(func() { s.runVideoSource(sess, out) })
@@ -92,30 +94,6 @@ func hasTransceiver(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType) bool {
 		}
 	}
 	return false
-}
-
-// readSenderRTCP drains an RTPSender's RTCP (so interceptors see the reports) and calls
-// onKeyRequest for each PLI or FIR. It returns when the sender closes.
-func readSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := sender.Read(buf)
-		if err != nil {
-			return
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				if onKeyRequest != nil {
-					onKeyRequest()
-				}
-			}
-		}
-	}
 }
 
 // runVideoTrack reads an incoming VP8 track: a reader goroutine assembles frames, and this

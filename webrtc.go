@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -466,22 +468,8 @@ func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
 // interceptors (NACK, RTCP reports, TWCC).
 func (s *Stream) newAPI() (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{
-		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
-		{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"},
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
-		PayloadType:        96,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("fastrtc: register VP8: %w", err)
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: "transport-cc"}}},
-		PayloadType: 111,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("fastrtc: register Opus: %w", err)
+	if err := rtcmedia.RegisterCodecs(me, rtcmedia.OpusFmtp); err != nil {
+		return nil, fmt.Errorf("fastrtc: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	if s.modality == Audio {

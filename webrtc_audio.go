@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +40,7 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 		if err != nil {
 			return nil, fmt.Errorf("fastrtc: add audio track: %w", err)
 		}
-		sess.goFn(func() { readSenderRTCP(sender, nil) })
+		sess.goFn(func() { rtcmedia.ReadSenderRTCP(sender, nil) })
 		rate := opusRate(layout.OutputRate)
 		sink, err := s.newOpusSink(sess, track, rate, layout.OutputChannels)
 		if err != nil {

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,7 +19,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -262,26 +263,12 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 // can encode and decode, so the server never picks another).
 func newAPI(o *Options) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{
-		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
-		{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"},
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
-		PayloadType:        96,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("client: register VP8: %w", err)
-	}
-	fmtp := "minptime=10;useinbandfec=1"
+	fmtp := rtcmedia.OpusFmtp
 	if o.Stereo {
 		fmtp += ";stereo=1;sprop-stereo=1"
 	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: fmtp, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "transport-cc"}}},
-		PayloadType: 111,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("client: register Opus: %w", err)
+	if err := rtcmedia.RegisterCodecs(me, fmtp); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	if o.SendVideo || o.ReceiveVideo {
@@ -385,7 +372,11 @@ func (c *Conn) addTransceiver(kind webrtc.RTPCodecType, send, recv bool) (*webrt
 		if err != nil {
 			return nil, fmt.Errorf("client: add %s transceiver: %w", kind, err)
 		}
-		c.goFn(func() { c.readSenderRTCP(tx.Sender(), kind == webrtc.RTPCodecTypeVideo) })
+		var onKey func() // key frame requests matter for video only
+		if kind == webrtc.RTPCodecTypeVideo {
+			onKey = func() { c.keyRequests.Add(1); c.keyPending.Store(true) }
+		}
+		c.goFn(func() { rtcmedia.ReadSenderRTCP(tx.Sender(), onKey) })
 		return tr, nil
 	case recv:
 		if _, err := c.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -408,32 +399,6 @@ func (c *Conn) goFn(fn func()) bool {
 		fn()
 	}()
 	return true
-}
-
-// readSenderRTCP drains a sender's RTCP (so the interceptors see the server's reports) and
-// counts key frame requests.
-func (c *Conn) readSenderRTCP(sender *webrtc.RTPSender, video bool) {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := sender.Read(buf)
-		if err != nil {
-			return
-		}
-		if !video {
-			continue
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				c.keyRequests.Add(1)
-				c.keyPending.Store(true)
-			}
-		}
-	}
 }
 
 func (c *Conn) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {

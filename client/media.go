@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/pcm"
+
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +70,7 @@ type audioSend struct {
 	pending []int16 // 48 kHz samples waiting for a whole 20 ms frame
 	out     []byte
 	pkt     rtp.Packet
-	sent    int // packets sent
-	start   time.Time
+	clock   pacer
 	closed  bool
 }
 
@@ -371,7 +372,7 @@ func (c *Conn) SendAudio(ctx context.Context, f media.AudioFrame) error {
 		as.pkt = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, Marker: true}}
 	}
 	// Channels first (cheaper at the lower channel count), then the rate.
-	as.mixed = mixChannels(as.mixed[:0], f.Samples, f.Channels, ch)
+	as.mixed = pcm.AppendChannels(as.mixed[:0], f.Samples, f.Channels, ch)
 	if f.SampleRate != 48000 {
 		if as.rs == nil || as.rsRate != f.SampleRate || as.rsCh != ch {
 			rs, err := resample.New(f.SampleRate, 48000, ch)
@@ -402,7 +403,7 @@ func (c *Conn) SendAudio(ctx context.Context, f media.AudioFrame) error {
 		as.pkt.Marker = false
 		as.pkt.SequenceNumber++
 		as.pkt.Timestamp += 960
-		as.sent++
+		as.clock.sentOne()
 		if err != nil {
 			i += step
 			return writeErr("send audio", err)
@@ -415,44 +416,11 @@ func (c *Conn) SendAudio(ctx context.Context, f media.AudioFrame) error {
 // stall of more than 200 ms the clock restarts, so audio is not sent in a burst; the RTP
 // timestamps then jump by the stall, as a live source's would.
 func (as *audioSend) pace(ctx context.Context) error {
-	now := time.Now()
-	if as.start.IsZero() {
-		as.start = now
-		as.sent = 0
-	}
-	due := as.start.Add(time.Duration(as.sent) * 20 * time.Millisecond)
-	if late := now.Sub(due); late > 200*time.Millisecond {
+	late, err := as.clock.wait(ctx)
+	if late > 0 {
 		as.pkt.Timestamp += uint32(late * 48000 / time.Second)
-		as.start, as.sent = now, 0
-		return nil
 	}
-	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("client: send audio: %w", ctx.Err())
-		}
-	}
-	return nil
-}
-
-// mixChannels appends src (in channels) converted to out channels to dst.
-func mixChannels(dst, src []int16, in, out int) []int16 {
-	switch {
-	case in == out:
-		return append(dst, src...)
-	case in == 1 && out == 2:
-		for _, s := range src {
-			dst = append(dst, s, s)
-		}
-	default: // 2 -> 1
-		for i := 0; i+1 < len(src); i += 2 {
-			dst = append(dst, int16((int32(src[i])+int32(src[i+1]))/2))
-		}
-	}
-	return dst
+	return err
 }
 
 // WriteAudioRTP sends one raw RTP packet (Opus payload, 48 kHz timestamps) on the audio

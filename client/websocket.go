@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/pcm"
+
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -169,8 +171,7 @@ type WebSocketConn struct {
 	pending []int16
 	raw     []byte
 	msg     []byte
-	sent    int
-	start   time.Time
+	clock   pacer // real-time pacing (PaceAudio)
 
 	closeOnce sync.Once
 }
@@ -413,7 +414,7 @@ func (c *WebSocketConn) SendAudio(ctx context.Context, f media.AudioFrame) error
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	ch, rate := c.opts.Channels, c.opts.ServerInputRate
-	c.mixed = mixChannels(c.mixed[:0], f.Samples, f.Channels, ch)
+	c.mixed = pcm.AppendChannels(c.mixed[:0], f.Samples, f.Channels, ch)
 	if f.SampleRate != rate {
 		if c.rs == nil || c.rsRate != f.SampleRate {
 			rs, err := resample.New(f.SampleRate, rate, ch)
@@ -431,7 +432,7 @@ func (c *WebSocketConn) SendAudio(ctx context.Context, f media.AudioFrame) error
 	defer func() { c.pending = c.pending[:copy(c.pending, c.pending[i:])] }()
 	for ; i+step <= len(c.pending); i += step {
 		if c.opts.PaceAudio {
-			if err := c.pace(ctx); err != nil {
+			if _, err := c.clock.wait(ctx); err != nil {
 				return err
 			}
 		}
@@ -450,29 +451,7 @@ func (c *WebSocketConn) SendAudio(ctx context.Context, f media.AudioFrame) error
 		if err := c.write(ctx, c.msg); err != nil {
 			return err
 		}
-		c.sent++
-	}
-	return nil
-}
-
-func (c *WebSocketConn) pace(ctx context.Context) error {
-	now := time.Now()
-	if c.start.IsZero() {
-		c.start, c.sent = now, 0
-	}
-	due := c.start.Add(time.Duration(c.sent) * 20 * time.Millisecond)
-	if now.Sub(due) > 200*time.Millisecond {
-		c.start, c.sent = now, 0
-		return nil
-	}
-	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("client: send audio: %w", ctx.Err())
-		}
+		c.clock.sentOne()
 	}
 	return nil
 }

@@ -10,13 +10,13 @@
 package main
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/loadgen"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -25,10 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
 	"github.com/fastrtc-go/fastrtc/client"
 )
@@ -54,7 +51,7 @@ func run(base string, pid, n int, kind, ivfPath string, duration time.Duration) 
 	var frames [][]byte
 	if kind == "video" {
 		var err error
-		if frames, err = readIVF(ivfPath); err != nil {
+		if frames, err = loadgen.ReadIVF(ivfPath); err != nil {
 			return err
 		}
 	}
@@ -118,36 +115,6 @@ func cpuTicks(pid int) (int64, error) {
 	return u + st, nil
 }
 
-func readIVF(path string) ([][]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w (make it with the benchmarks: go test -run x -bench VideoPath .)", err)
-	}
-	defer f.Close()
-	r, _, err := ivfreader.NewWith(f)
-	if err != nil {
-		return nil, err
-	}
-	var frames [][]byte
-	for {
-		fr, _, err := r.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		frames = append(frames, fr)
-	}
-}
-
-func loopback(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-}
-
 type session struct {
 	c      *client.Conn
 	frames atomic.Int64 // complete frames received back
@@ -157,7 +124,7 @@ type session struct {
 // dial connects one session: VP8 send-receive (frames counted at the marker bit, nothing
 // decoded) or Opus send-receive left silent.
 func dial(ctx context.Context, base, id string, video bool) (*session, error) {
-	o := &client.Options{ID: id, SettingEngine: loopback}
+	o := &client.Options{ID: id, SettingEngine: loadgen.Loopback}
 	if video {
 		o.SendVideo, o.ReceiveVideo = true, true
 	} else {

@@ -13,14 +13,14 @@
 package main
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/loadgen"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -28,10 +28,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
 	"github.com/fastrtc-go/fastrtc/client"
 	"github.com/fastrtc-go/fastrtc/media"
@@ -82,7 +78,7 @@ func run(ctx context.Context, c config, ivfPath string) error {
 		return errors.New("-pid is required")
 	}
 	var err error
-	if c.frames, err = readIVF(ivfPath); err != nil {
+	if c.frames, err = loadgen.ReadIVF(ivfPath); err != nil {
 		return err
 	}
 	base, err := measure(ctx, c)
@@ -224,7 +220,7 @@ func (s *conn) close() {
 // dial connects a video session that sends the VP8 file at 30 fps, or an audio session that
 // sends a 440 Hz tone in real time; both read what comes back.
 func dial(ctx context.Context, c config, video bool, id string) (*conn, error) {
-	o := &client.Options{ID: id, SettingEngine: loopback, PaceAudio: true}
+	o := &client.Options{ID: id, SettingEngine: loadgen.Loopback, PaceAudio: true}
 	prefix := c.audioPrefix
 	if video {
 		o.SendVideo, o.ReceiveVideo, prefix = true, true, c.videoPrefix
@@ -344,34 +340,4 @@ func report(what string, s sample, extra map[string]any) {
 	}
 	b, _ := json.Marshal(m)
 	fmt.Println(string(b))
-}
-
-func readIVF(path string) ([][]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w (make it with: go test -run '^$' -bench VideoPath640 -benchtime 1x .)", err)
-	}
-	defer f.Close()
-	r, _, err := ivfreader.NewWith(f)
-	if err != nil {
-		return nil, err
-	}
-	var frames [][]byte
-	for {
-		fr, _, err := r.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		frames = append(frames, fr)
-	}
-}
-
-func loopback(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }

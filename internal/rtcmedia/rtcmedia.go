@@ -1,0 +1,70 @@
+// Package rtcmedia is the pion setup the server and the Go client share: the one VP8 and
+// one Opus codec they negotiate, and the reader of a sender's RTCP.
+package rtcmedia
+
+import (
+	"fmt"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// The payload types both sides register.
+const (
+	VP8PayloadType  = 96
+	OpusPayloadType = 111
+)
+
+// OpusFmtp is the Opus format line of both sides (in-band FEC on); stereo peers add
+// ";stereo=1;sprop-stereo=1".
+const OpusFmtp = "minptime=10;useinbandfec=1"
+
+// RegisterCodecs registers VP8 (with REMB, FIR, NACK, PLI and TWCC feedback) and Opus (with
+// the format line opusFmtp and TWCC) on me, and nothing else, so that a peer never picks a
+// codec the other side cannot decode.
+func RegisterCodecs(me *webrtc.MediaEngine, opusFmtp string) error {
+	fb := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
+		{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"},
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
+		PayloadType:        VP8PayloadType,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("register VP8: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: opusFmtp, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "transport-cc"}}},
+		PayloadType: OpusPayloadType,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("register Opus: %w", err)
+	}
+	return nil
+}
+
+// ReadSenderRTCP drains an RTPSender's RTCP (so that the interceptors see the reports) until
+// the sender closes, calling onKeyRequest for each PLI or FIR. With a nil onKeyRequest the
+// packets are not parsed.
+func ReadSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := sender.Read(buf)
+		if err != nil {
+			return
+		}
+		if onKeyRequest == nil {
+			continue
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				onKeyRequest()
+			}
+		}
+	}
+}
