@@ -30,4 +30,7 @@ var (
 	// ErrNotPauseHandler is returned by Session.TriggerReply on a session whose handler is
 	// not a ReplyOnPause (nor another ReplyTrigger).
 	ErrNotPauseHandler = errors.New("fastrtc: the session's handler is not a ReplyOnPause")
+	// ErrBadModel is returned by LoadSileroModel (and by New, for the file SileroModelEnv
+	// names) when the data is not a Silero VAD v5 ONNX model.
+	ErrBadModel = errors.New("fastrtc: not a Silero VAD v5 model")
 )

@@ -225,7 +225,14 @@ func (r *ReplyOnPause) bind(s *Stream) error {
 	if s.modality != Audio || s.mode == Receive {
 		return wrongHandler(s, r)
 	}
-	s.audio = &audioConfig{factory: r.Copy, pause: true}
+	newVAD, which, err := r.detector()
+	if err != nil {
+		return err
+	}
+	s.log.Debug("fastrtc: pause detection", "vad", which)
+	s.audio = &audioConfig{factory: func() AudioHandler {
+		return &pauseHandler{reply: r.reply, cfg: &r.cfg, newVAD: newVAD, out: make(chan genFrame)}
+	}, pause: true}
 	return nil
 }
 

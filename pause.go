@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"os"
 	"sync"
 	"time"
 
@@ -69,7 +70,8 @@ type pauseConfig struct {
 	needsInputs    bool
 	inputsWait     time.Duration
 	startup        StartupFunc
-	newVAD         func() (VAD, error)
+	newVAD         func() (VAD, error) // nil: Silero if SileroModelEnv names a model, else WebRTC
+	minInterrupt   time.Duration
 }
 
 // WithPauseChunk sets how much audio is judged at a time (default 0.6 s).
@@ -120,9 +122,37 @@ func WithReplyInputs() PauseOption {
 // WithStartup speaks first: fn's audio is played when a connection starts.
 func WithStartup(fn StartupFunc) PauseOption { return func(c *pauseConfig) { c.startup = fn } }
 
-// WithVAD replaces the voice activity detector; newVAD is called once per session.
+// WithVAD replaces the voice activity detector; newVAD is called once per session. A VAD
+// that implements WindowedVAD is given windows of its own length.
 func WithVAD(newVAD func() (VAD, error)) PauseOption {
 	return func(c *pauseConfig) { c.newVAD = newVAD }
+}
+
+// WithSilero makes the Silero VAD the detector, with the given options (the zero value for
+// the defaults). Without it (nor WithVAD or WithWebRTCVAD), ReplyOnPause uses Silero when
+// SileroModelEnv names a model file, and the WebRTC VAD otherwise.
+func WithSilero(m *SileroModel, o SileroOptions) PauseOption {
+	return func(c *pauseConfig) {
+		c.newVAD = func() (VAD, error) {
+			if m == nil {
+				return nil, fmt.Errorf("%w: WithSilero: nil model", ErrInvalidConfig)
+			}
+			return m.NewVAD(o)
+		}
+	}
+}
+
+// WithWebRTCVAD makes the classic WebRTC VAD the detector, at aggressiveness mode 0 (least)
+// to 3 (most), even when a Silero model is installed.
+func WithWebRTCVAD(mode int) PauseOption {
+	return func(c *pauseConfig) { c.newVAD = func() (VAD, error) { return NewWebRTCVAD(mode) } }
+}
+
+// WithMinInterruption sets how long the user must speak over a reply before it is cut
+// (default 300 ms; 0 cuts at the first speech). A shorter sound (a cough, "uh-huh", a click)
+// neither stops the reply nor starts a turn. It applies when WithCanInterrupt is on.
+func WithMinInterruption(d time.Duration) PauseOption {
+	return func(c *pauseConfig) { c.minInterrupt = d }
 }
 
 // ReplyOnPause is an audio handler for voice agents (FastRTC's ReplyOnPause): it buffers the
@@ -132,7 +162,10 @@ func WithVAD(newVAD func() (VAD, error)) PauseOption {
 //
 // The algorithm and defaults are FastRTC's: audio is judged in chunks of 0.6 s; a chunk with
 // more than 0.2 s of speech starts a turn; once started, a chunk with less than 0.1 s of
-// speech is a pause. The VAD runs on 16 kHz audio (the WebRTC VAD by default).
+// speech is a pause. The VAD runs on 16 kHz audio: the Silero VAD when SileroModelEnv names
+// its model (or WithSilero gives one), else the WebRTC VAD. While a reply plays, the user
+// interrupts it only by speaking for WithMinInterruption (300 ms); a shorter sound neither
+// cuts the reply nor starts a turn.
 //
 // A ReplyOnPause is immutable and safe for concurrent use; each session's copy runs Receive
 // on the audio input goroutine, Emit on the output goroutine and each reply on a goroutine
@@ -140,6 +173,10 @@ func WithVAD(newVAD func() (VAD, error)) PauseOption {
 type ReplyOnPause struct {
 	reply ReplyFunc
 	cfg   pauseConfig
+
+	once     sync.Once // loads the model SileroModelEnv names, for the default detector
+	model    *SileroModel
+	modelErr error
 }
 
 // NewReplyOnPause returns a pause-detecting handler that answers with reply. It panics if
@@ -151,8 +188,7 @@ func NewReplyOnPause(reply ReplyFunc, opts ...PauseOption) *ReplyOnPause {
 	cfg := pauseConfig{
 		chunk: 600 * time.Millisecond, startThreshold: 200 * time.Millisecond,
 		pauseThreshold: 100 * time.Millisecond, canInterrupt: true, cutInOnStart: true,
-		pad: 100 * time.Millisecond, inputRate: 48000,
-		newVAD: func() (VAD, error) { return NewWebRTCVAD(3) },
+		pad: 100 * time.Millisecond, inputRate: 48000, minInterrupt: 300 * time.Millisecond,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -160,9 +196,22 @@ func NewReplyOnPause(reply ReplyFunc, opts ...PauseOption) *ReplyOnPause {
 	return &ReplyOnPause{reply: reply, cfg: cfg}
 }
 
-// Copy returns the handler of one connection.
-func (r *ReplyOnPause) Copy() AudioHandler {
-	return &pauseHandler{reply: r.reply, cfg: &r.cfg, out: make(chan genFrame)}
+// detector returns how sessions make their VAD: the configured one, else Silero from the
+// model SileroModelEnv names (loaded once per ReplyOnPause), else the WebRTC VAD (mode 3).
+func (r *ReplyOnPause) detector() (func() (VAD, error), string, error) {
+	if r.cfg.newVAD != nil {
+		return r.cfg.newVAD, "configured", nil
+	}
+	path := os.Getenv(SileroModelEnv)
+	if path == "" {
+		return func() (VAD, error) { return NewWebRTCVAD(3) }, "WebRTC VAD (no " + SileroModelEnv + ")", nil
+	}
+	r.once.Do(func() { r.model, r.modelErr = LoadSileroModelFile(path) })
+	if r.modelErr != nil {
+		return nil, "", fmt.Errorf("%w: %s: %w", ErrInvalidConfig, SileroModelEnv, r.modelErr)
+	}
+	m := r.model
+	return func() (VAD, error) { return m.NewVAD(SileroOptions{}) }, "Silero VAD (" + path + ")", nil
 }
 
 // genFrame is a reply's audio frame, tagged with the reply it belongs to.
@@ -174,27 +223,23 @@ type genFrame struct {
 // pauseHandler is ReplyOnPause's per-connection state. Receive runs on the audio input
 // goroutine, Emit on the output goroutine, replies on their own; mu guards what they share.
 type pauseHandler struct {
-	reply ReplyFunc
-	cfg   *pauseConfig
-	sess  *Session
-	vad   VAD
-	res   *resample.Resampler // input rate -> 16 kHz
-	out   chan genFrame
+	reply  ReplyFunc
+	cfg    *pauseConfig
+	newVAD func() (VAD, error)
+	sess   *Session
+	vad    VAD
+	res    *resample.Resampler // input rate -> 16 kHz
+	out    chan genFrame
 
-	mu          sync.Mutex
-	v16         []int16 // 16 kHz audio not yet judged (< 320 samples)
-	chunk       []int16 // the current chunk at the input rate
-	chunkLen16  int     // 16 kHz samples in the current chunk
-	chunkSpeech int     // speech frames in the current chunk
-	chunkFirst  int     // position (16 kHz samples since the utterance began) of the chunk's first speech frame, or -1
-	chunkLast   int
-	utter       []int16 // the utterance so far (whole chunks, input rate)
-	utter16     int     // its length in 16 kHz samples
-	first, last int     // speech span in the utterance (16 kHz samples), first = -1 if none
-	started     bool
-	gen         int                // current reply generation
-	cancel      context.CancelFunc // cancels the current reply
-	responding  bool
+	mu         sync.Mutex
+	turn       *turnDetector
+	v16        []int16 // scratch: the last frame at 16 kHz
+	chunk      []int16 // the current chunk at the input rate
+	prev       []int16 // the last chunk dropped outside a turn (a turn may adopt it)
+	utter      []int16 // the turn so far (whole chunks, input rate)
+	gen        int                // current reply generation
+	cancel     context.CancelFunc // cancels the current reply
+	responding bool
 }
 
 // AudioLayout asks for mono input at the configured rate.
@@ -204,7 +249,7 @@ func (h *pauseHandler) AudioLayout() AudioLayout {
 
 // Start creates the VAD and speaks the start-up reply, if any.
 func (h *pauseHandler) Start(s *Session) error {
-	v, err := h.cfg.newVAD()
+	v, err := h.newVAD()
 	if err != nil {
 		return err
 	}
@@ -214,10 +259,9 @@ func (h *pauseHandler) Start(s *Session) error {
 		return fmt.Errorf("fastrtc: pause detection: %w", err)
 	}
 	h.mu.Lock()
-	h.sess, h.vad, h.res = s, v, res
+	h.sess, h.vad, h.res, h.turn = s, v, res, newTurnDetector(h.cfg, v)
 	h.mu.Unlock()
 	s.onEnd(s.stream.codecOpened(v.Close))
-	h.chunkFirst, h.first = -1, -1
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
 		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false)
@@ -237,86 +281,43 @@ func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
 		return nil
 	}
 	h.chunk = append(h.chunk, f.Samples...)
-	h.v16 = h.res.Process(h.v16, f.Samples)
-	i := 0
-	for ; i+320 <= len(h.v16); i += 320 {
-		speech, err := h.vad.IsSpeech(h.v16[i : i+320])
-		if err != nil {
-			return fmt.Errorf("fastrtc: VAD: %w", err)
-		}
-		if speech {
-			pos := h.utter16 + h.chunkLen16
-			if h.chunkFirst < 0 {
-				h.chunkFirst = pos
+	h.v16 = h.res.Process(h.v16[:0], f.Samples)
+	audible := h.responding || s.QueuedAudio() > 0
+	return h.turn.process(h.v16, audible, func(ev turnEvent) {
+		switch ev {
+		case turnStarted:
+			_ = s.Log("started_talking")
+			if h.cfg.canInterrupt && h.cfg.cutInOnStart {
+				h.interruptLocked()
 			}
-			h.chunkLast = pos + 320
-			h.chunkSpeech++
+		case turnChunkKeep:
+			h.utter = append(h.utter, h.chunk...)
+			h.chunk = h.chunk[:0]
+		case turnChunkDrop:
+			h.prev, h.chunk = h.chunk, h.prev[:0]
+		case turnAdopt:
+			h.utter = append(h.utter, h.prev...)
+		case turnPause:
+			_ = s.Log("pause_detected")
+			h.replyLocked()
 		}
-		h.chunkLen16 += 320
-	}
-	h.v16 = h.v16[:copy(h.v16, h.v16[i:])]
-	if time.Duration(h.chunkLen16)*time.Second/16000 >= h.cfg.chunk {
-		return h.endChunk(s)
-	}
-	return nil
-}
-
-// endChunk judges a complete chunk (FastRTC's algorithm).
-func (h *pauseHandler) endChunk(s *Session) error {
-	speech := time.Duration(h.chunkSpeech) * 20 * time.Millisecond
-	if !h.started && speech > h.cfg.startThreshold {
-		h.started = true
-		_ = s.Log("started_talking")
-		if h.cfg.canInterrupt && h.cfg.cutInOnStart {
-			h.interruptLocked()
-		}
-	}
-	pause := false
-	if h.started {
-		h.absorbChunkLocked()
-		long := time.Duration(h.utter16) * time.Second / 16000
-		if h.cfg.maxSpeech > 0 && long >= h.cfg.maxSpeech || long >= maxUtterance {
-			pause = true
-		}
-		if speech < h.cfg.pauseThreshold {
-			pause = true
-		}
-	}
-	h.chunk, h.chunkLen16, h.chunkSpeech, h.chunkFirst = h.chunk[:0], 0, 0, -1
-	if pause {
-		_ = s.Log("pause_detected")
-		h.replyLocked()
-	}
-	return nil
-}
-
-// absorbChunkLocked adds the current chunk's audio and speech span to the utterance.
-func (h *pauseHandler) absorbChunkLocked() {
-	h.utter = append(h.utter, h.chunk...)
-	h.utter16 += h.chunkLen16
-	if h.chunkFirst >= 0 {
-		if h.first < 0 {
-			h.first = h.chunkFirst
-		}
-		h.last = h.chunkLast
-	}
+	})
 }
 
 // resetTurn forgets the current turn's audio.
 func (h *pauseHandler) resetTurn() {
-	h.chunk, h.chunkLen16, h.chunkSpeech, h.chunkFirst = h.chunk[:0], 0, 0, -1
-	h.utter, h.utter16, h.first, h.started = nil, 0, -1, false
-	h.v16 = h.v16[:0]
+	h.chunk, h.utter = h.chunk[:0], nil
+	h.turn.resetTurn()
 }
 
 // utteranceLocked returns the current turn's audio, trimmed to the speech plus padding.
 func (h *pauseHandler) utteranceLocked() AudioFrame {
 	audio := append(h.utter, h.chunk...)
-	if h.cfg.pad >= 0 && h.first >= 0 {
+	if d := h.turn; h.cfg.pad >= 0 && d.first >= 0 {
 		rate := h.cfg.inputRate
 		pad16 := int(h.cfg.pad * 16000 / time.Second)
-		start := max(0, (h.first-pad16)*rate/16000)
-		end := min(len(audio), (h.last+pad16)*rate/16000)
+		start := max(0, (d.first-pad16)*rate/16000)
+		end := min(len(audio), (d.last+pad16)*rate/16000)
 		if start < end {
 			audio = audio[start:end]
 		}
@@ -431,8 +432,7 @@ func (h *pauseHandler) TriggerReply(*Session) error {
 	if h.vad == nil {
 		return fmt.Errorf("fastrtc: trigger reply: session not started")
 	}
-	h.absorbChunkLocked()
-	h.chunk, h.chunkLen16 = h.chunk[:0], 0
+	h.turn.absorbChunk()
 	h.replyLocked()
 	return nil
 }

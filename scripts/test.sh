@@ -25,6 +25,11 @@ echo "== lint (scripts/lint.sh)"
 # The network tests (netns_test.go) build namespaces (root, ip, nft) and one drives headless
 # Chromium from a client namespace (node, e2e/node_modules): make sure they run, not skip.
 if [ "$(id -u)" -eq 0 ]; then export FASTRTC_NETNS=1; fi
+# The Silero VAD model and onnxruntime-node (for the test that checks our network against it):
+# npm, into testdata/silero/node_modules; their absence then fails the tests instead of
+# skipping them.
+./scripts/silero.sh >/dev/null
+export FASTRTC_REQUIRE_SILERO=1
 if [ ! -d e2e/node_modules/playwright-core ]; then
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
