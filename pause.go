@@ -233,10 +233,10 @@ type pauseHandler struct {
 
 	mu         sync.Mutex
 	turn       *turnDetector
-	v16        []int16 // scratch: the last frame at 16 kHz
-	chunk      []int16 // the current chunk at the input rate
-	prev       []int16 // the last chunk dropped outside a turn (a turn may adopt it)
-	utter      []int16 // the turn so far (whole chunks, input rate)
+	v16        []int16            // scratch: the last frame at 16 kHz
+	chunk      []int16            // the current chunk at the input rate
+	prev       []int16            // the last chunk dropped outside a turn (a turn may adopt it)
+	utter      []int16            // the turn so far (whole chunks, input rate)
 	gen        int                // current reply generation
 	cancel     context.CancelFunc // cancels the current reply
 	responding bool

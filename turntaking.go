@@ -56,7 +56,7 @@ type turnDetector struct {
 	// recent is the speech of the last chunk's length of windows (a ring), so that a turn
 	// starts as soon as that much audio holds the started-talking threshold of speech, even
 	// across a chunk boundary.
-	recent             []int
+	recent              []int
 	recentAt, recentSum int
 	// prev is the last chunk dropped outside a turn: a turn that starts adopts it, so the
 	// utterance keeps its first words.

@@ -3,8 +3,8 @@ package fastrtc
 import (
 	"context"
 	"errors"
-	"os"
 	"iter"
+	"os"
 	"strings"
 	"testing"
 	"time"
