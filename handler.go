@@ -229,7 +229,7 @@ func (r *ReplyOnPause) bind(s *Stream) error {
 	if err != nil {
 		return err
 	}
-	s.log.Debug("fastrtc: pause detection", "vad", which)
+	s.log.Info("fastrtc: pause detection", "vad", which)
 	s.audio = &audioConfig{factory: func() AudioHandler {
 		return &pauseHandler{reply: r.reply, cfg: &r.cfg, newVAD: newVAD, out: make(chan genFrame)}
 	}, pause: true}

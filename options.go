@@ -1,6 +1,7 @@
 package fastrtc
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,7 @@ type config struct {
 	title           string
 	subtitle        string
 	noUI            bool
+	constraints     *TrackConstraints
 	audio           audioOptions
 	ws              WebSocketOptions
 	tel             TelephoneOptions
@@ -86,6 +88,11 @@ func (c *config) check() error {
 	}
 	if c.ws.PingInterval == 0 {
 		c.ws.PingInterval = defaultWSPingInterval
+	}
+	if c.constraints != nil {
+		if _, err := json.Marshal(c.constraints); err != nil {
+			return bad("track constraints: %v", err)
+		}
 	}
 	switch {
 	case c.concurrency < 0:
@@ -251,6 +258,28 @@ func WithTitle(title, subtitle string) Option {
 // WithoutUI turns the built-in page off: Handler and ListenAndServe then serve only the
 // routes, and UI answers 404.
 func WithoutUI() Option { return func(c *config) { c.noUI = true } }
+
+// TrackConstraints are the built-in page's getUserMedia constraints for its microphone and
+// camera tracks (FastRTC's track_constraints): JSON objects as MediaTrackConstraints, e.g.
+// {"echoCancellation": true, "sampleRate": 48000} or {"width": {"ideal": 1280}}. A nil map
+// keeps the page's default for that kind. The device the user picks is added to them.
+//
+// The defaults: for a stream whose handler detects pauses (ReplyOnPause, a voice agent) the
+// microphone has echo cancellation, noise suppression and automatic gain control on (as
+// FastRTC does), so the agent does not hear itself on laptop speakers and cut itself off;
+// for other audio streams they are off, so that what the handler gets is what the
+// microphone heard. The camera asks for 640x480 at 30 fps (the page's width, height and fps
+// query parameters change that).
+type TrackConstraints struct {
+	Audio map[string]any
+	Video map[string]any
+}
+
+// WithTrackConstraints sets the built-in page's capture constraints. New fails if a value
+// cannot be encoded as JSON.
+func WithTrackConstraints(tc TrackConstraints) Option {
+	return func(c *config) { c.constraints = &tc }
+}
 
 // audioOptions are the audio settings of a Stream.
 type audioOptions struct {

@@ -25,6 +25,8 @@ type uiConfig struct {
 	Outputs    []Output           `json:"outputs"`
 	ICEServers []webrtc.ICEServer `json:"ice_servers"`
 	Pause      bool               `json:"pause_detection"`
+	Audio      map[string]any     `json:"audio_constraints"`
+	Video      map[string]any     `json:"video_constraints,omitempty"`
 }
 
 // UI returns the built-in page for trying the stream in a browser: camera and/or microphone,
@@ -37,6 +39,14 @@ func (s *Stream) UI() http.Handler {
 		Title: s.cfg.title, Subtitle: s.cfg.subtitle, Modality: s.modality, Mode: s.mode,
 		Prefix: s.cfg.prefix, Inputs: s.cfg.inputs, Outputs: s.cfg.outputs, ICEServers: s.cfg.iceServers,
 		Pause: s.pauseDetection(),
+	}
+	voice := cfg.Pause
+	cfg.Audio = map[string]any{"echoCancellation": voice, "noiseSuppression": voice, "autoGainControl": voice, "channelCount": 1}
+	if tc := s.cfg.constraints; tc != nil {
+		if tc.Audio != nil {
+			cfg.Audio = tc.Audio
+		}
+		cfg.Video = tc.Video
 	}
 	if cfg.Inputs == nil {
 		cfg.Inputs = []Input{}

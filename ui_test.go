@@ -1,6 +1,7 @@
 package fastrtc
 
 import (
+	"errors"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -122,6 +123,45 @@ func TestUIDefaultsAndAudioConfig(t *testing.T) {
 	if out, ok := cfg["outputs"].([]any); !ok || len(out) != 0 {
 		t.Errorf("outputs = %#v, want []", cfg["outputs"])
 	}
+	// A voice agent's microphone: echo cancellation, noise suppression, gain control on.
+	ac, _ := cfg["audio_constraints"].(map[string]any)
+	for _, k := range []string{"echoCancellation", "noiseSuppression", "autoGainControl"} {
+		if ac[k] != true {
+			t.Errorf("voice stream: audio constraint %s = %v, want true", k, ac[k])
+		}
+	}
+}
+
+// TestUITrackConstraints: a plain audio stream keeps the microphone's processing off;
+// WithTrackConstraints replaces the constraints; values JSON cannot carry are refused.
+func TestUITrackConstraints(t *testing.T) {
+	s, err := New(echoFactory(), Audio, SendReceive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, cfg := pageConfig(t, s.UI(), "/")
+	if ac, _ := cfg["audio_constraints"].(map[string]any); ac["echoCancellation"] != false || ac["channelCount"] != 1.0 {
+		t.Errorf("echo stream constraints %v, want processing off", ac)
+	}
+	s2, err := New(echoFactory(), Audio, SendReceive, WithTrackConstraints(TrackConstraints{
+		Audio: map[string]any{"echoCancellation": true, "sampleRate": 16000},
+		Video: map[string]any{"width": map[string]any{"ideal": 1280}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	_, cfg = pageConfig(t, s2.UI(), "/")
+	ac, _ := cfg["audio_constraints"].(map[string]any)
+	vc, _ := cfg["video_constraints"].(map[string]any)
+	if ac["echoCancellation"] != true || ac["sampleRate"] != 16000.0 || ac["noiseSuppression"] != nil || vc["width"] == nil {
+		t.Errorf("constraints %v %v, want the given ones", ac, vc)
+	}
+	_, err = New(echoFactory(), Audio, SendReceive, WithTrackConstraints(TrackConstraints{Audio: map[string]any{"bad": func() {}}}))
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("unencodable constraint: %v, want ErrInvalidConfig", err)
+	}
 }
 
 // A title cannot end the page's script element or inject markup.
@@ -198,7 +238,7 @@ func TestUIPageSelfContained(t *testing.T) {
 	}
 	// The protocol strings the page depends on.
 	for _, s := range []string{`createDataChannel("text")`, `"/webrtc/offer"`, `"/input_hook"`, `"/outputs?webrtc_id="`,
-		`"output"`, "concurrency_limit_reached", "echoCancellation: false", "noiseSuppression: false", "autoGainControl: false",
+		`"output"`, "concurrency_limit_reached", "cfg.audio_constraints", "cfg.video_constraints",
 		"started_talking", "pause_detected", "response_starting", "end_stream", "send_input", "msg.message || msg.data"} {
 		if !strings.Contains(p, s) {
 			t.Errorf("page lacks %s", s)

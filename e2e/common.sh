@@ -17,6 +17,11 @@ e2e_setup() {
     echo "e2e: installing npm dependencies"
     (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The pause-detection scenario runs on the Silero VAD (the library's default once the model
+  # is installed), through the browser's echo cancellation and noise suppression.
+  if [ -z "${FASTRTC_SILERO_MODEL:-}" ]; then
+    FASTRTC_SILERO_MODEL=$("$ROOT/scripts/silero.sh") && export FASTRTC_SILERO_MODEL
+  fi
   echo "e2e: building cmd/e2eserver"
   (cd "$ROOT" && go build -o "$OUT/e2eserver" ./cmd/e2eserver)
 }

@@ -155,6 +155,11 @@ scenario('audio-echo', { kind: 'echo', audio: TONE }, async ({ open }) => {
 scenario('pause-detection', { kind: 'pause', audio: SPEECH, timeout: 60000 }, async ({ open }) => {
   const page = await open();
   await connect(page);
+  // A voice agent's page opens the microphone with the browser's echo cancellation, noise
+  // suppression and gain control on (FastRTC's defaults), unlike the echo stream's.
+  const settings = await page.evaluate(() => window.__fastrtc.localStream.getAudioTracks()[0].getSettings());
+  check(settings.echoCancellation === true && settings.noiseSuppression === true && settings.autoGainControl === true,
+    'voice microphone opened with echo cancellation, noise suppression and AGC on: ' + JSON.stringify(settings));
   // The fake microphone loops the file (two utterances, 6.9 s): wait for two replies.
   await waitFor(page, () => window.__fastrtc.logs.filter((l) => l === 'response_starting').length >= 2, null, 30000, 'two response_starting logs');
   await waitFor(page, () => window.__fastrtc.outputs.replies >= 2, null, 5000, 'replies output >= 2');
