@@ -1,10 +1,12 @@
 // Command loadtest drives many WebRTC sessions against a fastrtc server on loopback and reports
 // what the server process spent: CPU (from /proc/PID/stat) and, for video, the frame rate each
 // session got back. Clients are light package client connections that send a pre-encoded VP8 file (no
-// encoding on the client side) or, for audio, stay connected and idle.
+// encoding on the client side) or, for audio, stay connected and idle, or (voice) loop a
+// spoken fixture against a ReplyOnPause server and report the turn latency, p50/p95.
 //
 //	go build -o /tmp/e2eserver ./cmd/e2eserver && /tmp/e2eserver -kind flip -addr 127.0.0.1:8100 &
 //	go run ./cmd/loadtest -url http://127.0.0.1:8100 -pid $! -n 8 -kind video -ivf testdata/video/noisy640.ivf
+//	./scripts/load.sh voice 100    # e2eserver -kind pause; Silero when its model is installed
 //
 // It stops by itself after -duration; it only ever talks to -url.
 package main
@@ -34,17 +36,18 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:8100", "server base URL (loopback)")
 	pid := flag.Int("pid", 0, "server process id, for its CPU time")
 	n := flag.Int("n", 4, "sessions")
-	kind := flag.String("kind", "video", "video (send-receive VP8 from -ivf) or audio-idle (connected, silent)")
+	kind := flag.String("kind", "video", "video (send-receive VP8 from -ivf), audio-idle (connected, silent) or voice (spoken fixture, turn latency)")
 	ivf := flag.String("ivf", "testdata/video/noisy640.ivf", "VP8 file to send (video)")
 	duration := flag.Duration("duration", 10*time.Second, "measurement time, after all sessions connected")
+	audioDir := flag.String("audio", "testdata/audio", "folder of the spoken fixture (voice)")
 	flag.Parse()
-	if err := run(*url, *pid, *n, *kind, *ivf, *duration); err != nil {
+	if err := run(*url, *pid, *n, *kind, *ivf, *audioDir, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(base string, pid, n int, kind, ivfPath string, duration time.Duration) error {
+func run(base string, pid, n int, kind, ivfPath, audioDir string, duration time.Duration) error {
 	if !strings.HasPrefix(base, "http://127.0.0.1:") && !strings.HasPrefix(base, "http://localhost:") {
 		return errors.New("-url must be on loopback")
 	}
@@ -55,24 +58,43 @@ func run(base string, pid, n int, kind, ivfPath string, duration time.Duration) 
 			return err
 		}
 	}
+	var voice *voiceFixture
+	if kind == "voice" {
+		var err error
+		if voice, err = loadVoiceFixture(audioDir); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+60*time.Second)
 	defer cancel()
 	clients := make([]*session, n)
+	voices := make([]*voiceSession, n)
 	for i := range clients {
-		c, err := dial(ctx, base, fmt.Sprintf("load%d-%d", os.Getpid(), i), kind == "video")
+		c, err := dial(ctx, base, fmt.Sprintf("load%d-%d", os.Getpid(), i), kind == "video", kind == "voice")
 		if err != nil {
 			return fmt.Errorf("session %d: %w", i, err)
 		}
 		defer c.close()
 		clients[i] = c
-		if kind == "video" {
+		switch kind {
+		case "video":
 			go c.sendVideo(ctx, frames)
+		case "voice":
+			voices[i] = &voiceSession{}
+			c.wg.Add(1)
+			go c.readVoice(voices[i])
+			go c.sendVoice(ctx, voice, voices[i])
 		}
 		time.Sleep(50 * time.Millisecond) // stagger, as real users arrive
 	}
 	time.Sleep(2 * time.Second) // warm up
-	for _, c := range clients {
+	for i, c := range clients {
 		c.frames.Store(0)
+		if v := voices[i]; v != nil {
+			v.mu.Lock()
+			v.measure = true
+			v.mu.Unlock()
+		}
 	}
 	cpu0, err := cpuTicks(pid)
 	if err != nil && pid != 0 {
@@ -93,6 +115,9 @@ func run(base string, pid, n int, kind, ivfPath string, duration time.Duration) 
 	}
 	if kind == "video" {
 		res["fps_min"], res["fps_median"] = fps[0], fps[len(fps)/2]
+	}
+	if kind == "voice" {
+		voiceReport(res, voices)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
@@ -123,7 +148,7 @@ type session struct {
 
 // dial connects one session: VP8 send-receive (frames counted at the marker bit, nothing
 // decoded) or Opus send-receive left silent.
-func dial(ctx context.Context, base, id string, video bool) (*session, error) {
+func dial(ctx context.Context, base, id string, video, voice bool) (*session, error) {
 	o := &client.Options{ID: id, SettingEngine: loadgen.Loopback}
 	if video {
 		o.SendVideo, o.ReceiveVideo = true, true
@@ -137,6 +162,9 @@ func dial(ctx context.Context, base, id string, video bool) (*session, error) {
 		return nil, err
 	}
 	s := &session{c: c}
+	if voice {
+		return s, nil // readVoice reads (and decodes) the replies
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
