@@ -2,10 +2,13 @@ package fastrtc_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
+	"io/fs"
 	"iter"
 	"net/http"
+	"time"
 
 	"github.com/fastrtc-go/fastrtc"
 )
@@ -114,6 +117,29 @@ func ExampleNewReplyOnPause() {
 	defer stream.Close()
 	fmt.Println(stream.Mode())
 	// Output: send-receive
+}
+
+// A voice agent on the Silero VAD, tuned: stricter speech, a longer silence before speech
+// ends, and half a second of talking over the reply before it is cut. The model file comes
+// from npm (./scripts/silero.sh installs it).
+func ExampleWithSilero() {
+	model, err := fastrtc.LoadSileroModelFile("testdata/silero/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx")
+	if err != nil {
+		fmt.Println("no model:", errors.Is(err, fs.ErrNotExist))
+		return
+	}
+	reply := func(ctx context.Context, s *fastrtc.Session, utterance fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		return func(yield func(fastrtc.AudioFrame, error) bool) { yield(utterance, nil) }
+	}
+	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(reply,
+		fastrtc.WithSilero(model, fastrtc.SileroOptions{Threshold: 0.7, MinSilence: 200 * time.Millisecond}),
+		fastrtc.WithMinInterruption(500*time.Millisecond)),
+		fastrtc.Audio, fastrtc.SendReceive)
+	if err != nil {
+		panic(err)
+	}
+	defer stream.Close()
+	fmt.Println(stream.Modality())
 }
 
 // A server that connects through NATs and firewalls: one UDP port for every session, ICE

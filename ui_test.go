@@ -1,10 +1,10 @@
 package fastrtc
 
 import (
-	"errors"
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"image"
 	"io"
 	"iter"

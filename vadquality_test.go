@@ -56,11 +56,14 @@ func BenchmarkVADQuality(b *testing.B) {
 	for _, noise := range []string{"pink", "white"} {
 		noisePCM := soxNoise(b, dir, noise, len(sc.speech))
 		for _, snr := range []float64{math.Inf(1), 20, 10, 5, 0} {
+			if math.IsInf(snr, 1) && noise != "pink" {
+				continue // clean is clean
+			}
 			mix := sc.mix(noisePCM, snr)
 			for _, det := range detectors {
 				name := fmt.Sprintf("%s/%s/snr=%g", det.name, noise, snr)
 				if math.IsInf(snr, 1) {
-					name = fmt.Sprintf("%s/%s/clean", det.name, noise)
+					name = det.name + "/clean"
 				}
 				b.Run(name, func(b *testing.B) {
 					var r qualityResult

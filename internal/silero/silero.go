@@ -63,8 +63,8 @@ type network struct {
 	bins    int       // nfft/2 + 1
 	basis   []float32 // [2*bins][nfft]: real rows then imaginary rows
 	enc     [4]conv
-	wih     []float32 // [4*hidden][hidden], PyTorch gate order i, f, g, o
-	whh     []float32
+	wIn     []float32 // [4*hidden][hidden], PyTorch gate order i, f, g, o
+	wHid     []float32
 	bias    []float32 // bias_ih + bias_hh
 	decW    []float32 // [hidden]
 	decB    float32
@@ -187,10 +187,10 @@ func readNetwork(g *graph, rate, window int) (*network, error) {
 		}
 		n.enc[i] = c
 	}
-	if n.wih, err = get("decoder.rnn.weight_ih", 4*hidden, hidden); err != nil {
+	if n.wIn, err = get("decoder.rnn.weight_ih", 4*hidden, hidden); err != nil {
 		return nil, err
 	}
-	if n.whh, err = get("decoder.rnn.weight_hh", 4*hidden, hidden); err != nil {
+	if n.wHid, err = get("decoder.rnn.weight_hh", 4*hidden, hidden); err != nil {
 		return nil, err
 	}
 	bih, err := get("decoder.rnn.bias_ih", 4*hidden)
@@ -342,12 +342,12 @@ func (d *Detector) run() float32 {
 		t = d.conv(&n.enc[i], in, t, d.act[i])
 		in = d.act[i]
 	}
-	// LSTM cell: gates = Wih x + Whh h + b.
+	// LSTM cell: gates = W_ih x + W_hh h + b.
 	copy(d.gates, n.bias)
 	gates := blas32.Vector{N: 4 * hidden, Inc: 1, Data: d.gates}
-	blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: 4 * hidden, Cols: hidden, Stride: hidden, Data: n.wih},
+	blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: 4 * hidden, Cols: hidden, Stride: hidden, Data: n.wIn},
 		blas32.Vector{N: hidden, Inc: 1, Data: in}, 1, gates)
-	blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: 4 * hidden, Cols: hidden, Stride: hidden, Data: n.whh},
+	blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: 4 * hidden, Cols: hidden, Stride: hidden, Data: n.wHid},
 		blas32.Vector{N: hidden, Inc: 1, Data: d.h}, 1, gates)
 	out := n.decB
 	for j := 0; j < hidden; j++ {
