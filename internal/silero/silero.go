@@ -64,7 +64,7 @@ type network struct {
 	basis   []float32 // [2*bins][nfft]: real rows then imaginary rows
 	enc     [4]conv
 	wIn     []float32 // [4*hidden][hidden], PyTorch gate order i, f, g, o
-	wHid     []float32
+	wHid    []float32
 	bias    []float32 // bias_ih + bias_hh
 	decW    []float32 // [hidden]
 	decB    float32
