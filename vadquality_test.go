@@ -398,3 +398,29 @@ func benchSileroOpts() SileroOptions {
 	}
 	return o
 }
+
+// TestSileroTurnsAt0dB holds the quality benchmark's goal: at 0 dB SNR (pink and white noise,
+// chords and clicks between the sentences) every sentence gets exactly one reply with Silero,
+// while the WebRTC VAD, on the same audio, answers none (so the audio is hard).
+func TestSileroTurnsAt0dB(t *testing.T) {
+	for _, tool := range []string{"espeak-ng", "sox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	model := sileroForTest(t)
+	dir := t.TempDir()
+	sc := buildQualityScene(t, dir)
+	for _, noise := range []string{"pink", "white"} {
+		mix := sc.mix(soxNoise(t, dir, noise, len(sc.speech)), 0)
+		r := sc.evaluate(t, func() (VAD, error) { return model.NewVAD(SileroOptions{}) }, mix)
+		if r.ok != 100 || r.extra != 0 {
+			t.Errorf("Silero, %s noise at 0 dB: %.0f%% of sentences got one reply, %d extra, %d none", noise, r.ok, r.extra, r.none)
+		}
+		w := sc.evaluate(t, func() (VAD, error) { return NewWebRTCVAD(3) }, mix)
+		if w.ok > 50 {
+			t.Errorf("WebRTC VAD, %s noise at 0 dB: %.0f%% answered: the condition is not the hard one", noise, w.ok)
+		}
+		t.Logf("%s 0 dB: Silero %.0f%% one reply (acc %.1f%%), WebRTC VAD %.0f%% (acc %.1f%%)", noise, r.ok, r.acc, w.ok, w.acc)
+	}
+}
