@@ -21,7 +21,11 @@ const (
 	KindText     InputKind = "text"     // a string
 	KindCheckbox InputKind = "checkbox" // a bool
 	KindDropdown InputKind = "dropdown" // a string, one of Choices
+	KindJSON     InputKind = "json"     // any JSON value (lists, objects), at most MaxBytes encoded
 )
+
+// DefaultJSONInputBytes bounds a JSON input's encoded size unless WithMaxBytes says otherwise.
+const DefaultJSONInputBytes = 64 << 10
 
 // Input declares one additional input: a per-connection parameter that a client sets over
 // POST /input_hook (or the server with Stream.SetInput) and the handler reads with
@@ -35,7 +39,18 @@ type Input struct {
 	Step    float64   `json:"step,omitempty"`
 	Default any       `json:"default"`
 	Choices []string  `json:"choices,omitempty"`
+	// MaxBytes bounds a JSON input's encoded size (0: DefaultJSONInputBytes).
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
+
+// JSON declares an input that carries any JSON value (a chat history, a list of messages, an
+// object of settings), starting at def (which must encode as JSON): FastRTC's pages post such
+// values (chatbot, state) to /input_hook. A posted value larger than MaxBytes encoded is
+// refused. Read it with Inputs.JSON.
+func JSON(name string, def any) Input { return Input{Name: name, Kind: KindJSON, Default: def} }
+
+// WithMaxBytes returns a copy of in bounded to n bytes of encoded JSON (for JSON inputs).
+func (in Input) WithMaxBytes(n int) Input { in.MaxBytes = n; return in }
 
 // Slider declares a float input in [min, max] moving by step, starting at def.
 func Slider(name string, min, max, step, def float64) Input {
@@ -130,6 +145,19 @@ func (in Input) convert(v any) (any, error) {
 			return nil, fmt.Errorf("%q is not one of %q", s, in.Choices)
 		}
 		return s, nil
+	case KindJSON:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("want a JSON value: %v", err)
+		}
+		limit := in.MaxBytes
+		if limit <= 0 {
+			limit = DefaultJSONInputBytes
+		}
+		if len(b) > limit {
+			return nil, fmt.Errorf("%d bytes of JSON, more than %d", len(b), limit)
+		}
+		return json.RawMessage(b), nil
 	}
 	return nil, fmt.Errorf("unknown input kind %q", in.Kind)
 }
@@ -198,6 +226,19 @@ func (in Inputs) String() string {
 		return fmt.Sprintf("%v", in.vals)
 	}
 	return string(b)
+}
+
+// JSON decodes the named JSON input into dst (as encoding/json.Unmarshal does). It returns an
+// error if there is no such input.
+func (in Inputs) JSON(name string, dst any) error {
+	raw, ok := in.vals[name].(json.RawMessage)
+	if !ok {
+		return fmt.Errorf("fastrtc: no JSON input %q", name)
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("fastrtc: JSON input %q: %w", name, err)
+	}
+	return nil
 }
 
 // Bool returns the named checkbox input, or false.

@@ -38,6 +38,8 @@ type config struct {
 	subtitle        string
 	noUI            bool
 	constraints     *TrackConstraints
+	onInput         func(s *Session, names []string)
+	outputsWait     time.Duration
 	audio           audioOptions
 	ws              WebSocketOptions
 	tel             TelephoneOptions
@@ -85,6 +87,9 @@ func (c *config) check() error {
 	}
 	if c.ws.MaxMessageBytes == 0 {
 		c.ws.MaxMessageBytes = defaultWSMaxMessage
+	}
+	if c.outputsWait == 0 {
+		c.outputsWait = 5 * time.Second
 	}
 	if c.ws.PingInterval == 0 {
 		c.ws.PingInterval = defaultWSPingInterval
@@ -274,6 +279,19 @@ type TrackConstraints struct {
 	Audio map[string]any
 	Video map[string]any
 }
+
+// WithOnInput calls fn after a client posted inputs (POST /input_hook, Stream.SetInput, or
+// ReplyOnPause's text input from the data channel), with the names posted, on a goroutine of
+// the session (Session.Go): it may block, and a panic in it ends only that session. A handler
+// reacts there to a posted input, e.g. with s.TriggerReply().
+func WithOnInput(fn func(s *Session, names []string)) Option {
+	return func(c *config) { c.onInput = fn }
+}
+
+// WithOutputsWait sets how long GET /outputs waits for a connection id that is not live yet
+// (default 5 s; FastRTC pages may open their EventSource before they start the connection).
+// 0 keeps the default; a negative value answers 404 at once.
+func WithOutputsWait(d time.Duration) Option { return func(c *config) { c.outputsWait = d } }
 
 // WithTrackConstraints sets the built-in page's capture constraints. New fails if a value
 // cannot be encoded as JSON.

@@ -26,6 +26,14 @@ type outputQueue struct {
 	items   []json.RawMessage
 	notify  chan struct{} // cap 1: signalled when an item is added
 	dropped int
+	latest  json.RawMessage
+}
+
+// latestValue is the last item pushed.
+func (q *outputQueue) latestValue() json.RawMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.latest
 }
 
 func newOutputQueue() *outputQueue { return &outputQueue{notify: make(chan struct{}, 1)} }
@@ -39,6 +47,7 @@ func (q *outputQueue) push(v json.RawMessage) (dropped bool) {
 		dropped = true
 	}
 	q.items = append(q.items, v)
+	q.latest = v
 	q.mu.Unlock()
 	select {
 	case q.notify <- struct{}{}:
@@ -66,6 +75,11 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	if err != nil {
 		return nil, err
 	}
+	return s.outputsOf(ctx, sess), nil
+}
+
+// outputsOf is Outputs for a session in hand.
+func (s *Stream) outputsOf(ctx context.Context, sess *Session) <-chan json.RawMessage {
 	ch := make(chan json.RawMessage)
 	go func() {
 		defer close(ch)
@@ -118,7 +132,7 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 			}
 		}
 	}()
-	return ch, nil
+	return ch
 }
 
 // outputsGrace is how long the outputs of an ended session wait for a reader.
@@ -128,7 +142,8 @@ const outputsGrace = 5 * time.Second
 const sseWriteTimeout = 10 * time.Second
 
 // serveOutputs is GET /outputs?webrtc_id=ID: Server-Sent Events, one `event: output` per
-// emitted value, until the session ends.
+// emitted value, until the session ends. An id that is not live yet is waited for
+// (WithOutputsWait, 5 s) before the answer is 404.
 func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -140,11 +155,13 @@ func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
 		return
 	}
-	ch, err := s.Outputs(r.Context(), id)
+	// The page may open its EventSource before it starts the connection: wait a little.
+	sess, err := s.waitSession(r.Context(), id, s.cfg.outputsWait)
 	if err != nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 		return
 	}
+	ch := s.outputsOf(r.Context(), sess)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

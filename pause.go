@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +74,8 @@ type pauseConfig struct {
 	startup        StartupFunc
 	newVAD         func() (VAD, error) // nil: Silero if SileroModelEnv names a model, else WebRTC
 	minInterrupt   time.Duration
+	textInput      string        // a Text input whose posted value triggers a reply
+	gate           *stopWordGate // ReplyOnStopWords
 }
 
 // WithPauseChunk sets how much audio is judged at a time (default 0.6 s).
@@ -147,6 +151,14 @@ func WithSilero(m *SileroModel, o SileroOptions) PauseOption {
 func WithWebRTCVAD(mode int) PauseOption {
 	return func(c *pauseConfig) { c.newVAD = func() (VAD, error) { return NewWebRTCVAD(mode) } }
 }
+
+// WithTextInput makes the named input (declare it with Text, e.g. fastrtc.Text("textbox",
+// "")) a way to talk to the agent by typing: whenever a client posts it non-empty (to
+// /input_hook, as FastRTC's send_text_or_audio page does, or with Stream.SetInput), or sends
+// text on the data channel (a plain string, or {"type": "text", "data": "..."}), a reply
+// starts as if the user had spoken and paused. The reply gets an empty utterance and reads
+// the text with ReplyText(ctx); it interrupts a reply in progress (WithCanInterrupt).
+func WithTextInput(name string) PauseOption { return func(c *pauseConfig) { c.textInput = name } }
 
 // WithMinInterruption sets how long the user must speak over a reply before it is cut
 // (default 300 ms; 0 cuts at the first speech). A shorter sound (a cough, "uh-huh", a click)
@@ -231,15 +243,18 @@ type pauseHandler struct {
 	res    *resample.Resampler // input rate -> 16 kHz
 	out    chan genFrame
 
-	mu         sync.Mutex
-	turn       *turnDetector
-	v16        []int16            // scratch: the last frame at 16 kHz
-	chunk      []int16            // the current chunk at the input rate
-	prev       []int16            // the last chunk dropped outside a turn (a turn may adopt it)
-	utter      []int16            // the turn so far (whole chunks, input rate)
-	gen        int                // current reply generation
-	cancel     context.CancelFunc // cancels the current reply
-	responding bool
+	mu          sync.Mutex
+	turn        *turnDetector
+	v16         []int16            // scratch: the last frame at 16 kHz
+	chunk       []int16            // the current chunk at the input rate
+	prev        []int16            // the last chunk dropped outside a turn (a turn may adopt it)
+	utter       []int16            // the turn so far (whole chunks, input rate)
+	pendingText string             // text posted before Start
+	gateMu      sync.Mutex         // serialises stop-word transcriptions; guards armed
+	armed       bool               // ReplyOnStopWords: the stop word was heard, the next turn is answered
+	gen         int                // current reply generation
+	cancel      context.CancelFunc // cancels the current reply
+	responding  bool
 }
 
 // AudioLayout asks for mono input at the configured rate.
@@ -260,11 +275,15 @@ func (h *pauseHandler) Start(s *Session) error {
 	}
 	h.mu.Lock()
 	h.sess, h.vad, h.res, h.turn = s, v, res, newTurnDetector(h.cfg, v)
+	if h.pendingText != "" {
+		h.textReplyLocked(s, h.pendingText)
+		h.pendingText = ""
+	}
 	h.mu.Unlock()
 	s.onEnd(s.stream.codecOpened(v.Close))
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
-		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false)
+		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false, nil)
 	}
 	return nil
 }
@@ -333,7 +352,57 @@ func (h *pauseHandler) replyLocked() {
 		h.interruptLocked()
 	}
 	s := h.sess
-	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true)
+	var prepare func(ctx context.Context) (context.Context, bool, error)
+	if g := h.cfg.gate; g != nil {
+		prepare = func(ctx context.Context) (context.Context, bool, error) {
+			h.gateMu.Lock()
+			defer h.gateMu.Unlock()
+			return g.admit(ctx, s, utt, &h.armed)
+		}
+	}
+	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true, prepare)
+}
+
+// inputsPosted starts a text reply when the text input was posted non-empty.
+func (h *pauseHandler) inputsPosted(s *Session, names []string) {
+	name := h.cfg.textInput
+	if name == "" || !slices.Contains(names, name) {
+		return
+	}
+	text := s.Inputs().Text(name)
+	if strings.TrimSpace(text) == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.vad == nil {
+		h.pendingText = text // posted before the session started: answered by Start
+		return
+	}
+	h.textReplyLocked(s, text)
+}
+
+// textReplyLocked starts a reply to typed text.
+func (h *pauseHandler) textReplyLocked(s *Session, text string) {
+	if h.cfg.canInterrupt {
+		h.interruptLocked()
+	}
+	h.resetTurn()
+	empty := AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1}
+	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] {
+		return h.reply(context.WithValue(ctx, replyTextKey{}, text), s, empty)
+	}, true, nil)
+}
+
+// receiveText takes text the client sent on the data channel: with a text input, it is
+// posted to it (and so answered).
+func (h *pauseHandler) receiveText(s *Session, text string) {
+	if h.cfg.textInput == "" {
+		return
+	}
+	if err := s.setInputs(map[string]any{h.cfg.textInput: text}); err != nil {
+		_ = s.Warn("text input: " + err.Error())
+	}
 }
 
 // interruptLocked stops the current reply and drops its queued audio.
@@ -347,14 +416,17 @@ func (h *pauseHandler) interruptLocked() {
 	h.sess.ClearAudio()
 }
 
-func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool) {
+func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool,
+	prepare func(context.Context) (context.Context, bool, error)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.startReplyLocked(gen, announce)
+	h.startReplyLocked(gen, announce, prepare)
 }
 
-// startReplyLocked runs a reply generator on its own goroutine, feeding Emit.
-func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool) {
+// startReplyLocked runs a reply generator on its own goroutine, feeding Emit. prepare, if
+// set, runs first on that goroutine and may veto the reply (stop words) or give it a context.
+func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool,
+	prepare func(context.Context) (context.Context, bool, error)) {
 	s := h.sess
 	if h.cancel != nil { // never leave a reply running unseen (it may be calling a model)
 		h.cancel()
@@ -372,6 +444,17 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 			}
 			h.mu.Unlock()
 		}()
+		if prepare != nil {
+			pctx, ok, err := prepare(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.Fail(err)
+				return
+			}
+			if !ok || ctx.Err() != nil {
+				return
+			}
+			ctx = pctx
+		}
 		if announce && h.cfg.needsInputs {
 			h.awaitInputs(ctx)
 		}

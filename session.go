@@ -1,6 +1,7 @@
 package fastrtc
 
 import (
+	"sort"
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
 
 	"context"
@@ -168,9 +169,57 @@ func (s *Session) setInputs(values map[string]any) error {
 				s.inWait = nil
 			}
 			s.inMu.Unlock()
+			s.postedInputs(values)
 			return nil
 		}
 	}
+}
+
+// inputReceiver is implemented by handlers that react to posted inputs (ReplyOnPause's text
+// input). inputsPosted must not block.
+type inputReceiver interface {
+	inputsPosted(s *Session, names []string)
+}
+
+// textReceiver is implemented by handlers that take text from the data channel.
+type textReceiver interface {
+	receiveText(s *Session, text string)
+}
+
+// postedInputs runs the on-input hooks after an input change.
+func (s *Session) postedInputs(values map[string]any) {
+	names := make([]string, 0, len(values))
+	for k := range values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	if h, ok := s.handler.(inputReceiver); ok {
+		h.inputsPosted(s, names)
+	}
+	if fn := s.stream.cfg.onInput; fn != nil {
+		s.Go(func() { fn(s, names) })
+	}
+}
+
+// receivedText passes a data-channel message that carries text to the handler: a plain
+// string, or {"type": "text", "data": "..."}.
+func (s *Session) receivedText(msg []byte) {
+	h, ok := s.handler.(textReceiver)
+	if !ok || len(msg) == 0 {
+		return
+	}
+	text := string(msg)
+	if msg[0] == '{' {
+		var m struct {
+			Type string `json:"type"`
+			Data string `json:"data"`
+		}
+		if json.Unmarshal(msg, &m) != nil || m.Type != "text" {
+			return
+		}
+		text = m.Data
+	}
+	h.receiveText(s, text)
 }
 
 // InputsChanged returns a channel that is closed at the next change of the session's inputs

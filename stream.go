@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"time"
+	"encoding/json"
 	"net"
 
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
@@ -32,6 +34,7 @@ type Stream struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	arrived  chan struct{} // closed when a session registers (waitSession); guarded by mu
 	closed   bool
 	wg       sync.WaitGroup // one per live session
 
@@ -173,7 +176,52 @@ func (s *Stream) reserve(sess *Session) error {
 	}
 	s.sessions[sess.id] = sess
 	s.wg.Add(1)
+	if s.arrived != nil { // wake waitSession callers
+		close(s.arrived)
+		s.arrived = nil
+	}
 	return nil
+}
+
+// waitSession returns the session id, waiting up to d for it to appear (a client may ask for
+// a connection's outputs before it starts the connection).
+func (s *Stream) waitSession(ctx context.Context, id string, d time.Duration) (*Session, error) {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		sess, ok := s.sessions[id]
+		if !ok && s.arrived == nil {
+			s.arrived = make(chan struct{})
+		}
+		arrived, closed := s.arrived, s.closed
+		s.mu.Unlock()
+		switch {
+		case ok:
+			return sess, nil
+		case closed || d <= 0:
+			return nil, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+		}
+		select {
+		case <-arrived:
+		case <-t.C:
+			return nil, fmt.Errorf("%w: %q (waited %v)", ErrUnknownConnection, id, d)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %q: %w", ErrUnknownConnection, id, ctx.Err())
+		}
+	}
+}
+
+// LatestOutput returns the last additional output session id emitted, as JSON, whether or
+// not a reader took it (FastRTC's fetch_latest_output), or ErrUnknownConnection. ok is false
+// if it emitted nothing yet.
+func (s *Stream) LatestOutput(id string) (v json.RawMessage, ok bool, err error) {
+	sess, err := s.lookup(id)
+	if err != nil {
+		return nil, false, err
+	}
+	v = sess.outputs.latestValue()
+	return v, v != nil, nil
 }
 
 // release removes a session when it has fully ended.

@@ -227,6 +227,9 @@ func (st *rtcTransport) onDataChannel(dc *webrtc.DataChannel) {
 	})
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {
 		_ = sess.Log("Server received: " + string(m.Data))
+		if m.IsString {
+			sess.receivedText(m.Data)
+		}
 	})
 }
 

@@ -1,0 +1,145 @@
+package fastrtc
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+	"unicode"
+)
+
+// Transcriber turns speech into text (speech-to-text): a local engine (package speech has
+// PocketSphinx) or a cloud service in a few lines (upload audio.WAV() to its HTTP API). audio
+// is mono or stereo at any rate; implementations resample as they need. Transcribe should
+// return promptly once ctx is done. Implementations document their own concurrency; the ones
+// this module ships are safe for concurrent use.
+type Transcriber interface {
+	Transcribe(ctx context.Context, audio AudioFrame) (string, error)
+}
+
+// Synthesizer turns text into speech (text-to-speech), streaming audio frames at any rate as
+// they are made (package speech has espeak-ng; a cloud service's PCM response body becomes
+// frames with media.ReadPCMFrames). Ranging may stop early (an interruption); ctx cancels
+// the synthesis.
+type Synthesizer interface {
+	Synthesize(ctx context.Context, text string) iter.Seq2[AudioFrame, error]
+}
+
+// Transcript roles for Session.Transcript.
+const (
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+)
+
+// Transcript shows the client a line of the conversation: role is RoleUser (what the user
+// said or typed) or RoleAssistant (the reply). It is sent as the control message
+// {"type": "transcript", "data": {"role": role, "text": text}} (the built-in page shows it)
+// and emitted as the additional output {"transcript": {"role": role, "text": text}}, so a page
+// that reads /outputs sees it too.
+func (s *Session) Transcript(role, text string) error {
+	line := map[string]string{"role": role, "text": text}
+	if err := s.Send("transcript", line); err != nil {
+		return err
+	}
+	return s.Emit(map[string]any{"transcript": line})
+}
+
+// replyTextKey carries the text a reply answers (ReplyText).
+type replyTextKey struct{}
+
+// ReplyText returns the text that triggered the reply whose context ctx is: the value of
+// ReplyOnPause's text input (WithTextInput), posted to /input_hook or sent on the data
+// channel. It returns "" for a reply to speech (the utterance has the audio then).
+func ReplyText(ctx context.Context) string {
+	t, _ := ctx.Value(replyTextKey{}).(string)
+	return t
+}
+
+// NewReplyOnStopWords returns a voice agent that answers only when addressed (FastRTC's
+// ReplyOnStopWords): it detects turns as ReplyOnPause does, transcribes each with t, and
+// stays quiet until a turn contains one of the stop words (a wake phrase such as "hello
+// computer"; matched case- and punctuation-insensitively, as whole words). Then it sends the
+// client the control message {"type": "stopword", "data": ""} and replies, with reply, to
+// that turn if more was said after the phrase, else to the next turn; after a reply it waits
+// for the phrase again. The reply's utterance is the turn's audio; ReplyTranscript(ctx) has
+// its text. opts are ReplyOnPause's. It panics if reply or t is nil or no stop word is given
+// (programming errors).
+func NewReplyOnStopWords(reply ReplyFunc, t Transcriber, stopWords []string, opts ...PauseOption) *ReplyOnPause {
+	if reply == nil || t == nil || len(stopWords) == 0 {
+		panic("fastrtc: NewReplyOnStopWords: nil reply or transcriber, or no stop words")
+	}
+	var phrases [][]string
+	for _, w := range stopWords {
+		if ws := words(w); len(ws) > 0 {
+			phrases = append(phrases, ws)
+		}
+	}
+	if len(phrases) == 0 {
+		panic("fastrtc: NewReplyOnStopWords: stop words have no words")
+	}
+	r := NewReplyOnPause(reply, opts...)
+	r.cfg.gate = &stopWordGate{t: t, phrases: phrases}
+	return r
+}
+
+// replyTranscriptKey carries the transcript of the turn a stop-word reply answers.
+type replyTranscriptKey struct{}
+
+// ReplyTranscript returns the transcript of the turn a ReplyOnStopWords reply answers (the
+// words after the stop phrase if the phrase was in the same turn), or "".
+func ReplyTranscript(ctx context.Context) string {
+	t, _ := ctx.Value(replyTranscriptKey{}).(string)
+	return t
+}
+
+// stopWordGate decides, per turn, whether ReplyOnStopWords replies. Its state is per session
+// (armed lives in the pauseHandler); the gate itself is immutable.
+type stopWordGate struct {
+	t       Transcriber
+	phrases [][]string
+}
+
+// admit transcribes the turn and returns the context the reply runs with, or ok false to
+// stay quiet. armed is the session's state: a stop word was heard and the reply is pending.
+func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, armed *bool) (context.Context, bool, error) {
+	text, err := g.t.Transcribe(ctx, utt)
+	if err != nil {
+		return ctx, false, fmt.Errorf("fastrtc: stop words: transcribe: %w", err)
+	}
+	if *armed {
+		*armed = false
+		return context.WithValue(ctx, replyTranscriptKey{}, text), true, nil
+	}
+	ws := words(text)
+	for _, p := range g.phrases {
+		for i := 0; i+len(p) <= len(ws); i++ {
+			if !equalWords(ws[i:i+len(p)], p) {
+				continue
+			}
+			_ = s.Send("stopword", "")
+			rest := ws[i+len(p):]
+			if len(rest) == 0 {
+				*armed = true // the request comes in the next turn
+				return ctx, false, nil
+			}
+			return context.WithValue(ctx, replyTranscriptKey{}, strings.Join(rest, " ")), true, nil
+		}
+	}
+	return ctx, false, nil
+}
+
+func equalWords(a, b []string) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// words lowercases s and splits it into words, dropping punctuation.
+func words(s string) []string {
+	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\''
+	})
+}

@@ -1,0 +1,219 @@
+package fastrtc
+
+import (
+	"bufio"
+	"context"
+	"iter"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// textRecorder is a ReplyFunc that records what it was asked (text or speech) and answers
+// with 200 ms of tone.
+type textRecorder struct {
+	mu    sync.Mutex
+	texts []string
+	utts  []time.Duration
+	trans []string
+}
+
+func (r *textRecorder) reply(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+	r.mu.Lock()
+	r.texts = append(r.texts, ReplyText(ctx))
+	r.utts = append(r.utts, u.Duration())
+	r.trans = append(r.trans, ReplyTranscript(ctx))
+	r.mu.Unlock()
+	return func(yield func(AudioFrame, error) bool) {
+		for range 10 {
+			if !yield(AudioFrame{SampleRate: 48000, Channels: 1, Samples: tone(48000, 300, 0.3, 960, 0)}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (r *textRecorder) snapshot() ([]string, []time.Duration, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.texts...), append([]time.Duration(nil), r.utts...), append([]string(nil), r.trans...)
+}
+
+// TestTextInputReply: FastRTC's send_text_or_audio page posts {webrtc_id, chatbot, state,
+// textbox} to /input_hook; the textbox triggers a reply that gets the text, and the JSON
+// inputs (a chat history) arrive intact. Text on the data channel does the same; a JSON input
+// over its size bound is refused with the field named. The on-input hook sees each post.
+func TestTextInputReply(t *testing.T) {
+	rec := &textRecorder{}
+	posted := make(chan []string, 8)
+	s, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithTextInput("textbox")), Audio, SendReceive,
+		WithInputs(JSON("chatbot", []any{}), JSON("state", map[string]any{}).WithMaxBytes(256), Text("textbox", "")),
+		WithOnInput(func(_ *Session, names []string) { posted <- names }))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	history := []any{map[string]any{"role": "user", "content": "hi"}, map[string]any{"role": "assistant", "content": "hello!"}}
+	r := postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "chatbot": history,
+		"state": map[string]any{"turn": 2}, "textbox": "What is the weather?"})
+	if r.status != http.StatusOK {
+		t.Fatalf("input_hook: %d %s", r.status, r.body)
+	}
+	if names := <-posted; strings.Join(names, ",") != "chatbot,state,textbox" {
+		t.Errorf("on-input hook got %v", names)
+	}
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 1 })
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second)) // the first reply's audio
+	sess, _ := s.Session(c.id)
+	var got []map[string]string
+	if err := sess.Inputs().JSON("chatbot", &got); err != nil || len(got) != 2 || got[1]["content"] != "hello!" {
+		t.Errorf("chatbot input: %v %v", got, err)
+	}
+	// Text on the data channel.
+	if err := c.dc.SendText("and tomorrow?"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 2 })
+	if err := c.dc.SendText(`{"type":"text","data":"thanks"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 3 })
+	texts, utts, _ := rec.snapshot()
+	if texts[0] != "What is the weather?" || texts[1] != "and tomorrow?" || texts[2] != "thanks" || utts[0] != 0 {
+		t.Errorf("replies got texts %q, utterances %v", texts, utts)
+	}
+	// Too much JSON: refused, with the field named; the session goes on.
+	r = postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "state": map[string]any{"big": strings.Repeat("x", 300)}})
+	if r.status != http.StatusBadRequest || r.json["field"] != "state" {
+		t.Errorf("oversized JSON input: %d %s", r.status, r.body)
+	}
+	// An empty textbox (the page clearing it) triggers nothing.
+	postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "textbox": ""})
+	time.Sleep(300 * time.Millisecond)
+	if texts, _, _ := rec.snapshot(); len(texts) != 3 {
+		t.Errorf("%d replies after an empty textbox, want 3", len(texts))
+	}
+	waitFor(t, 5*time.Second, func() bool { out, _, _ := capt.snapshot(); return len(out) >= 48000*18/100 }) // replies interrupt each other; the last plays whole
+}
+
+// TestOutputsBeforeStart: an EventSource opened before the connection exists is held open
+// until it does (FastRTC's webrtc_vs_websocket page), then gets its outputs; an id that never
+// comes is 404 after the wait. LatestOutput returns the last value.
+func TestOutputsBeforeStart(t *testing.T) {
+	var once sync.Once
+	emit := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
+		once.Do(func() {
+			_ = s.Emit(map[string]int{"n": 5})
+			_ = s.Transcript(RoleUser, "hello there")
+		})
+		return AudioFrame{}, nil
+	})
+	s, srv := newTestStream(t, emit, Audio, SendReceive, WithOutputsWait(3*time.Second))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	lines := make(chan string, 16)
+	go func() {
+		res, err := http.Get(srv.URL + "/outputs?webrtc_id=" + c.id) // before the offer
+		if err != nil {
+			lines <- "error: " + err.Error()
+			return
+		}
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "data: ") {
+				lines <- sc.Text()
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.sendAudio(ctx, tone(48000, 440, 0.3, 48000, 0), nil)
+	for _, want := range []string{`data: {"n":5}`, `data: {"transcript":{"role":"user","text":"hello there"}}`} {
+		select {
+		case l := <-lines:
+			if l != want {
+				t.Errorf("SSE %q, want %q", l, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no SSE line %q", want)
+		}
+	}
+	if m := c.waitMsg("transcript", 5*time.Second); m["data"].(map[string]any)["text"] != "hello there" {
+		t.Errorf("transcript message %v", m)
+	}
+	v, ok, err := s.LatestOutput(c.id)
+	if err != nil || !ok || !strings.Contains(string(v), "transcript") {
+		t.Errorf("LatestOutput: %s %v %v", v, ok, err)
+	}
+	start := time.Now()
+	res, err := http.Get(srv.URL + "/outputs?webrtc_id=never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound || time.Since(start) < 2*time.Second {
+		t.Errorf("unknown id: %d after %v, want 404 after the 3 s wait", res.StatusCode, time.Since(start))
+	}
+}
+
+// scriptTranscriber returns its lines in order.
+type scriptTranscriber struct {
+	mu    sync.Mutex
+	lines []string
+	calls int
+}
+
+func (s *scriptTranscriber) Transcribe(ctx context.Context, a AudioFrame) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if len(s.lines) == 0 {
+		return "", nil
+	}
+	l := s.lines[0]
+	s.lines = s.lines[1:]
+	return l, nil
+}
+
+// TestReplyOnStopWords: four turns, transcribed (scripted) as: no phrase; the phrase and a
+// request; the phrase alone; a request. Replies go to the second turn (with the words after
+// the phrase) and the fourth, "stopword" is sent twice, the first turn gets nothing.
+func TestReplyOnStopWords(t *testing.T) {
+	rec := &textRecorder{}
+	tr := &scriptTranscriber{lines: []string{"hey there how are you", "Hello, Computer! what time is it", "hello computer", "tell me a joke"}}
+	_, srv := newTestStream(t, NewReplyOnStopWords(rec.reply, tr, []string{"hello computer"}), Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	var mu sync.Mutex
+	stopwords := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case m := <-c.msgs:
+				if m["type"] == "stopword" {
+					mu.Lock()
+					stopwords++
+					mu.Unlock()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	pcm, _ := speechFixture(t)
+	audio := append(append([]int16(nil), pcm...), pcm...) // four utterances
+	done := c.sendAudio(ctx, audio, nil)
+	receiveAudio(t, c.remoteTrack(15*time.Second)) // the first reply is to the second turn
+	<-done
+	time.Sleep(1500 * time.Millisecond)
+	_, _, trans := rec.snapshot()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(trans) != 2 || trans[0] != "what time is it" || trans[1] != "tell me a joke" || stopwords != 2 || tr.calls != 4 {
+		t.Errorf("replies to %q, %d stopword messages, %d transcriptions; want [what time is it, tell me a joke], 2, 4", trans, stopwords, tr.calls)
+	}
+}
