@@ -1,8 +1,8 @@
 package fastrtc
 
 import (
-	"sort"
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
+	"sort"
 
 	"context"
 	"encoding/json"

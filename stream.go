@@ -1,9 +1,9 @@
 package fastrtc
 
 import (
-	"time"
 	"encoding/json"
 	"net"
+	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
 
