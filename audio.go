@@ -408,6 +408,14 @@ func (s *Stream) startAudio(sess *Session) bool {
 	return true
 }
 
+// textInput is the name of ReplyOnPause's text input, or "" (for the page).
+func (s *Stream) textInput() string {
+	if s.audio == nil {
+		return ""
+	}
+	return s.audio.textInput
+}
+
 // pauseDetection reports whether the stream's handler is a ReplyOnPause (for the page).
 func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.pause }
 

@@ -1,6 +1,7 @@
 package fastrtc
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"image"
@@ -225,6 +226,11 @@ func (r *ReplyOnPause) bind(s *Stream) error {
 	if s.modality != Audio || s.mode == Receive {
 		return wrongHandler(s, r)
 	}
+	if name := r.cfg.textInput; name != "" {
+		if i := slices.IndexFunc(s.cfg.inputs, func(in Input) bool { return in.Name == name }); i < 0 || s.cfg.inputs[i].Kind != KindText {
+			return fmt.Errorf("%w: WithTextInput(%q): declare it with WithInputs(fastrtc.Text(%q, \"\"))", ErrInvalidConfig, name, name)
+		}
+	}
 	newVAD, which, err := r.detector()
 	if err != nil {
 		return err
@@ -232,15 +238,16 @@ func (r *ReplyOnPause) bind(s *Stream) error {
 	s.log.Info("fastrtc: pause detection", "vad", which)
 	s.audio = &audioConfig{factory: func() AudioHandler {
 		return &pauseHandler{reply: r.reply, cfg: &r.cfg, newVAD: newVAD, out: make(chan genFrame)}
-	}, pause: true}
+	}, pause: true, textInput: r.cfg.textInput}
 	return nil
 }
 
 // audioConfig is the bound audio-side handler of a Stream.
 type audioConfig struct {
-	factory func() AudioHandler // audio send-receive / send, audio-video
-	source  AudioSource         // audio receive
-	pause   bool                // the handler is a ReplyOnPause (the built-in page says so)
+	factory   func() AudioHandler // audio send-receive / send, audio-video
+	source    AudioSource         // audio receive
+	pause     bool                // the handler is a ReplyOnPause (the built-in page says so)
+	textInput string              // its WithTextInput, for the page's text box
 }
 
 // AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn

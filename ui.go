@@ -27,6 +27,7 @@ type uiConfig struct {
 	Pause      bool               `json:"pause_detection"`
 	Audio      map[string]any     `json:"audio_constraints"`
 	Video      map[string]any     `json:"video_constraints,omitempty"`
+	TextInput  string             `json:"text_input,omitempty"` // ReplyOnPause's WithTextInput: the page's text box
 }
 
 // UI returns the built-in page for trying the stream in a browser: camera and/or microphone,
@@ -38,7 +39,7 @@ func (s *Stream) UI() http.Handler {
 	cfg := uiConfig{
 		Title: s.cfg.title, Subtitle: s.cfg.subtitle, Modality: s.modality, Mode: s.mode,
 		Prefix: s.cfg.prefix, Inputs: s.cfg.inputs, Outputs: s.cfg.outputs, ICEServers: s.cfg.iceServers,
-		Pause: s.pauseDetection(),
+		Pause: s.pauseDetection(), TextInput: s.textInput(),
 	}
 	voice := cfg.Pause
 	cfg.Audio = map[string]any{"echoCancellation": voice, "noiseSuppression": voice, "autoGainControl": voice, "channelCount": 1}
