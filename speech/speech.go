@@ -1,0 +1,209 @@
+// Package speech has local speech engines for voice agents, behind fastrtc's Transcriber and
+// Synthesizer interfaces: text to speech with espeak-ng and speech to text with PocketSphinx
+// (Debian's libespeak-ng and libpocketsphinx with its English model, via cgo, in process).
+// They run offline; for better voices or accuracy, put a cloud service behind the same
+// interfaces (the package example shows an OpenAI transcriber in a few lines).
+//
+// # Concurrency
+//
+// Espeak and PocketSphinx are safe for concurrent use. espeak-ng keeps process-wide state, so
+// syntheses run one at a time in a process (each is fast: see the README's figures); the
+// audio is then streamed outside that lock. PocketSphinx keeps a pool of decoders (each
+// ~0.3 s to load, tens of MB): Transcribe takes a free one or waits for one.
+package speech
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/fastrtc-go/fastrtc/internal/espeak"
+	"github.com/fastrtc-go/fastrtc/internal/pcm"
+	"github.com/fastrtc-go/fastrtc/internal/resample"
+	"github.com/fastrtc-go/fastrtc/internal/sphinx"
+	"github.com/fastrtc-go/fastrtc/media"
+)
+
+// ErrClosed is returned by engines used after Close.
+var ErrClosed = errors.New("speech: closed")
+
+// EspeakOptions configure the espeak-ng synthesizer. The zero value is American English at
+// 175 words per minute.
+type EspeakOptions struct {
+	Voice          string // an espeak-ng voice, e.g. "en-us", "en-gb", "en-us+f3" (default "en-us")
+	WordsPerMinute int    // default 175
+}
+
+// Espeak is a Synthesizer on espeak-ng. Safe for concurrent use.
+type Espeak struct {
+	e *espeak.Engine
+}
+
+// NewEspeak loads espeak-ng with the options.
+func NewEspeak(o EspeakOptions) (*Espeak, error) {
+	e, err := espeak.New(espeak.Options{Voice: o.Voice, WordsPerMinute: o.WordsPerMinute})
+	if err != nil {
+		return nil, fmt.Errorf("speech: espeak-ng: %w", err)
+	}
+	return &Espeak{e: e}, nil
+}
+
+// SampleRate is the rate of the audio Synthesize yields (22050 Hz).
+func (s *Espeak) SampleRate() int { return s.e.SampleRate() }
+
+// Synthesize speaks text: sentence by sentence, each synthesized whole and then yielded as 20
+// ms mono frames, so the first audio comes after the first sentence. Stopping the range or
+// cancelling ctx stops it.
+func (s *Espeak) Synthesize(ctx context.Context, text string) iter.Seq2[media.AudioFrame, error] {
+	return func(yield func(media.AudioFrame, error) bool) {
+		rate := s.e.SampleRate()
+		frame := rate / 50
+		for _, sentence := range sentences(text) {
+			var buf []int16
+			err := s.e.Synthesize(ctx, sentence, func(p []int16) bool { buf = append(buf, p...); return true })
+			if err != nil {
+				if ctx.Err() == nil {
+					yield(media.AudioFrame{}, fmt.Errorf("speech: espeak-ng: %w", err))
+				}
+				return
+			}
+			for i := 0; i < len(buf); i += frame {
+				if ctx.Err() != nil {
+					return
+				}
+				f := media.AudioFrame{SampleRate: rate, Channels: 1, Samples: buf[i:min(len(buf), i+frame)]}
+				if !yield(f, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Close frees the engine; it is idempotent.
+func (s *Espeak) Close() error { return s.e.Close() }
+
+// sentences splits text after ., !, ? and ; (keeping them), dropping empty pieces.
+func sentences(text string) []string {
+	var out []string
+	start := 0
+	for i, r := range text {
+		if r == '.' || r == '!' || r == '?' || r == ';' || r == '\n' {
+			if p := strings.TrimSpace(text[start : i+1]); strings.IndexFunc(p, unicode.IsLetter) >= 0 || strings.IndexFunc(p, unicode.IsDigit) >= 0 {
+				out = append(out, p)
+			}
+			start = i + 1
+		}
+	}
+	if p := strings.TrimSpace(text[start:]); p != "" {
+		out = append(out, p)
+	}
+	return out
+}
+
+// PocketSphinxOptions configure the PocketSphinx transcriber. The zero value uses Debian's
+// English model (package pocketsphinx-en-us) with two decoders.
+type PocketSphinxOptions struct {
+	// Decoders is how many transcriptions may run at once (default 2; each decoder holds the
+	// language model).
+	Decoders int
+	// HMM, LM and Dict override the model's paths (default: Debian's en-us model).
+	HMM, LM, Dict string
+}
+
+// PocketSphinx is a Transcriber on PocketSphinx. Safe for concurrent use.
+type PocketSphinx struct {
+	pool   chan *sphinx.Decoder
+	all    []*sphinx.Decoder
+	closed chan struct{}
+	once   sync.Once
+	mu     sync.Mutex // guards inUse
+	inUse  sync.WaitGroup
+}
+
+// NewPocketSphinx loads the model into o.Decoders decoders.
+func NewPocketSphinx(o PocketSphinxOptions) (*PocketSphinx, error) {
+	cfg, err := sphinx.DefaultConfig()
+	if o.HMM != "" || o.LM != "" || o.Dict != "" {
+		cfg, err = sphinx.Config{HMM: o.HMM, LM: o.LM, Dict: o.Dict}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("speech: PocketSphinx: %w", err)
+	}
+	n := o.Decoders
+	if n <= 0 {
+		n = 2
+	}
+	p := &PocketSphinx{pool: make(chan *sphinx.Decoder, n), closed: make(chan struct{})}
+	for range n {
+		d, err := sphinx.New(cfg)
+		if err != nil {
+			_ = p.Close()
+			return nil, fmt.Errorf("speech: PocketSphinx: %w", err)
+		}
+		p.all = append(p.all, d)
+		p.pool <- d
+	}
+	return p, nil
+}
+
+// Transcribe returns what was said in audio (any rate, mono or stereo): lower-case words, or
+// "" for no speech. It waits for a free decoder (or ctx).
+func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (string, error) {
+	if audio.Channels < 1 || audio.SampleRate <= 0 {
+		return "", fmt.Errorf("speech: transcribe: %d Hz, %d channels", audio.SampleRate, audio.Channels)
+	}
+	mono := audio.Samples
+	if audio.Channels != 1 {
+		mono = pcm.AppendChannels(nil, audio.Samples, audio.Channels, 1)
+	}
+	if audio.SampleRate != sphinx.SampleRate {
+		r, err := resample.New(audio.SampleRate, sphinx.SampleRate, 1)
+		if err != nil {
+			return "", fmt.Errorf("speech: transcribe: %w", err)
+		}
+		mono = append(r.Process(nil, mono), r.Flush(nil)...)
+	}
+	p.mu.Lock()
+	select {
+	case <-p.closed:
+		p.mu.Unlock()
+		return "", ErrClosed
+	default:
+	}
+	p.inUse.Add(1)
+	p.mu.Unlock()
+	defer p.inUse.Done()
+	var d *sphinx.Decoder
+	select {
+	case d = <-p.pool:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-p.closed:
+		return "", ErrClosed
+	}
+	defer func() { p.pool <- d }()
+	text, err := d.Transcribe(mono)
+	if err != nil {
+		return "", fmt.Errorf("speech: transcribe: %w", err)
+	}
+	return text, nil
+}
+
+// Close frees the decoders once the transcriptions in progress returned; it is idempotent.
+func (p *PocketSphinx) Close() error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		close(p.closed)
+		p.mu.Unlock()
+		p.inUse.Wait()
+		for _, d := range p.all {
+			_ = d.Close()
+		}
+	})
+	return nil
+}
