@@ -25,6 +25,13 @@ type Synthesizer interface {
 	Synthesize(ctx context.Context, text string) iter.Seq2[AudioFrame, error]
 }
 
+// PhraseSpotter is implemented by Transcribers that can listen for a given phrase more
+// reliably than by transcribing and searching (PocketSphinx's keyword spotting). A
+// ReplyOnStopWords whose transcriber implements it hears its stop words either way.
+type PhraseSpotter interface {
+	SpotPhrase(ctx context.Context, audio AudioFrame, phrase string) (bool, error)
+}
+
 // Transcript roles for Session.Transcript.
 const (
 	RoleUser      = "user"
@@ -106,26 +113,49 @@ func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, ar
 	if err != nil {
 		return ctx, false, fmt.Errorf("fastrtc: stop words: transcribe: %w", err)
 	}
+	s.log.Debug("stop words: turn transcribed", "text", text, "armed", *armed)
 	if *armed {
 		*armed = false
 		return context.WithValue(ctx, replyTranscriptKey{}, text), true, nil
 	}
 	ws := words(text)
 	for _, p := range g.phrases {
-		for i := 0; i+len(p) <= len(ws); i++ {
-			if !equalWords(ws[i:i+len(p)], p) {
+		rest, found := afterPhrase(ws, p)
+		if !found {
+			sp, ok := g.t.(PhraseSpotter)
+			if !ok {
 				continue
 			}
-			_ = s.Send("stopword", "")
-			rest := ws[i+len(p):]
-			if len(rest) == 0 {
-				*armed = true // the request comes in the next turn
-				return ctx, false, nil
+			spotted, err := sp.SpotPhrase(ctx, utt, strings.Join(p, " "))
+			if err != nil {
+				return ctx, false, fmt.Errorf("fastrtc: stop words: spot: %w", err)
 			}
-			return context.WithValue(ctx, replyTranscriptKey{}, strings.Join(rest, " ")), true, nil
+			if !spotted {
+				continue
+			}
+			// Spotted, but the transcript misheard it: the request is what follows as many
+			// words as the phrase has.
+			rest = ws[min(len(p), len(ws)):]
 		}
+		_ = s.Send("stopword", "")
+		s.log.Debug("stop words: heard", "phrase", strings.Join(p, " "), "rest", strings.Join(rest, " "))
+		if len(rest) == 0 {
+			*armed = true // the request comes in the next turn
+			return ctx, false, nil
+		}
+		return context.WithValue(ctx, replyTranscriptKey{}, strings.Join(rest, " ")), true, nil
 	}
 	return ctx, false, nil
+}
+
+// afterPhrase finds phrase in ws and returns the words after it.
+func afterPhrase(ws, phrase []string) ([]string, bool) {
+	for i := 0; i+len(phrase) <= len(ws); i++ {
+		if equalWords(ws[i:i+len(phrase)], phrase) {
+			return ws[i+len(phrase):], true
+		}
+	}
+	return nil, false
 }
 
 func equalWords(a, b []string) bool {

@@ -6,7 +6,7 @@
 #   ./e2e/run.sh                                 # every scenario
 #   ./e2e/run.sh --only flip,pause-detection     # some
 #
-# Needs go, node + npm, chromium, ffmpeg, iproute2 (scripts/test.sh installs the apt
+# Needs go, node + npm, chromium, ffmpeg, espeak-ng, sox, iproute2 (scripts/test.sh installs the apt
 # packages); the npm dependencies are installed here when missing. Generated files go to
 # e2e/out/ (git-ignored). Exits non-zero if any scenario fails.
 set -euo pipefail
@@ -25,6 +25,17 @@ if [ ! -s "$OUT/tone440.wav" ]; then # 440 Hz, a quarter of full scale (-12 dBFS
     -af volume=2 -ac 1 -c:a pcm_s16le "$OUT/tone.tmp.wav"
   mv "$OUT/tone.tmp.wav" "$OUT/tone440.wav"
 fi
+
+# Spoken questions for the talk agent (espeak-ng, sox), with silence after them: Chrome loops
+# them, so the agent hears the question every few seconds.
+speak() { # text out.wav
+  [ -s "$2" ] && return 0
+  espeak-ng -v en-us -s 150 -w "$OUT/speak.tmp.wav" "$1"
+  sox -D "$OUT/speak.tmp.wav" -r 48000 -c 1 -b 16 -e signed-integer "$OUT/speak48.tmp.wav" pad 0.5 3
+  mv "$OUT/speak48.tmp.wav" "$2"; rm -f "$OUT/speak.tmp.wav"
+}
+speak "what is the weather today" "$OUT/talk_question.wav"
+speak "hello computer what is the weather today" "$OUT/talk_wake.wav"
 
 start=$(date +%s)
 rc=0

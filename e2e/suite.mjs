@@ -12,6 +12,8 @@ import {
 const CAMERA = join(OUT, 'camera.y4m');
 const TONE = join(OUT, 'tone440.wav');
 const SPEECH = join(ROOT, 'testdata/audio/two_utterances48k.wav');
+const QUESTION = join(OUT, 'talk_question.wav'); // "what is the weather today"
+const WAKE = join(OUT, 'talk_wake.wav'); // "hello computer what is the weather today"
 
 const argv = process.argv.slice(2);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
@@ -334,11 +336,128 @@ scenario('ice-slow', { kind: 'stall', video: CAMERA }, async ({ open }) => {
 });
 
 // ---------------------------------------------------------------------------------------
+// The voice agent of examples/talk (PocketSphinx in, espeak-ng out) through the built-in page:
+// by voice (the fake microphone asks a question), then by typing in the page's text box.
+const peakMeter = () => {
+  // Tracks the loudest 100 ms of the remote audio in window.__peak (dBFS).
+  const a = window.__fastrtc;
+  const el = document.querySelector('#remote-audio');
+  if (!el || !el.srcObject || window.__peakOn) return !!window.__peakOn;
+  window.__peakOn = true; window.__peak = -200;
+  const ctx = new AudioContext();
+  ctx.resume();
+  const an = ctx.createAnalyser(); an.fftSize = 4096;
+  ctx.createMediaStreamSource(new MediaStream(el.srcObject.getAudioTracks())).connect(an);
+  const td = new Float32Array(an.fftSize);
+  setInterval(() => { an.getFloatTimeDomainData(td); let s = 0; for (const v of td) s += v * v;
+    window.__peak = Math.max(window.__peak, 10 * Math.log10(s / td.length + 1e-12)); }, 100);
+  return a.state === 'connected';
+};
+scenario('talk-voice-text', { kind: 'talk', audio: QUESTION, timeout: 60000 }, async ({ open }) => {
+  const page = await open();
+  check(await page.isVisible('[data-testid=chat-text]'), 'the page shows a text box for the agent');
+  await connect(page);
+  await waitFor(page, () => document.querySelector('#remote-audio') && document.querySelector('#remote-audio').srcObject, null, 10000, 'remote audio');
+  await page.evaluate(peakMeter);
+  const said = await waitFor(page, () => { const t = window.__fastrtc.transcript; const u = t.find((l) => l.role === 'user');
+    return u && t.some((l) => l.role === 'assistant' && l.text.startsWith('You said')) ? t : null; }, null, 20000, 'a spoken turn transcribed and answered');
+  log('by voice: ' + JSON.stringify(said.slice(0, 2)));
+  check(said.find((l) => l.role === 'user').text.includes('weather'), 'the transcript has the spoken words (weather)');
+  check(await page.locator('[data-testid=transcript-line]').count() >= 2, 'the page shows the transcript lines');
+  await waitFor(page, () => window.__peak > -40, null, 10000, 'the spoken reply is audible (> -40 dBFS)');
+  log(`reply peak ${(await page.evaluate(() => window.__peak)).toFixed(1)} dBFS`);
+  await page.fill('[data-testid=chat-text]', 'hello from the keyboard');
+  await page.press('[data-testid=chat-text]', 'Enter');
+  await waitFor(page, () => window.__fastrtc.transcript.some((l) => l.role === 'assistant' && l.text === 'You said: hello from the keyboard'),
+    null, 10000, 'the typed line answered');
+  await shot(page, 'talk');
+});
+
+// With a wake phrase: the agent sends "stopword" and answers the words after it.
+scenario('talk-wake', { kind: 'talk-wake', audio: WAKE, timeout: 60000 }, async ({ open }) => {
+  const page = await open();
+  await connect(page);
+  await waitFor(page, () => (window.__fastrtc.stopwords || 0) >= 1, null, 20000, 'a stopword message');
+  const t = await waitFor(page, () => { const t = window.__fastrtc.transcript; return t.some((l) => l.role === 'assistant') ? t : null; }, null, 15000, 'an answer');
+  log('after the wake phrase: ' + JSON.stringify(t.slice(0, 2)));
+  const user = t.find((l) => l.role === 'user');
+  check(user && user.text.includes('weather') && !user.text.includes('computer'), 'the answer is to the words after "hello computer"');
+});
+
+// A page of our own that talks to the agent the way FastRTC's send_text_or_audio demo does:
+// WebRTC with a "text" data channel, then {webrtc_id, chatbot, state, textbox} posted to
+// /input_hook; the reply is triggered by the text (transcript messages, speech back).
+const ownPageText = async ({ prefix }) => {
+  const id = 'own' + Math.random().toString(36).slice(2, 10);
+  const r = { id, messages: [], remoteAudio: false };
+  window.__own = r;
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const pc = new RTCPeerConnection();
+  mic.getTracks().forEach((t) => pc.addTrack(t, mic));
+  pc.ontrack = () => { r.remoteAudio = true; };
+  const dc = pc.createDataChannel('text');
+  dc.onmessage = (e) => r.messages.push(JSON.parse(e.data));
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((ok) => { if (pc.iceGatheringState === 'complete') ok(); pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && ok(); });
+  const ans = await (await fetch(prefix + '/webrtc/offer', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: 'offer', webrtc_id: id }) })).json();
+  await pc.setRemoteDescription(ans);
+  await new Promise((ok) => { const f = () => pc.connectionState === 'connected' && ok(); pc.onconnectionstatechange = f; f(); });
+  await new Promise((ok) => { if (dc.readyState === 'open') ok(); dc.onopen = ok; });
+  const res = await fetch(prefix + '/input_hook', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ webrtc_id: id, chatbot: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }], state: [], textbox: 'tell me a joke' }) });
+  r.status = res.status;
+  window.__ownPc = pc;
+  return r.status;
+};
+scenario('own-page-text', { kind: 'blank', audio: TONE, timeout: 40000 }, async ({ open }) => {
+  const page = await open();
+  const status = await page.evaluate(ownPageText, { prefix: '/talk' });
+  check(status === 200, 'input_hook accepted chatbot, state and textbox: HTTP ' + status);
+  const msgs = await waitFor(page, () => { const m = window.__own.messages.filter((x) => x.type === 'transcript'); return m.length >= 2 ? m : null; }, null, 10000, 'transcript messages');
+  log('text turn: ' + JSON.stringify(msgs.map((m) => m.data)));
+  check(msgs[0].data.role === 'user' && msgs[0].data.text === 'tell me a joke' && msgs[1].data.text === 'You said: tell me a joke', 'the posted textbox was answered');
+  await waitFor(page, () => window.__own.remoteAudio, null, 10000, 'the reply audio track');
+  await page.evaluate(() => window.__ownPc.close());
+});
+
+// A page of our own that, as FastRTC's webrtc_vs_websocket demo does, opens its EventSource
+// on /outputs before it starts the WebSocket session; the outputs must still arrive.
+scenario('own-page-sse-first', { kind: 'blank', timeout: 40000 }, async ({ open }) => {
+  const page = await open();
+  const r = await page.evaluate(async ({ prefix }) => {
+    const id = 'ws' + Math.random().toString(36).slice(2, 10);
+    const got = { events: [], media: 0, open: false };
+    window.__ws = got;
+    const es = new EventSource(prefix + '/outputs?webrtc_id=' + id); // before the session exists
+    es.addEventListener('output', (e) => got.events.push(JSON.parse(e.data)));
+    es.onopen = () => { got.open = true; };
+    await new Promise((ok) => setTimeout(ok, 800));
+    const ws = new WebSocket(location.origin.replace('http', 'ws') + prefix + '/websocket/offer');
+    window.__wsSock = ws;
+    ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.event === 'media') got.media++; };
+    await new Promise((ok) => { ws.onopen = ok; });
+    ws.send(JSON.stringify({ event: 'start', websocket_id: id }));
+    await new Promise((ok) => setTimeout(ok, 500));
+    const res = await fetch(prefix + '/input_hook', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ webrtc_id: id, textbox: 'good morning' }) });
+    return res.status;
+  }, { prefix: '/talk' });
+  check(r === 200, 'input_hook for the WebSocket session: HTTP ' + r);
+  const ev = await waitFor(page, () => { const e = window.__ws.events.filter((x) => x.transcript); return e.length >= 2 ? e : null; }, null, 10000, 'outputs on the EventSource opened first');
+  log('outputs: ' + JSON.stringify(ev.map((e) => e.transcript)));
+  check(ev[1].transcript.text === 'You said: good morning', 'the answer arrived as an output');
+  await waitFor(page, () => window.__ws.media > 20, null, 10000, 'reply audio over the WebSocket');
+  await page.evaluate(() => window.__wsSock.close());
+});
+
+// ---------------------------------------------------------------------------------------
 async function runScenario(sc) {
   const { kind, video, audio, timeout = 45000 } = sc.opts;
   const browser = await launch({ video, audio });
   const pages = [];
-  const open = async () => { const p = await newPage(browser, base + '/' + kind + '/'); pages.push(p); return p; };
+  const url = kind === 'blank' ? base + '/blank' : base + '/' + kind + '/';
+  const open = async () => { const p = await newPage(browser, url); pages.push(p); return p; };
   let timer;
   try {
     await Promise.race([
@@ -358,12 +477,12 @@ async function runScenario(sc) {
     for (const p of pages) await p.evaluate(() => window.__fastrtc && window.__fastrtc.stop()).catch(() => {});
     await browser.close().catch(() => {});
   }
-  const ms = await expectServerClean(base, kind);
+  const ms = await expectServerClean(base, kind === 'blank' ? 'talk' : kind);
   log(`server freed the sessions and codecs ${ms} ms after Stop`);
 }
 
 async function main() {
-  for (const f of [CAMERA, TONE, SPEECH]) if (!existsSync(f)) throw new Error('missing ' + f + ' (run e2e/run.sh)');
+  for (const f of [CAMERA, TONE, SPEECH, QUESTION, WAKE]) if (!existsSync(f)) throw new Error('missing ' + f + ' (run e2e/run.sh)');
   for (const f of readdirSync(OUT)) if (/^fail-.*\.png$/.test(f)) unlinkSync(join(OUT, f));
   const server = await startServer('all');
   base = server.base;

@@ -113,10 +113,16 @@ type PocketSphinxOptions struct {
 	Decoders int
 	// HMM, LM and Dict override the model's paths (default: Debian's en-us model).
 	HMM, LM, Dict string
+	// SpotThreshold is SpotPhrase's keyword-spotting threshold, 1e-50 (hears the phrase
+	// more readily, more false alarms) to 1e-5 (default 1e-30).
+	SpotThreshold float64
 }
 
 // PocketSphinx is a Transcriber on PocketSphinx. Safe for concurrent use.
 type PocketSphinx struct {
+	cfg    sphinx.Config
+	spotMu sync.Mutex                 // guards spots; held while spotting (one spotter per phrase)
+	spots  map[string]*sphinx.Decoder // keyword-spotting decoders, made on first use per phrase
 	pool   chan *sphinx.Decoder
 	all    []*sphinx.Decoder
 	closed chan struct{}
@@ -138,7 +144,11 @@ func NewPocketSphinx(o PocketSphinxOptions) (*PocketSphinx, error) {
 	if n <= 0 {
 		n = 2
 	}
-	p := &PocketSphinx{pool: make(chan *sphinx.Decoder, n), closed: make(chan struct{})}
+	if o.SpotThreshold == 0 {
+		o.SpotThreshold = 1e-30
+	}
+	cfg.KeyphraseThreshold = o.SpotThreshold
+	p := &PocketSphinx{cfg: cfg, spots: map[string]*sphinx.Decoder{}, pool: make(chan *sphinx.Decoder, n), closed: make(chan struct{})}
 	for range n {
 		d, err := sphinx.New(cfg)
 		if err != nil {
@@ -151,11 +161,10 @@ func NewPocketSphinx(o PocketSphinxOptions) (*PocketSphinx, error) {
 	return p, nil
 }
 
-// Transcribe returns what was said in audio (any rate, mono or stereo): lower-case words, or
-// "" for no speech. It waits for a free decoder (or ctx).
-func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (string, error) {
+// to16k converts audio to 16 kHz mono.
+func to16k(audio media.AudioFrame) ([]int16, error) {
 	if audio.Channels < 1 || audio.SampleRate <= 0 {
-		return "", fmt.Errorf("speech: transcribe: %d Hz, %d channels", audio.SampleRate, audio.Channels)
+		return nil, fmt.Errorf("speech: %d Hz, %d channels", audio.SampleRate, audio.Channels)
 	}
 	mono := audio.Samples
 	if audio.Channels != 1 {
@@ -164,9 +173,53 @@ func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (
 	if audio.SampleRate != sphinx.SampleRate {
 		r, err := resample.New(audio.SampleRate, sphinx.SampleRate, 1)
 		if err != nil {
-			return "", fmt.Errorf("speech: transcribe: %w", err)
+			return nil, fmt.Errorf("speech: %w", err)
 		}
 		mono = append(r.Process(nil, mono), r.Flush(nil)...)
+	}
+	return mono, nil
+}
+
+// SpotPhrase reports whether phrase was said in audio, with PocketSphinx's keyword spotting
+// (fastrtc.PhraseSpotter): more reliable for a wake phrase than transcribing and searching.
+// Each phrase gets its own decoder on first use; spotting one phrase runs one call at a time.
+func (p *PocketSphinx) SpotPhrase(ctx context.Context, audio media.AudioFrame, phrase string) (bool, error) {
+	mono, err := to16k(audio)
+	if err != nil {
+		return false, err
+	}
+	p.spotMu.Lock()
+	defer p.spotMu.Unlock()
+	select {
+	case <-p.closed:
+		return false, ErrClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	d := p.spots[phrase]
+	if d == nil {
+		c := p.cfg
+		c.Keyphrase = phrase // KeyphraseThreshold is SpotThreshold
+		if d, err = sphinx.New(c); err != nil {
+			return false, fmt.Errorf("speech: keyword spotting %q: %w", phrase, err)
+		}
+		p.spots[phrase] = d
+	}
+	hyp, err := d.Transcribe(mono)
+	if err != nil {
+		return false, fmt.Errorf("speech: keyword spotting: %w", err)
+	}
+	return strings.Contains(hyp, strings.ToLower(phrase)), nil
+}
+
+// Transcribe returns what was said in audio (any rate, mono or stereo): lower-case words, or
+// "" for no speech. It waits for a free decoder (or ctx).
+func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (string, error) {
+	mono, err := to16k(audio)
+	if err != nil {
+		return "", err
 	}
 	p.mu.Lock()
 	select {
@@ -204,6 +257,12 @@ func (p *PocketSphinx) Close() error {
 		for _, d := range p.all {
 			_ = d.Close()
 		}
+		p.spotMu.Lock()
+		for _, d := range p.spots {
+			_ = d.Close()
+		}
+		p.spots = nil
+		p.spotMu.Unlock()
 	})
 	return nil
 }

@@ -22,6 +22,8 @@
 //	              connects (the page's "ICE is taking long" message); connect timeout 8 s
 //	forward       not a fastrtc stream: plain pion forwarding the browser's VP8 RTP back
 //	              without decoding, on the same offer protocol (the latency floor)
+//	talk          audio send-receive: examples/talk's agent (PocketSphinx, espeak-ng, text box)
+//	talk-wake     the same, answering only after "hello computer"
 //
 // GET /debug/stats returns {"<kind>": {"sessions": N, "codecs": N}, ..., "process":
 // {"goroutines": N}} so that tests and cmd/soak can
@@ -55,9 +57,11 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/internal/talkagent"
+	"github.com/fastrtc-go/fastrtc/speech"
 )
 
-var allKinds = []string{"flip", "inputs", "echo", "pause", "video-source", "audio-source", "send", "error", "limit", "av", "identity", "stall", "forward"}
+var allKinds = []string{"flip", "inputs", "echo", "pause", "video-source", "audio-source", "send", "error", "limit", "av", "identity", "stall", "forward", "talk", "talk-wake"}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
@@ -216,6 +220,21 @@ func noCandidates(se *webrtc.SettingEngine) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }
 
+// talkEngines loads the speech engines once for the talk kinds (they live as long as the
+// process).
+var talkEngines = sync.OnceValues(func() (*talkagent.Agent, error) {
+	stt, err := speech.NewPocketSphinx(speech.PocketSphinxOptions{Decoders: 2})
+	if err != nil {
+		return nil, err
+	}
+	tts, err := speech.NewEspeak(speech.EspeakOptions{})
+	if err != nil {
+		_ = stt.Close()
+		return nil, err
+	}
+	return &talkagent.Agent{STT: stt, TTS: tts}, nil
+})
+
 // newStream builds the stream of one kind.
 func newStream(kind string, opts []fastrtc.Option) (*fastrtc.Stream, error) {
 	with := func(more ...fastrtc.Option) []fastrtc.Option { return append(slices.Clone(opts), more...) }
@@ -251,6 +270,22 @@ func newStream(kind string, opts []fastrtc.Option) (*fastrtc.Stream, error) {
 			fastrtc.WithTitle("Reply on pause", "Speak; when you pause, the server answers with a beep."),
 			fastrtc.WithOutputs(fastrtc.Output{Name: "replies", Label: "Replies"},
 				fastrtc.Output{Name: "utterance_s", Label: "Last utterance (s)"}))...)
+	case "talk", "talk-wake": // examples/talk's agent: PocketSphinx in, espeak-ng out
+		a, err := talkEngines()
+		if err != nil {
+			return nil, err
+		}
+		wake := ""
+		if kind == "talk-wake" {
+			wake = "hello computer"
+		}
+		// The fake microphone plays espeak-ng's synthetic voice: Chrome's noise suppression
+		// garbles it for PocketSphinx ("what is the weather today" became "what is not
+		// whether to bury"), so these pages capture it unprocessed. The pause kind keeps
+		// the voice-agent default (processing on) and checks it.
+		more := append(talkagent.Options(wake), fastrtc.WithTrackConstraints(fastrtc.TrackConstraints{
+			Audio: map[string]any{"echoCancellation": false, "noiseSuppression": false, "autoGainControl": false}}))
+		return fastrtc.New(a.Handler(wake), fastrtc.Audio, fastrtc.SendReceive, with(more...)...)
 	case "video-source":
 		return fastrtc.New(fastrtc.VideoSource(videoSource), fastrtc.Video, fastrtc.Receive, with(
 			fastrtc.WithTitle("Video source", "The server generates the picture."))...)

@@ -11,68 +11,21 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"iter"
 	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
+	"github.com/fastrtc-go/fastrtc/internal/talkagent"
 	"github.com/fastrtc-go/fastrtc/speech"
 )
 
-// agent answers each turn with what it heard.
-type agent struct {
-	stt fastrtc.Transcriber
-	tts fastrtc.Synthesizer
-}
-
-// reply transcribes the utterance (or takes the typed text, or the words after the wake
-// phrase), shows both sides of the conversation and speaks the answer.
-func (a *agent) reply(ctx context.Context, s *fastrtc.Session, utt fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
-	return func(yield func(fastrtc.AudioFrame, error) bool) {
-		text := fastrtc.ReplyText(ctx)
-		if text == "" {
-			text = fastrtc.ReplyTranscript(ctx)
-		}
-		if text == "" && len(utt.Samples) > 0 {
-			var err error
-			if text, err = a.stt.Transcribe(ctx, utt); err != nil {
-				yield(fastrtc.AudioFrame{}, err)
-				return
-			}
-		}
-		answer := "Sorry, I did not catch that."
-		if text != "" {
-			_ = s.Transcript(fastrtc.RoleUser, text)
-			answer = "You said: " + text
-		}
-		_ = s.Transcript(fastrtc.RoleAssistant, answer)
-		for f, err := range a.tts.Synthesize(ctx, answer) {
-			if !yield(f, err) || err != nil {
-				return
-			}
-		}
-	}
-}
-
 // newStream builds the talk stream; wake, if set, is the phrase it waits for.
-func newStream(a *agent, wake string, opts ...fastrtc.Option) (*fastrtc.Stream, error) {
-	pause := []fastrtc.PauseOption{fastrtc.WithTextInput("textbox")}
-	handler := fastrtc.NewReplyOnPause(a.reply, pause...)
-	subtitle := "Speak, then pause (or type): the agent says what it heard."
-	if wake != "" {
-		handler = fastrtc.NewReplyOnStopWords(a.reply, a.stt, []string{wake}, pause...)
-		subtitle = `Say "` + wake + `", then what you want (or type).`
-	}
-	opts = append([]fastrtc.Option{
-		fastrtc.WithTitle("Talk", subtitle),
-		fastrtc.WithInputs(fastrtc.Text("textbox", "")),
-	}, opts...)
-	return fastrtc.New(handler, fastrtc.Audio, fastrtc.SendReceive, opts...)
+func newStream(a *talkagent.Agent, wake string, opts ...fastrtc.Option) (*fastrtc.Stream, error) {
+	return fastrtc.New(a.Handler(wake), fastrtc.Audio, fastrtc.SendReceive, append(talkagent.Options(wake), opts...)...)
 }
 
 func main() {
@@ -99,7 +52,7 @@ func run(addr, wake, voice string, log *slog.Logger, network fastrtc.Option) err
 		return err
 	}
 	defer tts.Close()
-	stream, err := newStream(&agent{stt: stt, tts: tts}, wake, network, fastrtc.WithLogger(log))
+	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, network, fastrtc.WithLogger(log))
 	if err != nil {
 		return err
 	}

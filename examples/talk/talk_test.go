@@ -18,6 +18,7 @@ import (
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/client"
 	"github.com/fastrtc-go/fastrtc/internal/loadgen"
+	"github.com/fastrtc-go/fastrtc/internal/talkagent"
 	"github.com/fastrtc-go/fastrtc/internal/wav"
 	"github.com/fastrtc-go/fastrtc/media"
 	"github.com/fastrtc-go/fastrtc/speech"
@@ -149,7 +150,7 @@ func newTalkServer(t *testing.T, wake string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newStream(&agent{stt: stt, tts: tts}, wake, fastrtc.WithSettingEngine(loadgen.Loopback))
+	s, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, fastrtc.WithSettingEngine(loadgen.Loopback))
 	if err != nil {
 		t.Fatal(err)
 	}

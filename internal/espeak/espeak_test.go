@@ -163,7 +163,7 @@ func TestPanicInCallback(t *testing.T) {
 				t.Errorf("recovered %v, want boom", r)
 			}
 		}()
-		e.Synthesize(context.Background(), sentence, func([]int16) bool { panic("boom") })
+		_ = e.Synthesize(context.Background(), sentence, func([]int16) bool { panic("boom") })
 		t.Error("no panic")
 	}()
 	// The lock was released and the library reset.

@@ -5,17 +5,21 @@
 // spotting (Config.Keyphrase).
 //
 // Input is mono signed 16-bit PCM at 16 kHz, the rate of the acoustic
-// model Debian ships (pocketsphinx-en-us, a 16 kHz semi-continuous
-// model). 8 kHz is not supported: the model's feat.params fixes the mel
+// model Debian ships (pocketsphinx-en-us, a 16 kHz phonetically tied
+// mixture model). 8 kHz is not supported: the model's feat.params fixes the mel
 // filter bank's upper edge at 6800 Hz and overrides any -upperf given,
 // so -samprate 8000 cannot produce features the model was trained on;
 // resample telephone audio to 16 kHz first.
 //
 // Recognition uses the general English trigram model (en-us.lm.bin) and
-// the 134k-word CMU dictionary. On espeak-ng voices it gets short
-// command-like sentences mostly right but is far from a modern recogniser;
-// see the tests for the measured word accuracy. Keyword spotting is the
-// more robust mode for fixed phrases.
+// the 134k-word CMU dictionary. It is far from a modern recogniser: on
+// espeak-ng's Klatt voice (en-us+klatt) the tests measure 70% word
+// accuracy on short command sentences (80% streamed), and on espeak-ng's
+// default voice only about 10%. Keyword spotting is the robust mode for
+// fixed phrases; a spotted keyphrase is reported only once 100 ms of audio
+// (-kws_delay, 10 frames) have followed it, so end an utterance with a
+// little non-speech. Decoding runs at about 0.14 times real time on one
+// x86-64 core (BenchmarkTranscribe).
 //
 // # Concurrency
 //
@@ -35,24 +39,41 @@
 //
 // # Memory and cost
 //
-// A Decoder owns the loaded models in C memory: measured with the Debian
-// English model on one x86-64 core, New takes about 0.3 s and raises the
-// process RSS by about 70 MB (the 27 MB binary trigram model, the
-// dictionary and the acoustic model; see TestInitCost). Keyword spotting
-// loads no language model: about 0.1 s and 25 MB. Create decoders once and
-// reuse them across utterances. Close frees everything (ps_free, then
-// cmd_ln_free_r on the configuration) and is idempotent; a Decoder that
-// becomes unreachable without Close is freed by a runtime cleanup. The
-// decoding calls allocate no Go memory except the returned strings.
+// A Decoder owns the loaded models in C memory. Measured with the Debian
+// English model on an x86-64 core (TestInitCost, in a fresh process): New
+// takes 0.5-0.8 s and raises the process RSS by about 91 MB (the trigram
+// model and its search structures, the dictionary, and the acoustic
+// model, part of which is memory-mapped); keyword spotting loads no language
+// model: about 0.2 s and 27 MB. Create decoders once and reuse them across
+// utterances. Close frees everything (ps_free, then cmd_ln_free_r on the
+// configuration; valgrind reports no leak) and then calls glibc's
+// malloc_trim, since the models are some 800,000 small allocations whose
+// freed pages malloc would otherwise keep (about 30-90 MB per closed
+// decoder, depending on which threads allocated it). Close is idempotent;
+// a Decoder that becomes unreachable without Close is freed the same way
+// by a runtime cleanup. The decoding calls allocate no Go memory except
+// the returned strings.
 package sphinx
 
 /*
 #cgo pkg-config: pocketsphinx
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pocketsphinx.h>
 #include <sphinxbase/err.h>
 #include <sphinxbase/cmd_ln.h>
+#include <sphinxbase/ckd_alloc.h>
+
+// fastrtc_sphinx_has_word reports whether word is in the decoder's dictionary.
+static int fastrtc_sphinx_has_word(ps_decoder_t *ps, const char *word) {
+	char *phones = ps_lookup_word(ps, word);
+	if (phones == NULL) {
+		return 0;
+	}
+	ckd_free(phones);
+	return 1;
+}
 
 static cmd_ln_t *fastrtc_sphinx_config(int argc, char **argv) {
 	return cmd_ln_parse_r(NULL, ps_args(), argc, argv, TRUE);
@@ -121,8 +142,9 @@ type Config struct {
 	// Every word must be in Dict.
 	Keyphrase string
 	// KeyphraseThreshold is the detection threshold for the ratio
-	// p(keyphrase)/p(alternatives), typically 1e-40 (more detections,
-	// more false alarms) to 1e-5; 0 selects DefaultKeyphraseThreshold.
+	// p(keyphrase)/p(alternatives), typically 1e-50 (more detections,
+	// more false alarms) to 1e-10 for multi-word phrases; 0 selects
+	// DefaultKeyphraseThreshold.
 	KeyphraseThreshold float64
 	// SampleRate is the input rate in Hz; 0 or 16000 (the only rate
 	// supported).
@@ -130,8 +152,12 @@ type Config struct {
 }
 
 // DefaultKeyphraseThreshold is the keyword spotting threshold used when
-// Config.KeyphraseThreshold is 0, chosen for two- or three-word phrases.
-const DefaultKeyphraseThreshold = 1e-20
+// Config.KeyphraseThreshold is 0, chosen for two- or three-word phrases:
+// on espeak-ng speech "hello computer" is missed at 1e-30, found in some
+// sentences at 1e-40 and in all the tests' at 1e-50, with no false alarm
+// on unrelated sentences even at 1e-200. Tune it on real recordings of
+// the phrase.
+const DefaultKeyphraseThreshold = 1e-50
 
 // DefaultConfig returns the configuration for Debian's English model
 // (package pocketsphinx-en-us) at 16 kHz, or an error wrapping ErrNoModel
@@ -199,9 +225,6 @@ func (c Config) args() ([]string, error) {
 	} else {
 		args = append(args, "-lm", c.LM)
 	}
-	if x := os.Getenv("SPHINX_EXTRA"); x != "" {
-		args = append(args, strings.Fields(x)...)
-	}
 	return args, nil
 }
 
@@ -214,6 +237,7 @@ type handles struct {
 func (h handles) free() {
 	C.ps_free(h.ps)
 	C.cmd_ln_free_r(h.cfg)
+	C.malloc_trim(0)
 }
 
 // Decoder is one PocketSphinx decoder (ps_decoder_t). It is not safe for
@@ -257,6 +281,17 @@ func New(c Config) (*Decoder, error) {
 	}
 	d := &Decoder{h: handles{ps: ps, cfg: cfg}, kws: c.Keyphrase != ""}
 	d.cleanup = runtime.AddCleanup(d, handles.free, d.h)
+	// PocketSphinx silently drops a keyphrase word missing from the
+	// dictionary, which would make the phrase undetectable.
+	for _, w := range strings.Fields(strings.ToLower(c.Keyphrase)) {
+		cw := C.CString(w)
+		ok := C.fastrtc_sphinx_has_word(ps, cw) != 0
+		C.free(unsafe.Pointer(cw))
+		if !ok {
+			d.Close()
+			return nil, fmt.Errorf("sphinx: new: %w: keyphrase word %q is not in the dictionary %s", ErrConfig, w, c.Dict)
+		}
+	}
 	return d, nil
 }
 
@@ -271,7 +306,9 @@ func (d *Decoder) KeywordSpotting() bool { return d.kws }
 // returns the recognised words separated by single spaces, or "" if
 // nothing was recognised (for keyword spotting: the keyphrase if it was
 // heard, else ""). Whole-utterance decoding normalises the cepstrum over
-// the utterance and is somewhat more accurate than streaming.
+// the utterance (batch CMN), while streaming uses a running estimate that
+// carries over from one utterance to the next; on the test fixtures
+// streaming was slightly more accurate.
 func (d *Decoder) Transcribe(pcm []int16) (string, error) {
 	if d.h.ps == nil {
 		return "", ErrClosed
