@@ -1,11 +1,11 @@
 package fastrtc
 
 import (
-	"slices"
 	"context"
 	"fmt"
 	"image"
 	"iter"
+	"slices"
 )
 
 // Handler is the code a Stream runs for each connection. It is a closed set: only the

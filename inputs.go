@@ -148,7 +148,7 @@ func (in Input) convert(v any) (any, error) {
 	case KindJSON:
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("want a JSON value: %v", err)
+			return nil, fmt.Errorf("want a JSON value: %w", err)
 		}
 		limit := in.MaxBytes
 		if limit <= 0 {

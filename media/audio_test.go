@@ -66,7 +66,10 @@ func TestReadPCMFrames(t *testing.T) {
 		t.Errorf("%d samples, error %v; want 961 and the error", n, sawErr)
 	}
 	// Stopping early stops reading.
-	for range ReadPCMFrames(bytes.NewReader(pcm), 24000, 1) {
+	for _, err := range ReadPCMFrames(bytes.NewReader(pcm), 24000, 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		break
 	}
 	for _, err := range ReadPCMFrames(bytes.NewReader(pcm), 22051, 1) {

@@ -56,6 +56,7 @@ type talkSession struct {
 	lines []string // "role: text"
 	stops int
 	audio []int16
+	loud  time.Time // when the first loud reply frame arrived
 }
 
 func dialTalk(t *testing.T, base string) *talkSession {
@@ -92,8 +93,15 @@ func dialTalk(t *testing.T, base string) *talkSession {
 			if err != nil {
 				return
 			}
+			e := 0.0
+			for _, x := range f.Samples {
+				e += float64(x) * float64(x)
+			}
 			ts.mu.Lock()
 			ts.audio = append(ts.audio, f.Samples...)
+			if ts.loud.IsZero() && len(f.Samples) > 0 && math.Sqrt(e/float64(len(f.Samples))) > 300 {
+				ts.loud = time.Now()
+			}
 			ts.mu.Unlock()
 		}
 	}()
@@ -165,7 +173,10 @@ func newTalkServer(t *testing.T, wake string) string {
 func TestTalkByVoiceAndText(t *testing.T) {
 	base := newTalkServer(t, "")
 	ts := dialTalk(t, base)
-	ts.send(t, say(t, "what is the weather today"))
+	q := say(t, "what is the weather today")
+	t0 := time.Now()
+	ts.send(t, q)
+	speechEnd := t0.Add(time.Duration(len(q)-48000*25/10) * time.Second / 48000) // before the 2.5 s pad
 	lines := waitLines(t, ts, 2, 10*time.Second)
 	t.Logf("voice: %q", lines)
 	if !strings.HasPrefix(lines[0], "user: ") || !strings.Contains(lines[0], "weather") || !strings.HasPrefix(lines[1], "assistant: You said: ") {
@@ -175,9 +186,12 @@ func TestTalkByVoiceAndText(t *testing.T) {
 	if _, _, loud := ts.snapshot(); loud < 300 {
 		t.Errorf("reply audio RMS %.0f: no speech came back", loud)
 	}
+	ts.mu.Lock()
+	t.Logf("turn latency (end of speech to the first reply audio, transcription and synthesis included): %v", ts.loud.Sub(speechEnd).Round(time.Millisecond))
+	ts.mu.Unlock()
 	body, _ := json.Marshal(map[string]any{"webrtc_id": ts.c.ID(), "textbox": "hello from the keyboard"})
 	res, err := http.Post(base+"/input_hook", "application/json", bytes.NewReader(body))
-	if err != nil || res.StatusCode != 200 {
+	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("input_hook: %v %v", err, res)
 	}
 	res.Body.Close()
