@@ -285,14 +285,14 @@ func TestOutputsReaderStalls(t *testing.T) {
 	sess.CloseStream("")
 	<-sess.Done()
 	// The Outputs goroutine gives up outputsGrace after the end, and closes the channel.
-	if goroutinesIn("fastrtc.(*Stream).Outputs") != 1 {
+	if goroutinesIn("fastrtc.(*Stream).outputsOf") != 1 {
 		t.Fatal("no Outputs goroutine while its reader stalls")
 	}
 	deadline := time.Now().Add(outputsGrace + 5*time.Second)
-	for goroutinesIn("fastrtc.(*Stream).Outputs") > 0 && time.Now().Before(deadline) {
+	for goroutinesIn("fastrtc.(*Stream).outputsOf") > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if goroutinesIn("fastrtc.(*Stream).Outputs") > 0 {
+	if goroutinesIn("fastrtc.(*Stream).outputsOf") > 0 {
 		t.Fatal("the Outputs goroutine outlived its session by more than the grace period")
 	}
 	n := 0
