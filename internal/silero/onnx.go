@@ -191,17 +191,9 @@ func readAttr(b []byte) (string, *attr, error) {
 			}
 			a.g = g
 		case 8:
-			if typ == protowire.BytesType { // packed
-				for len(v) > 0 {
-					x, n := protowire.ConsumeVarint(v)
-					if n < 0 {
-						return errProto
-					}
-					a.ints = append(a.ints, int64(x))
-					v = v[n:]
-				}
-			} else {
-				a.ints = append(a.ints, int64(u))
+			var err error
+			if a.ints, err = appendVarints(a.ints, typ, v, u); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -218,17 +210,9 @@ func readTensor(b []byte) (*tensor, error) {
 	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
 		switch num {
 		case 1: // dims
-			if typ == protowire.BytesType {
-				for len(v) > 0 {
-					x, n := protowire.ConsumeVarint(v)
-					if n < 0 {
-						return errProto
-					}
-					t.dims = append(t.dims, int64(x))
-					v = v[n:]
-				}
-			} else {
-				t.dims = append(t.dims, int64(u))
+			var err error
+			if t.dims, err = appendVarints(t.dims, typ, v, u); err != nil {
+				return err
 			}
 		case 2:
 			dtype = u
@@ -241,17 +225,9 @@ func readTensor(b []byte) (*tensor, error) {
 				floats = append(floats, math.Float32frombits(uint32(u)))
 			}
 		case 5, 7: // int32_data, int64_data
-			if typ == protowire.BytesType {
-				for len(v) > 0 {
-					x, n := protowire.ConsumeVarint(v)
-					if n < 0 {
-						return errProto
-					}
-					ints = append(ints, int64(x))
-					v = v[n:]
-				}
-			} else {
-				ints = append(ints, int64(u))
+			var err error
+			if ints, err = appendVarints(ints, typ, v, u); err != nil {
+				return err
 			}
 		case 8:
 			t.name = string(v)
@@ -311,4 +287,20 @@ func (t *tensor) size() int {
 		n *= int(d)
 	}
 	return n
+}
+
+// appendVarints appends a repeated int64 field's value: one varint, or a packed run of them.
+func appendVarints(dst []int64, typ protowire.Type, v []byte, u uint64) ([]int64, error) {
+	if typ != protowire.BytesType {
+		return append(dst, int64(u)), nil
+	}
+	for len(v) > 0 {
+		x, n := protowire.ConsumeVarint(v)
+		if n < 0 {
+			return dst, errProto
+		}
+		dst = append(dst, int64(x))
+		v = v[n:]
+	}
+	return dst, nil
 }
