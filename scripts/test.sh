@@ -42,9 +42,27 @@ go test -race -count=1 -p 1 -timeout 15m ./... # -p 1: the root tests check real
 # input runs it many times (a valid offer costs a PeerConnection): bounded to 3 s, or a
 # target can spend a minute there.
 echo "== fuzz (${FUZZTIME:=8s} each)"
+# Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" at the
+# -fuzztime boundary when a worker is slow to stop (golang/go#75804, fixed in Go 1.27): no
+# input failed and none is written. Such a run is not a finding: the target's corpus is
+# replayed instead, and only a written input or any other failure fails the stage.
+fuzzlog=$(mktemp)
 for target in $(go test -list '^Fuzz' . | grep '^Fuzz'); do
-  go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s .
+  before=$(ls testdata/fuzz/"$target" 2>/dev/null | sort || true)
+  if go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s . 2>&1 | tee "$fuzzlog"; then
+    continue
+  fi
+  after=$(ls testdata/fuzz/"$target" 2>/dev/null | sort || true)
+  if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$fuzzlog" &&
+    [ "$(grep -c -- '--- FAIL' "$fuzzlog")" = 1 ] && ! grep -qE 'panic:|failing input|Error Trace' "$fuzzlog"; then
+    echo "fuzz: $target stopped on Go's fuzztime race (golang/go#75804), no input written; replaying its corpus"
+    go test -count=1 -run "^$target\$" .
+    continue
+  fi
+  rm -f "$fuzzlog"
+  exit 1
 done
+rm -f "$fuzzlog"
 
 if [ "${1:-}" = "-short" ]; then exit 0; fi
 # Memory and leaks of a real server process (cmd/e2eserver): rounds of live video and voice
