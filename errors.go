@@ -1,6 +1,9 @@
 package fastrtc
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Errors returned by this package wrap one of these where it applies; test
 // with errors.Is.
@@ -34,3 +37,22 @@ var (
 	// names) when the data is not a Silero VAD v5 ONNX model.
 	ErrBadModel = errors.New("fastrtc: not a Silero VAD v5 model")
 )
+
+// ErrDraining is the refusal of a new session by a Stream that is draining (Stream.Drain);
+// clients get FastRTC's concurrency_limit_reached failure with "reason": "draining".
+var ErrDraining = errors.New("fastrtc: draining: not taking new sessions")
+
+// LimitError is a refusal under a concurrency limit. It wraps ErrConcurrencyLimit; Scope
+// says whose limit it was: "node" (WithConcurrencyLimit) or "cluster" (a Cluster's).
+type LimitError struct {
+	Limit int    // the limit that was reached
+	Scope string // "node" or "cluster"
+}
+
+// Error says which limit was reached.
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("fastrtc: %s concurrency limit reached (%d)", e.Scope, e.Limit)
+}
+
+// Unwrap returns ErrConcurrencyLimit.
+func (e *LimitError) Unwrap() error { return ErrConcurrencyLimit }

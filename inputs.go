@@ -326,7 +326,11 @@ func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(body, "webrtc_id")
-	err := s.SetInput(id, body)
+	writeInputResult(w, id, s.setInput(r.Context(), id, body))
+}
+
+// writeInputResult answers /input_hook with the outcome of setting the inputs.
+func writeInputResult(w http.ResponseWriter, id string, err error) {
 	var ie *InputError
 	switch {
 	case err == nil:

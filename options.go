@@ -47,6 +47,7 @@ type config struct {
 	candidateFilter func(netip.Addr) bool
 	net             netOptions
 	turn            *TURNOptions
+	cluster         Cluster
 }
 
 // The defaults of the options.
@@ -174,6 +175,12 @@ func WithOutputs(outputs ...Output) Option {
 // WithConcurrencyLimit caps the number of live sessions across all transports; 0 (the
 // default) means unlimited. Over the limit, offers get the concurrency_limit_reached failure.
 func WithConcurrencyLimit(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithCluster makes the stream one node of a cluster (see Cluster; package
+// github.com/fastrtc-go/fastrtc/cluster builds one over NATS): sessions count against the
+// cluster's limit as well as this node's WithConcurrencyLimit, and requests for sessions
+// held by other nodes are served from there. New calls c.Attach.
+func WithCluster(c Cluster) Option { return func(cfg *config) { cfg.cluster = c } }
 
 // WithTimeLimit ends every session d after it connected; 0 (the default) means no limit.
 func WithTimeLimit(d time.Duration) Option { return func(c *config) { c.timeLimit = d } }

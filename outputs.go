@@ -70,12 +70,56 @@ func (q *outputQueue) take() []json.RawMessage {
 // session ends (after its last outputs have been delivered, or 5 s after it ended if nobody
 // reads them) or ctx is done. Several readers of one session share its outputs: each output
 // goes to one reader. Cancel ctx when you stop reading early.
+//
+// With a Cluster, the outputs of a session held by another node come from there.
 func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage, error) {
 	sess, err := s.lookup(id)
-	if err != nil {
+	if err == nil {
+		return s.outputsOf(ctx, sess), nil
+	}
+	if !s.forwarding(ctx) {
 		return nil, err
 	}
-	return s.outputsOf(ctx, sess), nil
+	ch := make(chan json.RawMessage)
+	first := make(chan bool, 1)
+	go func() {
+		defer close(ch)
+		r := &sseReader{ctx: ctx, ch: ch, header: http.Header{}}
+		held := newFirstWrite(r, first)
+		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, held) {
+			first <- false
+		}
+	}()
+	if !<-first {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	}
+	return ch, nil
+}
+
+// firstWrite reports on ok, once, whether the first thing written was a 200 response.
+type firstWrite struct {
+	*sseReader
+	ok   chan<- bool
+	told bool
+}
+
+func newFirstWrite(r *sseReader, ok chan<- bool) *firstWrite { return &firstWrite{sseReader: r, ok: ok} }
+
+func (f *firstWrite) tell(code int) {
+	if !f.told {
+		f.told = true
+		f.ok <- code == http.StatusOK
+	}
+}
+
+func (f *firstWrite) WriteHeader(code int) { f.tell(code); f.sseReader.WriteHeader(code) }
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	f.tell(http.StatusOK)
+	if f.sseReader.status != 0 && f.sseReader.status != http.StatusOK {
+		return len(p), nil // an error body: not events
+	}
+	return f.sseReader.Write(p)
 }
 
 // outputsOf is Outputs for a session in hand.
@@ -155,13 +199,30 @@ func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
 		return
 	}
-	// The page may open its EventSource before it starts the connection: wait a little.
-	sess, err := s.waitSession(r.Context(), id, s.cfg.outputsWait)
+	s.streamOutputs(r.Context(), w, id, s.cfg.outputsWait)
+}
+
+// streamOutputs answers GET /outputs for session id, waiting up to wait for it to appear
+// (here, or with a Cluster anywhere).
+func (s *Stream) streamOutputs(ctx context.Context, w http.ResponseWriter, id string, wait time.Duration) {
+	var sess *Session
+	var err error
+	if s.forwarding(ctx) {
+		// Here now, or anywhere (this node too) within the wait: the cluster routes it.
+		if sess, err = s.lookup(id); err != nil {
+			if s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id, Wait: wait}, w) {
+				return
+			}
+		}
+	} else {
+		// The page may open its EventSource before it starts the connection: wait a little.
+		sess, err = s.waitSession(ctx, id, wait)
+	}
 	if err != nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 		return
 	}
-	ch := s.outputsOf(r.Context(), sess)
+	ch := s.outputsOf(ctx, sess)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

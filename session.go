@@ -39,6 +39,7 @@ type Session struct {
 	endFuncs []func() // run after the session's goroutines have returned
 	endRan   bool     // endFuncs have run
 
+	leave    func()            // frees the session's cluster slot (WithCluster), or nil
 	tr       transport         // how the session reaches its client; set at creation
 	counters counters          // media counts for Stats
 	meta     map[string]string // transport metadata (telephone call details)

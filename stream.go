@@ -3,6 +3,8 @@ package fastrtc
 import (
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
@@ -36,6 +38,7 @@ type Stream struct {
 	sessions map[string]*Session
 	arrived  chan struct{} // closed when a session registers (waitSession); guarded by mu
 	closed   bool
+	draining bool
 	wg       sync.WaitGroup // one per live session
 
 	codecs      atomic.Int64 // open codec contexts, for leak checks (Stats)
@@ -102,6 +105,12 @@ func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream
 		}
 	}
 	s.api = api
+	if cfg.cluster != nil {
+		if err := cfg.cluster.Attach(s); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("fastrtc: joining the cluster: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -129,13 +138,44 @@ func (s *Stream) Stats() Stats {
 
 // SetInput validates values against the declared inputs and stores them for session id; the
 // handler sees them from its next call. It returns an error wrapping ErrUnknownConnection or
-// ErrInvalidInput (an *InputError names the field).
+// ErrInvalidInput (an *InputError names the field). With a Cluster, a session held by another
+// node gets them from there, within 5 s (SetInputContext takes a context instead).
 func (s *Stream) SetInput(id string, values map[string]any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.setInput(ctx, id, values)
+}
+
+// SetInputContext is SetInput with a context bounding the cluster's forwarding.
+func (s *Stream) SetInputContext(ctx context.Context, id string, values map[string]any) error {
+	return s.setInput(ctx, id, values)
+}
+
+func (s *Stream) setInput(ctx context.Context, id string, values map[string]any) error {
 	sess, err := s.lookup(id)
-	if err != nil {
+	if err == nil {
+		return sess.setInputs(values)
+	}
+	if !s.forwarding(ctx) {
 		return err
 	}
-	return sess.setInputs(values)
+	body := make(map[string]any, len(values)+1)
+	for k, v := range values {
+		body[k] = v
+	}
+	body["webrtc_id"] = id
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	rec := httptest.NewRecorder()
+	if !s.forward(ctx, Forwarded{Route: RouteInputHook, ID: id, Body: b}, rec) {
+		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	}
+	if rec.Code == http.StatusOK {
+		return nil
+	}
+	return forwardedError(rec, id)
 }
 
 // Sessions returns the ids of the live sessions.
@@ -169,10 +209,12 @@ func (s *Stream) reserve(sess *Session) error {
 	switch {
 	case s.closed:
 		return ErrStreamClosed
+	case s.draining:
+		return ErrDraining
 	case s.sessions[sess.id] != nil:
 		return fmt.Errorf("%w: %q", ErrConnectionExists, sess.id)
 	case s.cfg.concurrency > 0 && len(s.sessions) >= s.cfg.concurrency:
-		return fmt.Errorf("%w (%d)", ErrConcurrencyLimit, s.cfg.concurrency)
+		return &LimitError{Limit: s.cfg.concurrency, Scope: "node"}
 	}
 	s.sessions[sess.id] = sess
 	s.wg.Add(1)
@@ -226,6 +268,9 @@ func (s *Stream) LatestOutput(id string) (v json.RawMessage, ok bool, err error)
 
 // release removes a session when it has fully ended.
 func (s *Stream) release(sess *Session) {
+	if sess.leave != nil {
+		sess.leave()
+	}
 	s.mu.Lock()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
@@ -274,7 +319,7 @@ func (s *Stream) Shutdown(ctx context.Context) error {
 // handler factory runs here). A refusal returns an error wrapping ErrConcurrencyLimit,
 // ErrConnectionExists or ErrStreamClosed (see refusal); a failing handler factory, one
 // wrapping ErrHandlerPanic or the factory's error, after the session ended and freed its slot.
-func (s *Stream) openSession(id string, meta map[string]string, newTransport func(*Session) transport) (*Session, error) {
+func (s *Stream) openSession(ctx context.Context, id string, meta map[string]string, newTransport func(*Session) transport) (*Session, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
@@ -283,6 +328,18 @@ func (s *Stream) openSession(id string, meta map[string]string, newTransport fun
 	if err := s.reserve(sess); err != nil {
 		sess.cancel(err)
 		return nil, err
+	}
+	if s.cfg.cluster != nil {
+		leave, err := s.cfg.cluster.Admit(ctx, id)
+		if err != nil {
+			s.mu.Lock()
+			delete(s.sessions, id)
+			s.mu.Unlock()
+			s.wg.Done()
+			sess.cancel(err)
+			return nil, err
+		}
+		sess.leave = leave
 	}
 	if err := s.bindSessionHandler(sess); err != nil {
 		sess.fail(err)
@@ -313,9 +370,14 @@ func (s *Stream) startSession(sess *Session) bool {
 // {"status":"failed","meta":{"error":code,...}}), or "" when err is not a refusal the
 // protocol names.
 func (s *Stream) refusal(err error) (code string, meta map[string]any) {
+	var le *LimitError
 	switch {
+	case errors.As(err, &le):
+		return failConcurrency, map[string]any{"error": failConcurrency, "limit": le.Limit, "reason": le.Scope}
 	case errors.Is(err, ErrConcurrencyLimit):
 		return failConcurrency, map[string]any{"error": failConcurrency, "limit": s.cfg.concurrency}
+	case errors.Is(err, ErrDraining):
+		return failConcurrency, map[string]any{"error": failConcurrency, "reason": "draining"}
 	case errors.Is(err, ErrConnectionExists):
 		return failExists, map[string]any{"error": failExists}
 	}
@@ -356,4 +418,44 @@ func checkID(id string) error {
 		}
 	}
 	return nil
+}
+
+// Drain stops taking new sessions (offers and WebSocket starts are refused with FastRTC's
+// concurrency_limit_reached failure, "reason": "draining"; a Cluster's other nodes take
+// them) and waits for the live sessions to end by themselves. When ctx is done first, it
+// ends those left with end_stream ("server is draining") and waits for them to finish;
+// then it returns ctx's error. The stream stays usable for the sessions' requests until
+// Close. Draining reports whether Drain was called.
+func (s *Stream) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	s.log.Info("draining", "sessions", s.Stats().Sessions)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	live := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	s.log.Info("drain deadline: ending sessions", "sessions", len(live))
+	for _, sess := range live {
+		sess.CloseStream("server is draining")
+	}
+	<-done
+	return ctx.Err()
+}
+
+// Draining reports whether Drain has been called: a health check can take the node out of
+// its load balancer's rotation.
+func (s *Stream) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }

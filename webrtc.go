@@ -75,7 +75,7 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 		}
 		s.handleOffer(w, r, req)
 	case "ice-candidate":
-		s.handleCandidate(w, req)
+		s.handleCandidate(r.Context(), w, req)
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown type %q (want \"offer\" or \"ice-candidate\")", req.Type))
 	}
@@ -83,7 +83,7 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 
 func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRequest) {
 	var st *rtcTransport
-	sess, err := s.openSession(req.WebRTCID, nil, func(sess *Session) transport {
+	sess, err := s.openSession(r.Context(), req.WebRTCID, nil, func(sess *Session) transport {
 		st = &rtcTransport{sess: sess}
 		return st
 	})
@@ -109,6 +109,9 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		}
 		writeError(w, status, err.Error())
 		return
+	}
+	if id := s.nodeID(); id != "" {
+		w.Header().Set(NodeHeader, id)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
 }
@@ -331,9 +334,15 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 }
 
 // handleCandidate takes a trickled client candidate.
-func (s *Stream) handleCandidate(w http.ResponseWriter, req offerRequest) {
+func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req offerRequest) {
 	sess, err := s.lookup(req.WebRTCID)
 	if err != nil {
+		if s.forwarding(ctx) {
+			// A candidate may overtake its offer on the way to another node: wait a little.
+			if b, err := json.Marshal(req); err == nil && s.forward(ctx, Forwarded{Route: RouteCandidate, ID: req.WebRTCID, Body: b, Wait: candidateWait}, w) {
+				return
+			}
+		}
 		writeFailed(w, failUnknown, nil)
 		return
 	}

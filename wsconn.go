@@ -445,10 +445,12 @@ func (t *wsConn) open(m *wsMessage) {
 	if !ok {
 		return
 	}
-	sess, err := s.openSession(id, meta, func(sess *Session) transport {
+	ctx, cancel := context.WithTimeout(s.closeCtx, admitTimeout)
+	sess, err := s.openSession(ctx, id, meta, func(sess *Session) transport {
 		t.sess, t.log = sess, sess.log
 		return t
 	})
+	cancel()
 	if err != nil {
 		t.refuse(err)
 		return
