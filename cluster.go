@@ -1,0 +1,253 @@
+package fastrtc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+)
+
+// Cluster joins a Stream to the other nodes that serve the same stream, so that a load
+// balancer may send every request but a session's media to any node. Package
+// github.com/fastrtc-go/fastrtc/cluster implements it over NATS; WithCluster installs one.
+//
+// A session lives on the node that answered its offer (its media flows there). The
+// requests that name a session by id (trickled candidates, /input_hook, /outputs, /stats,
+// and SetInput, Outputs and Lookup in Go) are served locally when the session is here and
+// are otherwise handed to Forward, which serves them from the node that holds it.
+//
+// Implementations must be safe for concurrent use.
+type Cluster interface {
+	// NodeID names this node: the X-Fastrtc-Node header of the answers it gives, and the
+	// node of Lookup's SessionInfo.
+	NodeID() string
+	// Attach is called once, by New, with the stream this node serves; the cluster serves
+	// the requests other nodes forward here with s.ServeForwarded.
+	Attach(s *Stream) error
+	// Admit takes a cluster-wide slot for session id, about to open on this node, and
+	// routes the cluster's requests for id here until leave is called (once, when the
+	// session has ended). A refusal wraps ErrConcurrencyLimit (a *LimitError says whose)
+	// or ErrDraining.
+	Admit(ctx context.Context, id string) (leave func(), err error)
+	// Forward serves f, a request for a session this node does not hold, from the node
+	// that holds it, writing that node's response (status, headers and body, streamed as
+	// it comes for RouteOutputs) to w. When no node holds f.ID, after waiting up to f.Wait
+	// for one to, it writes nothing and returns an error wrapping ErrUnknownConnection.
+	Forward(ctx context.Context, f Forwarded, w http.ResponseWriter) error
+}
+
+// Forwarded is a request for a session held by another node, as a Cluster carries it.
+type Forwarded struct {
+	Route string          // RouteCandidate, RouteInputHook, RouteOutputs or RouteStats
+	ID    string          // the session's id
+	Body  json.RawMessage `json:",omitempty"` // the request's JSON body, for POST routes
+	// Wait is how long the session may take to appear anywhere (a page may open
+	// /outputs, or trickle a candidate, before its offer reached a node).
+	Wait time.Duration `json:",omitempty"`
+}
+
+// The routes a Cluster forwards.
+const (
+	RouteCandidate = "candidate"  // POST /webrtc/offer with type ice-candidate
+	RouteInputHook = "input_hook" // POST /input_hook, and Stream.SetInput
+	RouteOutputs   = "outputs"    // GET /outputs (Server-Sent Events), and Stream.Outputs
+	RouteStats     = "stats"      // GET /stats, and Stream.Lookup
+)
+
+// candidateWait is how long a trickled candidate for a session no node holds yet waits for
+// it to appear in the cluster (its offer may still be on its way to another node).
+const candidateWait = 2 * time.Second
+
+// NodeHeader is the response header that names the node (Cluster.NodeID) that answered an
+// offer or served a forwarded request.
+const NodeHeader = "X-Fastrtc-Node"
+
+// admitTimeout bounds a Cluster's Admit where no request context does.
+const admitTimeout = 5 * time.Second
+
+// forwardedKey marks the context of a request a Cluster forwarded here: it is answered
+// here, never forwarded again.
+type forwardedKey struct{}
+
+// forwarding reports whether a request for a session this node lacks goes to the cluster.
+func (s *Stream) forwarding(ctx context.Context) bool {
+	return s.cfg.cluster != nil && ctx.Value(forwardedKey{}) == nil
+}
+
+// forward hands f to the cluster; it reports false (having written nothing) when no node
+// holds the session.
+func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter) bool {
+	err := s.cfg.cluster.Forward(ctx, f, w)
+	if err != nil && !errors.Is(err, ErrUnknownConnection) {
+		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)
+		writeError(w, http.StatusBadGateway, "forwarding to the session's node: "+err.Error())
+		return true
+	}
+	return err == nil
+}
+
+// ServeForwarded answers f, which another node's Cluster forwarded here, as the route would
+// answer it for a session held here (and as if unknown otherwise: it never forwards again).
+// Cluster implementations call it; r supplies the context (cancel it when the requester
+// goes away) and its headers are ignored.
+func (s *Stream) ServeForwarded(w http.ResponseWriter, r *http.Request, f Forwarded) {
+	ctx := context.WithValue(r.Context(), forwardedKey{}, true)
+	switch f.Route {
+	case RouteCandidate:
+		var req offerRequest
+		if err := json.Unmarshal(f.Body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "forwarded candidate: "+err.Error())
+			return
+		}
+		req.WebRTCID = f.ID
+		s.handleCandidate(ctx, w, req)
+	case RouteInputHook:
+		var values map[string]any
+		dec := json.NewDecoder(bytes.NewReader(f.Body))
+		dec.UseNumber()
+		if err := dec.Decode(&values); err != nil {
+			writeError(w, http.StatusBadRequest, "forwarded input: "+err.Error())
+			return
+		}
+		delete(values, "webrtc_id")
+		writeInputResult(w, f.ID, s.setInput(ctx, f.ID, values))
+	case RouteOutputs:
+		s.streamOutputs(ctx, w, f.ID, 0)
+	case RouteStats:
+		s.writeStats(ctx, w, f.ID)
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown forwarded route %q", f.Route))
+	}
+}
+
+// SessionInfo describes a live session, wherever in the cluster it is.
+type SessionInfo struct {
+	ID    string       `json:"id"`
+	Node  string       `json:"node,omitempty"` // the node that holds it ("" without a Cluster)
+	Stats SessionStats `json:"stats"`
+}
+
+// Lookup returns the live session id, from the node that holds it when a Cluster is set
+// (Session returns only sessions held here). It returns an error wrapping
+// ErrUnknownConnection when no node holds it.
+func (s *Stream) Lookup(ctx context.Context, id string) (SessionInfo, error) {
+	if sess, err := s.lookup(id); err == nil || !s.forwarding(ctx) {
+		if err != nil {
+			return SessionInfo{}, err
+		}
+		return SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()}, nil
+	}
+	rec := httptest.NewRecorder()
+	if !s.forward(ctx, Forwarded{Route: RouteStats, ID: id}, rec) {
+		return SessionInfo{}, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	}
+	var info SessionInfo
+	if rec.Code != http.StatusOK {
+		return SessionInfo{}, forwardedError(rec, id)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &info); err != nil {
+		return SessionInfo{}, fmt.Errorf("fastrtc: session %q: forwarded stats: %w", id, err)
+	}
+	return info, nil
+}
+
+// nodeID is the cluster's name of this node, or "".
+func (s *Stream) nodeID() string {
+	if s.cfg.cluster == nil {
+		return ""
+	}
+	return s.cfg.cluster.NodeID()
+}
+
+// forwardedError turns a forwarded route's error response back into this package's errors.
+func forwardedError(rec *httptest.ResponseRecorder, id string) error {
+	var body struct{ Error, Field string }
+	_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	switch {
+	case rec.Code == http.StatusNotFound:
+		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	case body.Field != "":
+		return &InputError{Field: body.Field, Reason: strings.TrimPrefix(body.Error, fmt.Sprintf("fastrtc: invalid input %q: ", body.Field))}
+	case rec.Code == http.StatusBadRequest:
+		return fmt.Errorf("%w: %s", ErrInvalidInput, body.Error)
+	}
+	return fmt.Errorf("fastrtc: session %q: its node answered %d: %s", id, rec.Code, body.Error)
+}
+
+// writeStats is GET /stats for a session: this node's, or (when forwarding) the cluster's.
+func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id string) {
+	sess, err := s.lookup(id)
+	if err != nil {
+		if s.forwarding(ctx) && s.forward(ctx, Forwarded{Route: RouteStats, ID: id}, w) {
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
+}
+
+// serveStats is GET /stats?webrtc_id=ID: the session's SessionInfo as JSON.
+func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	id := r.URL.Query().Get("webrtc_id")
+	if id == "" {
+		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
+		return
+	}
+	s.writeStats(r.Context(), w, id)
+}
+
+// sseReader is the http.ResponseWriter a forwarded RouteOutputs writes to when Go code reads
+// a remote session's outputs (Stream.Outputs): it parses the events back into values.
+type sseReader struct {
+	ctx    context.Context
+	ch     chan<- json.RawMessage
+	header http.Header
+	status int
+	buf    []byte
+}
+
+func (r *sseReader) Header() http.Header { return r.header }
+
+func (r *sseReader) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+func (r *sseReader) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	r.buf = append(r.buf, p...)
+	for {
+		i := bytes.Index(r.buf, []byte("\n\n"))
+		if i < 0 {
+			return len(p), nil
+		}
+		ev := r.buf[:i]
+		sc := bufio.NewScanner(bytes.NewReader(ev))
+		for sc.Scan() {
+			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: ")); ok {
+				select {
+				case r.ch <- json.RawMessage(bytes.Clone(data)):
+				case <-r.ctx.Done():
+					return 0, r.ctx.Err()
+				}
+			}
+		}
+		r.buf = r.buf[i+2:]
+	}
+}
+
+// Flush is a no-op: values are delivered as their events complete.
+func (r *sseReader) Flush() {}

@@ -1,0 +1,761 @@
+// Package cluster runs a fastrtc Stream as one node of many, over NATS: sessions live on the
+// node that answered their offer (their media flows there), and every other request that
+// names a session (trickled ICE candidates, /input_hook, /outputs, /stats, and the Go calls
+// SetInput, Outputs and Lookup) may reach any node: it is forwarded over NATS
+// request/reply to the node that holds the session and answered from there. No sticky
+// routing is needed for anything but the media.
+//
+// A cluster-wide concurrency limit is kept in a JetStream key-value bucket: a session takes
+// one of Limit slot keys with an atomic create, so a burst of offers to different nodes
+// admits exactly Limit sessions. Every node refreshes the keys it holds; the bucket's TTL
+// expires those of a node that died, so its slots come back within Options.TTL.
+//
+//	nc, _ := nats.Connect(url)
+//	node, _ := cluster.Join(ctx, nc, cluster.Options{Name: "echo", Limit: 200})
+//	s, _ := fastrtc.New(handler, fastrtc.Audio, fastrtc.SendReceive, fastrtc.WithCluster(node))
+//
+// What travels over NATS (Name is the stream's cluster name, <id> the base64url of the
+// session id):
+//
+//	fastrtc.<Name>.s.<id>  request: a fastrtc.Forwarded (JSON); replies: the response,
+//	                       streamed in order to the requester's inbox
+//	fastrtc.<Name>.nodes   request: a listing; every node replies with its NodeInfo
+//	KV fastrtc_<Name>      s.<id> -> node (ids are unique cluster-wide),
+//	                       slot.<k> -> session (the limit's slots), refreshed every TTL/3
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configure a node.
+type Options struct {
+	// Name is the stream's name in the cluster: nodes with the same Name serve the same
+	// stream. Letters, digits, - and _; default "fastrtc".
+	Name string
+	// NodeID names this node (metrics labels, the X-Fastrtc-Node header); default
+	// <hostname>-<pid>-<random>. Unique in the cluster.
+	NodeID string
+	// Limit is the most sessions the whole cluster holds at once; 0 means no cluster-wide
+	// limit (each node's fastrtc.WithConcurrencyLimit still applies). Give every node the
+	// same value.
+	Limit int
+	// TTL bounds how long the slots and session ids of a node that died stay taken
+	// (default 10 s). Live nodes refresh theirs every TTL/3.
+	TTL time.Duration
+	// RequestTimeout bounds the wait for the first reply of a forwarded request and the
+	// idle time of a streamed one (default 5 s; streams send keepalives).
+	RequestTimeout time.Duration
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is one node of a cluster: a fastrtc.Cluster (pass it to fastrtc.WithCluster) over a
+// NATS connection. All methods are safe for concurrent use.
+type Node struct {
+	nc     *nats.Conn
+	ownNC  bool // Connect made nc: Close closes it
+	kv     jetstream.KeyValue
+	opts   Options
+	log    *slog.Logger
+	prefix string // "fastrtc.<Name>"
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // heartbeat, slot watcher, forwarded requests
+
+	mu       sync.Mutex
+	stream   *fastrtc.Stream
+	held     map[string]*held // session id -> what it holds
+	slots    map[int]slotState
+	closed   bool
+	nodesSub *nats.Subscription
+}
+
+// held is what one session of this node holds in the cluster.
+type held struct {
+	sub     *nats.Subscription
+	sessRev uint64
+	slot    int // -1: none
+	slotRev uint64
+}
+
+// slotState is this node's view of one slot key.
+type slotState struct {
+	taken bool
+	at    time.Time // when it was last written (taken slots expire TTL after it)
+}
+
+// NodeInfo is one node's answer to Nodes.
+type NodeInfo struct {
+	Node     string `json:"node"`
+	Sessions int    `json:"sessions"`
+	Draining bool   `json:"draining"`
+}
+
+// ErrClosed is returned by a Node's methods after Close.
+var ErrClosed = errors.New("cluster: node closed")
+
+// Connect dials NATS at url and joins the cluster; Close closes the connection.
+func Connect(ctx context.Context, url string, opts Options) (*Node, error) {
+	nc, err := nats.Connect(url, nats.Name("fastrtc "+opts.Name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connecting to %s: %w", url, err)
+	}
+	n, err := Join(ctx, nc, opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.ownNC = true
+	return n, nil
+}
+
+// Join makes a node on nc, which stays the caller's (Close does not close it). It creates
+// the cluster's key-value bucket if no node did yet, which needs JetStream on the server.
+func Join(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
+	if opts.Name == "" {
+		opts.Name = "fastrtc"
+	}
+	for _, c := range opts.Name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("cluster: name %q: only letters, digits, - and _", opts.Name)
+		}
+	}
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("cluster: limit %d < 0", opts.Limit)
+	}
+	if opts.TTL == 0 {
+		opts.TTL = 10 * time.Second
+	}
+	if opts.TTL < 300*time.Millisecond {
+		return nil, fmt.Errorf("cluster: TTL %v: at least 300ms", opts.TTL)
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	if opts.NodeID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		opts.NodeID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "fastrtc_" + opts.Name, Description: "fastrtc sessions and concurrency slots",
+		History: 1, TTL: opts.TTL, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: key-value bucket fastrtc_%s: %w", opts.Name, err)
+	}
+	n := &Node{
+		nc: nc, kv: kv, opts: opts, log: log.With("node", opts.NodeID),
+		prefix: "fastrtc." + opts.Name,
+		held:   make(map[string]*held),
+		slots:  make(map[int]slotState),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if opts.Limit > 0 {
+		if err := n.watchSlots(ctx); err != nil {
+			n.cancel()
+			return nil, err
+		}
+	}
+	n.wg.Add(1)
+	go n.heartbeat()
+	return n, nil
+}
+
+// NodeID returns the node's name in the cluster.
+func (n *Node) NodeID() string { return n.opts.NodeID }
+
+// Attach is called by fastrtc.New: the node serves the requests other nodes forward for
+// s's sessions, and answers Nodes listings.
+func (n *Node) Attach(s *fastrtc.Stream) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	if n.stream != nil {
+		return errors.New("cluster: node already attached to a stream")
+	}
+	sub, err := n.nc.Subscribe(n.prefix+".nodes", func(m *nats.Msg) {
+		b, _ := json.Marshal(NodeInfo{Node: n.opts.NodeID, Sessions: s.Stats().Sessions, Draining: s.Draining()})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribing: %w", err)
+	}
+	n.stream, n.nodesSub = s, sub
+	return nil
+}
+
+// Nodes lists the cluster's live nodes, waiting up to wait for their answers.
+func (n *Node) Nodes(ctx context.Context, wait time.Duration) ([]NodeInfo, error) {
+	inbox := n.nc.NewInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(n.prefix+".nodes", inbox, nil); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var out []NodeInfo
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return out, nil // the wait is over
+		}
+		var ni NodeInfo
+		if json.Unmarshal(m.Data, &ni) == nil && ni.Node != "" {
+			out = append(out, ni)
+		}
+	}
+}
+
+// sessionKey is the KV key and subject token of a session id (ids may hold '.', which NATS
+// takes as a token separator).
+func sessionToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func (n *Node) subject(id string) string { return n.prefix + ".s." + sessionToken(id) }
+
+// Admit reserves id cluster-wide (a second node admitting the same id gets
+// fastrtc.ErrConnectionExists), takes a slot under the cluster's limit (or refuses with a
+// *fastrtc.LimitError), and routes the cluster's requests for id to this node until leave.
+func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
+	n.mu.Lock()
+	closed, s := n.closed, n.stream
+	n.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
+	defer cancel()
+	tok := sessionToken(id)
+	rev, err := n.kv.Create(ctx, "s."+tok, []byte(n.opts.NodeID))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("%w: %q (on another node)", fastrtc.ErrConnectionExists, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: reserving session %q: %w", id, err)
+	}
+	h := &held{sessRev: rev, slot: -1}
+	fail := func(err error) (func(), error) {
+		n.release(id, h)
+		return nil, err
+	}
+	if n.opts.Limit > 0 {
+		if err := n.takeSlot(ctx, tok, h); err != nil {
+			return fail(err)
+		}
+	}
+	h.sub, err = n.nc.Subscribe(n.subject(id), func(m *nats.Msg) { n.serve(s, m) })
+	if err != nil {
+		return fail(fmt.Errorf("cluster: subscribing for session %q: %w", id, err))
+	}
+	// The interest must be on the server before the offer is answered: the client's next
+	// request may reach another node at once.
+	if err := n.nc.FlushWithContext(ctx); err != nil {
+		return fail(fmt.Errorf("cluster: %w", err))
+	}
+	n.mu.Lock()
+	n.held[id] = h
+	n.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { n.release(id, h) }) }, nil
+}
+
+// release gives back what session id holds.
+func (n *Node) release(id string, h *held) {
+	n.mu.Lock()
+	if n.held[id] == h {
+		delete(n.held, id)
+	}
+	n.mu.Unlock()
+	if h.sub != nil {
+		_ = h.sub.Unsubscribe()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.RequestTimeout)
+	defer cancel()
+	if h.slot >= 0 {
+		if err := n.kv.Delete(ctx, slotKey(h.slot), jetstream.LastRevision(h.slotRev)); err != nil {
+			n.log.Debug("freeing slot", "slot", h.slot, "err", err)
+		}
+		n.mu.Lock()
+		n.slots[h.slot] = slotState{}
+		n.mu.Unlock()
+	}
+	if err := n.kv.Delete(ctx, "s."+sessionToken(id), jetstream.LastRevision(h.sessRev)); err != nil {
+		n.log.Debug("freeing session id", "session", id, "err", err)
+	}
+}
+
+func slotKey(k int) string { return "slot." + strconv.Itoa(k) }
+
+// takeSlot takes a free slot: it tries the slots this node's view holds free, from a
+// random one on (so that nodes admitting at once rarely race for the same), each with an
+// atomic create; a slot another node took meanwhile only fails that create.
+func (n *Node) takeSlot(ctx context.Context, tok string, h *held) error {
+	var r [2]byte
+	_, _ = rand.Read(r[:])
+	start := (int(r[0])<<8 | int(r[1])) % n.opts.Limit
+	for i := 0; i < n.opts.Limit; i++ {
+		k := (start + i) % n.opts.Limit
+		if !n.slotFree(k) {
+			continue
+		}
+		rev, err := n.kv.Create(ctx, slotKey(k), []byte(tok+" "+n.opts.NodeID))
+		if err == nil {
+			h.slot, h.slotRev = k, rev
+			n.mu.Lock()
+			n.slots[k] = slotState{taken: true, at: time.Now()}
+			n.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("cluster: taking a slot: %w", err)
+		}
+		// Taken: learn when it was written (it may be a dead node's, expiring soon).
+		at := time.Now()
+		if e, err := n.kv.Get(ctx, slotKey(k)); err == nil {
+			at = e.Created()
+		}
+		n.mu.Lock()
+		n.slots[k] = slotState{taken: true, at: at}
+		n.mu.Unlock()
+	}
+	return &fastrtc.LimitError{Limit: n.opts.Limit, Scope: "cluster"}
+}
+
+// slotFree reports whether this node's view holds slot k free: never taken, freed, or not
+// refreshed for longer than the TTL (its node died; the bucket expires it).
+func (n *Node) slotFree(k int) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.slots[k]
+	return !st.taken || time.Since(st.at) > n.opts.TTL
+}
+
+// watchSlots keeps the node's view of the slots current.
+func (n *Node) watchSlots(ctx context.Context) error {
+	w, err := n.kv.Watch(ctx, "slot.*")
+	if err != nil {
+		return fmt.Errorf("cluster: watching slots: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // the initial values are in
+				}
+				k, err := strconv.Atoi(strings.TrimPrefix(e.Key(), "slot."))
+				if err != nil {
+					continue
+				}
+				n.mu.Lock()
+				if e.Operation() == jetstream.KeyValuePut {
+					n.slots[k] = slotState{taken: true, at: e.Created()}
+				} else {
+					n.slots[k] = slotState{}
+				}
+				n.mu.Unlock()
+			}
+		}
+	}()
+	return nil
+}
+
+// heartbeat refreshes the keys of this node's sessions every TTL/3, so that they outlive
+// the bucket's TTL only while the node lives.
+func (n *Node) heartbeat() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.TTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		ids := make([]string, 0, len(n.held))
+		hs := make([]*held, 0, len(n.held))
+		for id, h := range n.held {
+			ids, hs = append(ids, id), append(hs, h)
+		}
+		n.mu.Unlock()
+		for i, h := range hs {
+			n.refresh(ids[i], h)
+		}
+	}
+}
+
+// refresh rewrites one session's keys (an update with the last revision: a key that
+// expired and was taken by another node meanwhile is not overwritten).
+func (n *Node) refresh(id string, h *held) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.RequestTimeout)
+	defer cancel()
+	tok := sessionToken(id)
+	if rev, err := n.kv.Update(ctx, "s."+tok, []byte(n.opts.NodeID), h.sessRev); err == nil {
+		h.sessRev = rev
+	} else if n.ctx.Err() == nil {
+		n.log.Warn("session id lost its key (expired: NATS unreachable for longer than the TTL?)", "session", id, "err", err)
+	}
+	if h.slot < 0 {
+		return
+	}
+	if rev, err := n.kv.Update(ctx, slotKey(h.slot), []byte(tok+" "+n.opts.NodeID), h.slotRev); err == nil {
+		h.slotRev = rev
+		n.mu.Lock()
+		n.slots[h.slot] = slotState{taken: true, at: time.Now()}
+		n.mu.Unlock()
+	} else if n.ctx.Err() == nil {
+		n.log.Warn("session lost its cluster slot (expired: NATS unreachable for longer than the TTL?)", "session", id, "slot", h.slot, "err", err)
+	}
+}
+
+// Drain drains the node's stream (fastrtc.Stream.Drain: no new sessions; the live ones end
+// by themselves or, when ctx is done, with end_stream), then leaves the cluster (Close).
+func (n *Node) Drain(ctx context.Context) error {
+	n.mu.Lock()
+	s := n.stream
+	n.mu.Unlock()
+	var err error
+	if s != nil {
+		err = s.Drain(ctx)
+	}
+	return errors.Join(err, n.Close())
+}
+
+// Close leaves the cluster: it stops answering for this node's sessions, frees their
+// slots and ids, waits for its goroutines, and closes the NATS connection if Connect made
+// it. It is idempotent. Close the Stream first (or Drain): its sessions then leave first.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	left := make(map[string]*held, len(n.held))
+	for id, h := range n.held {
+		left[id] = h
+	}
+	sub := n.nodesSub
+	n.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	for id, h := range left {
+		n.release(id, h)
+	}
+	n.cancel()
+	n.wg.Wait()
+	if n.ownNC {
+		n.nc.Close()
+	}
+	return nil
+}
+
+// The headers of the replies that carry a forwarded response.
+const (
+	hdrStatus  = "Fastrtc-Status"  // the HTTP status (first reply)
+	hdrCancel  = "Fastrtc-Cancel"  // the subject the requester publishes to when it goes away (first reply)
+	hdrEnd     = "Fastrtc-End"     // the last reply
+	hdrAlive   = "Fastrtc-Alive"   // a keepalive of an idle stream
+	hdrPrefix  = "Http-"           // the response's HTTP headers
+	keepEvery  = 2 * time.Second   // keepalives of idle streams
+	maxPayload = 512 << 10         // a reply's body part, under NATS's default 1 MB
+)
+
+var _ fastrtc.Cluster = (*Node)(nil)
+
+// serve answers one forwarded request on this node (on its own goroutine: a streamed
+// response lasts as long as the session).
+func (n *Node) serve(s *fastrtc.Stream, m *nats.Msg) {
+	var f fastrtc.Forwarded
+	if err := json.Unmarshal(m.Data, &f); err != nil || m.Reply == "" {
+		n.log.Warn("malformed forwarded request", "subject", m.Subject, "err", err)
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithCancel(n.ctx)
+		defer cancel()
+		cw := &replyWriter{n: n, reply: m.Reply, header: http.Header{}}
+		cancelSub, err := n.nc.Subscribe(n.nc.NewInbox(), func(*nats.Msg) { cancel() })
+		if err == nil {
+			cw.cancelSubj = cancelSub.Subject
+			defer func() { _ = cancelSub.Unsubscribe() }()
+		}
+		stop := cw.keepalive(ctx)
+		defer stop()
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+		s.ServeForwarded(cw, r, f)
+		cw.finish()
+	}()
+}
+
+// replyWriter is the http.ResponseWriter of a forwarded request: what the route writes goes
+// back to the requester as NATS messages, in order, one per Flush (and one at the end).
+type replyWriter struct {
+	n          *Node
+	reply      string
+	cancelSubj string
+	header     http.Header
+
+	mu     sync.Mutex
+	status int
+	sent   bool // the first reply (status and headers) went
+	buf    []byte
+	done   bool
+}
+
+func (w *replyWriter) Header() http.Header { return w.header }
+
+func (w *replyWriter) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *replyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.buf = append(w.buf, p...)
+	for len(w.buf) > maxPayload {
+		if err := w.publishLocked(w.buf[:maxPayload], ""); err != nil {
+			return 0, err
+		}
+		w.buf = w.buf[maxPayload:]
+	}
+	return len(p), nil
+}
+
+// Flush sends what was written so far.
+func (w *replyWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = w.publishLocked(w.buf, "")
+	w.buf = nil
+}
+
+// FlushError is Flush for http.ResponseController.
+func (w *replyWriter) FlushError() error {
+	w.Flush()
+	return nil
+}
+
+// SetWriteDeadline is accepted and ignored (http.ResponseController): the requester's
+// node bounds its own client's writes.
+func (w *replyWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// finish sends the last reply.
+func (w *replyWriter) finish() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = w.publishLocked(w.buf, hdrEnd)
+	w.buf, w.done = nil, true
+}
+
+func (w *replyWriter) publishLocked(body []byte, mark string) error {
+	m := nats.NewMsg(w.reply)
+	m.Data = body
+	if !w.sent {
+		m.Header.Set(hdrStatus, strconv.Itoa(w.status))
+		if w.cancelSubj != "" {
+			m.Header.Set(hdrCancel, w.cancelSubj)
+		}
+		for k, vs := range w.header {
+			for _, v := range vs {
+				m.Header.Add(hdrPrefix+k, v)
+			}
+		}
+		m.Header.Set(hdrPrefix+fastrtc.NodeHeader, w.n.opts.NodeID)
+		w.sent = true
+	}
+	if mark != "" {
+		m.Header.Set(mark, "1")
+	}
+	return w.n.nc.PublishMsg(m)
+}
+
+// keepalive sends a keepalive every keepEvery while the response streams (the requester
+// takes a silent stream for a dead node).
+func (w *replyWriter) keepalive(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(keepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			w.mu.Lock()
+			if w.sent && !w.done {
+				_ = w.publishLocked(nil, hdrAlive)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// Forward serves f from the node that holds f.ID: it sends f to the session's subject and
+// writes the replies to w as they come (flushing w after each for streamed routes). When no
+// node holds f.ID it retries until f.Wait has passed, then returns an error wrapping
+// fastrtc.ErrUnknownConnection, having written nothing.
+func (n *Node) Forward(ctx context.Context, f fastrtc.Forwarded, w http.ResponseWriter) error {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	deadline := time.Now().Add(f.Wait)
+	backoff := 10 * time.Millisecond
+	for {
+		done, err := n.forwardOnce(ctx, f, body, w)
+		if done || err != nil {
+			return err
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("%w: %q (no node holds it)", fastrtc.ErrUnknownConnection, f.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %q: %w", fastrtc.ErrUnknownConnection, f.ID, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// forwardOnce sends f once; done is false when no node holds the session.
+func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte, w http.ResponseWriter) (done bool, err error) {
+	inbox := n.nc.NewInbox()
+	// A synchronous subscription queues what arrives (up to NATS's pending limits) while w
+	// is slow: nothing is dropped, nothing reordered.
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return false, fmt.Errorf("cluster: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	req := nats.NewMsg(n.subject(f.ID))
+	req.Reply, req.Data = inbox, body
+	if err := n.nc.PublishMsg(req); err != nil {
+		return false, fmt.Errorf("cluster: %w", err)
+	}
+	var cancelSubj string
+	defer func() {
+		if cancelSubj != "" && ctx.Err() != nil {
+			_ = n.nc.Publish(cancelSubj, nil) // the requester went away: stop the stream
+		}
+	}()
+	rc := http.NewResponseController(w)
+	first := true
+	for {
+		mctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
+		m, err := sub.NextMsgWithContext(mctx)
+		cancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return false, nil
+		case err != nil && ctx.Err() != nil:
+			if first {
+				return false, fmt.Errorf("cluster: session %q: %w", f.ID, ctx.Err())
+			}
+			return true, nil // our client went away
+		case err != nil && first:
+			return false, fmt.Errorf("cluster: session %q: its node did not answer within %v: %w", f.ID, n.opts.RequestTimeout, err)
+		case err != nil:
+			n.log.Warn("forwarded stream went silent: its node is gone?", "session", f.ID, "route", f.Route, "after", n.opts.RequestTimeout)
+			return true, nil
+		}
+		if first {
+			status, err := strconv.Atoi(m.Header.Get(hdrStatus))
+			if err != nil {
+				return false, fmt.Errorf("cluster: session %q: malformed reply", f.ID)
+			}
+			cancelSubj = m.Header.Get(hdrCancel)
+			for k, vs := range m.Header {
+				if name, ok := strings.CutPrefix(k, hdrPrefix); ok {
+					for _, v := range vs {
+						w.Header().Add(name, v)
+					}
+				}
+			}
+			w.WriteHeader(status)
+			first = false
+		}
+		if m.Header.Get(hdrAlive) != "" {
+			continue
+		}
+		if len(m.Data) > 0 {
+			if _, err := w.Write(m.Data); err != nil {
+				return true, nil // our client went away
+			}
+		}
+		if m.Header.Get(hdrEnd) != "" {
+			return true, nil
+		}
+		_ = rc.Flush()
+	}
+}
