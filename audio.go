@@ -304,6 +304,7 @@ func (a *audioIn) receive(pcm []int16, rate, channels int) error {
 
 // callReceive runs the handler's Receive, turning a panic into an error.
 func (s *Session) callReceive(h AudioHandler, f AudioFrame) error {
+	defer s.stream.metrics.handlerAudio.since(time.Now())
 	return handlerError(safely(func() error { return h.Receive(s, f) }))
 }
 

@@ -339,3 +339,4 @@ func (nopTransport) send([]byte) error   { return nil }
 func (nopTransport) flush(time.Duration) {}
 func (nopTransport) close(error)         {}
 func (nopTransport) stats(*SessionStats) {}
+func (nopTransport) kind() string        { return "webrtc" }

@@ -103,7 +103,9 @@ type firstWrite struct {
 	told bool
 }
 
-func newFirstWrite(r *sseReader, ok chan<- bool) *firstWrite { return &firstWrite{sseReader: r, ok: ok} }
+func newFirstWrite(r *sseReader, ok chan<- bool) *firstWrite {
+	return &firstWrite{sseReader: r, ok: ok}
+}
 
 func (f *firstWrite) tell(code int) {
 	if !f.told {

@@ -244,6 +244,8 @@ type pauseHandler struct {
 	out    chan genFrame
 
 	mu          sync.Mutex
+	pausedAt    time.Time // when the pause that started reply pausedGen was detected
+	pausedGen   int
 	turn        *turnDetector
 	v16         []int16            // scratch: the last frame at 16 kHz
 	chunk       []int16            // the current chunk at the input rate
@@ -346,6 +348,7 @@ func (h *pauseHandler) utteranceLocked() AudioFrame {
 
 // replyLocked ends the turn and starts the reply to it.
 func (h *pauseHandler) replyLocked() {
+	paused := time.Now()
 	utt := h.utteranceLocked()
 	h.resetTurn()
 	if h.cfg.canInterrupt {
@@ -361,6 +364,7 @@ func (h *pauseHandler) replyLocked() {
 		}
 	}
 	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true, prepare)
+	h.pausedAt, h.pausedGen = paused, h.gen // Emit times this reply's first frame
 }
 
 // inputsPosted starts a text reply when the text input was posted non-empty.
@@ -498,8 +502,15 @@ func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error)
 		case gf := <-h.out:
 			h.mu.Lock()
 			stale := gf.gen != h.gen
+			var paused time.Time
+			if !stale && gf.gen == h.pausedGen {
+				paused, h.pausedAt, h.pausedGen = h.pausedAt, time.Time{}, 0
+			}
 			h.mu.Unlock()
 			if !stale {
+				if !paused.IsZero() {
+					s.stream.metrics.turn.since(paused)
+				}
 				return gf.f, nil
 			}
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,9 +40,12 @@ type Session struct {
 	endFuncs []func() // run after the session's goroutines have returned
 	endRan   bool     // endFuncs have run
 
-	leave    func()            // frees the session's cluster slot (WithCluster), or nil
-	tr       transport         // how the session reaches its client; set at creation
-	counters counters          // media counts for Stats
+	leave    func()    // frees the session's cluster slot (WithCluster), or nil
+	tr       transport // how the session reaches its client; set at creation
+	counters counters  // media counts for Stats
+	rtp      rtpIn     // the Opus track's receive statistics (audio streams)
+	rates    rates     // Stats' last sample
+	created  time.Time
 	meta     map[string]string // transport metadata (telephone call details)
 
 	wg        sync.WaitGroup // the session's goroutines
@@ -53,6 +57,39 @@ type Session struct {
 	started   chan struct{} // closed when startSession has run: input media may flow
 	connOnce  sync.Once
 	err       error // why it ended; set before done is closed
+}
+
+// rtpIn is the receive statistics of a session's Opus track, kept by its reader where pion's
+// stats interceptor is not registered (audio streams: see newAPI).
+type rtpIn struct {
+	packets, lost atomic.Int64
+	jitter        atomic.Int64 // RFC 3550 interarrival jitter, in nanoseconds
+	// the reader's own state
+	started bool
+	lastAt  time.Time
+	lastTS  uint32
+	j       float64 // seconds
+}
+
+// arrived counts one packet and updates the jitter estimate (RFC 3550, 6.4.1).
+func (r *rtpIn) arrived(ts uint32, at time.Time, clock int) {
+	r.packets.Add(1)
+	if r.started {
+		d := at.Sub(r.lastAt).Seconds() - float64(int32(ts-r.lastTS))/float64(clock)
+		r.j += (math.Abs(d) - r.j) / 16
+		r.jitter.Store(int64(r.j * float64(time.Second)))
+	}
+	r.started, r.lastAt, r.lastTS = true, at, ts
+}
+
+// rates remembers the last Stats sample, for the frame and bit rates.
+type rates struct {
+	mu              sync.Mutex
+	at              time.Time
+	vin, vout       int64
+	bin, bout       uint64
+	fpsIn, fpsOut   float64
+	bitsIn, bitsOut float64
 }
 
 // counters are a session's media counts (Session.Stats).
@@ -74,6 +111,10 @@ type SessionStats struct {
 	PacketsIn         uint64        // RTP packets received
 	PacketsLost       int64         // RTP packets the client sent that never arrived
 	Jitter            time.Duration // the largest interarrival jitter of the incoming streams
+	// Rates over the time since the previous Stats call (at least 1 s; the first call
+	// covers the session's life so far).
+	VideoFPSIn, VideoFPSOut float64 // frames per second given to the handler, sent
+	BitrateIn, BitrateOut   float64 // bits per second on the selected candidate pair
 }
 
 // Stats returns a snapshot of the session's media and transport figures. It may be called
@@ -84,6 +125,24 @@ func (s *Session) Stats() SessionStats {
 		AudioIn: time.Duration(s.counters.audioIn.Load()), AudioOut: time.Duration(s.counters.audioOut.Load()),
 	}
 	s.tr.stats(&st)
+	if s.stream.modality == Audio { // no pion stats interceptor: the reader's own counts
+		st.PacketsIn += uint64(s.rtp.packets.Load())
+		st.PacketsLost += s.rtp.lost.Load()
+		st.Jitter = max(st.Jitter, time.Duration(s.rtp.jitter.Load()))
+	}
+	r := &s.rates
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.at.IsZero() {
+		r.at = s.created
+	}
+	if dt := now.Sub(r.at).Seconds(); dt >= 1 || r.fpsIn == 0 && r.bitsIn == 0 && dt > 0.05 {
+		r.fpsIn, r.fpsOut = float64(st.VideoFramesIn-r.vin)/dt, float64(st.VideoFramesOut-r.vout)/dt
+		r.bitsIn, r.bitsOut = float64(st.BytesIn-min(r.bin, st.BytesIn))*8/dt, float64(st.BytesOut-min(r.bout, st.BytesOut))*8/dt
+		r.at, r.vin, r.vout, r.bin, r.bout = now, st.VideoFramesIn, st.VideoFramesOut, st.BytesIn, st.BytesOut
+	}
+	st.VideoFPSIn, st.VideoFPSOut, st.BitrateIn, st.BitrateOut = r.fpsIn, r.fpsOut, r.bitsIn, r.bitsOut
 	return st
 }
 
@@ -98,6 +157,8 @@ type transport interface {
 	send(b []byte) error
 	// flush waits up to d for queued control messages to leave.
 	flush(d time.Duration)
+	// kind is the transport's name: "webrtc", "websocket" or "telephone".
+	kind() string
 	// stats fills in the transport's part of a stats snapshot.
 	stats(st *SessionStats)
 	// close closes the connection, once, after the session's context was cancelled; cause
@@ -115,6 +176,7 @@ func (s *Stream) newSession(id string, meta map[string]string) *Session {
 		ctx:       ctx,
 		cancel:    cancel,
 		meta:      meta,
+		created:   time.Now(),
 		outputs:   newOutputQueue(),
 		done:      make(chan struct{}),
 		connected: make(chan struct{}),

@@ -50,6 +50,8 @@ type Stream struct {
 	netOnce     sync.Once
 	netErr      error
 
+	metrics streamMetrics // counters and histograms (Metrics)
+
 	closeCtx    context.Context // done when Close begins: ends connections without a session yet
 	closeCancel context.CancelFunc
 }
@@ -271,11 +273,16 @@ func (s *Stream) release(sess *Session) {
 	if sess.leave != nil {
 		sess.leave()
 	}
+	// metrics.mu before mu, as Metrics takes them: the session's counts move from the
+	// live to the ended totals at once.
+	s.metrics.mu.Lock()
 	s.mu.Lock()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.metrics.endedLocked(&sess.counters)
 	}
 	s.mu.Unlock()
+	s.metrics.mu.Unlock()
 	s.wg.Done()
 }
 
@@ -325,7 +332,10 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 	}
 	sess := s.newSession(id, meta)
 	sess.tr = newTransport(sess)
+	ti := transportIndex(sess.tr.kind())
+	s.metrics.requests[ti].Add(1)
 	if err := s.reserve(sess); err != nil {
+		s.metrics.refusals[refusalReason(err)].Add(1)
 		sess.cancel(err)
 		return nil, err
 	}
@@ -336,11 +346,13 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 			delete(s.sessions, id)
 			s.mu.Unlock()
 			s.wg.Done()
+			s.metrics.refusals[refusalReason(err)].Add(1)
 			sess.cancel(err)
 			return nil, err
 		}
 		sess.leave = leave
 	}
+	s.metrics.started[ti].Add(1)
 	if err := s.bindSessionHandler(sess); err != nil {
 		sess.fail(err)
 		<-sess.done

@@ -208,7 +208,9 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			if needKey && !f.key {
 				requestKey()
 			} else {
+				t0 := time.Now()
 				pic, err := dec.Decode(f.data)
+				s.metrics.vp8Dec.since(t0)
 				if err != nil {
 					needKey = true
 					requestKey()
@@ -251,7 +253,9 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		frame.Timestamp = time.Duration(unwrapped) * time.Second / 90000
 		index++
 		sess.counters.videoIn.Add(1)
+		t0 := time.Now()
 		res, err := s.callVideo(sess, frame)
+		s.metrics.handlerVideo.since(t0)
 		if err != nil {
 			sess.fail(err)
 			return
@@ -303,7 +307,9 @@ func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) err
 	if b := src.Rect; b.Dx() > maxVideoWidth || b.Dy() > maxVideoHeight {
 		return fmt.Errorf("fastrtc: the handler returned a %dx%d image; the maximum is %dx%d", b.Dx(), b.Dy(), maxVideoWidth, maxVideoHeight)
 	}
+	t0 := time.Now()
 	data, _, err := o.enc.Encode(o.buf, src, pts, o.forceKey.Swap(false) || o.frames == 0)
+	s.metrics.vp8Enc.since(t0)
 	if err != nil {
 		return fmt.Errorf("fastrtc: VP8 encode: %w", err)
 	}

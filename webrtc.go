@@ -169,6 +169,8 @@ func (st *rtcTransport) close(error) {
 }
 
 // stats implements transport with pion's statistics of the peer connection.
+func (st *rtcTransport) kind() string { return "webrtc" }
+
 func (st *rtcTransport) stats(out *SessionStats) {
 	out.Transport = "webrtc"
 	pc := st.peerConnection()
@@ -308,11 +310,13 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 		return nil, fmt.Errorf("fastrtc: create answer: %w", err)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
+	gatherStart := time.Now()
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return nil, fmt.Errorf("fastrtc: set local description: %w", err)
 	}
 	select {
 	case <-gathered:
+		s.metrics.iceGather.since(gatherStart)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("fastrtc: ICE gathering: %w", ctx.Err())
 	}
@@ -320,11 +324,13 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 		return nil, ErrSessionClosed
 	}
 	// Close a session that does not connect in time.
+	answered := time.Now()
 	sess.goFn(func() {
 		t := time.NewTimer(s.cfg.connectTimeout)
 		defer t.Stop()
 		select {
 		case <-sess.connected:
+			s.metrics.iceConnect.since(answered)
 		case <-sess.ctx.Done():
 		case <-t.C:
 			sess.fail(fmt.Errorf("fastrtc: not connected within %v", s.cfg.connectTimeout))

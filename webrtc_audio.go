@@ -78,7 +78,9 @@ func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, r
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111}}
 	var last time.Time
 	return func(frame []int16, resumed bool) error {
+		t0 := time.Now()
 		n, err := enc.Encode(frame, buf)
+		s.metrics.opusEnc.since(t0)
 		if err != nil {
 			return fmt.Errorf("fastrtc: Opus encode: %w", err)
 		}
@@ -138,11 +140,13 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 		if pkt.Unmarshal(buf[:n]) != nil || len(pkt.Payload) == 0 {
 			continue
 		}
+		sess.rtp.arrived(pkt.Timestamp, time.Now(), 48000)
 		if started {
 			gap := pkt.SequenceNumber - expected
 			if gap >= 0x8000 { // late or duplicate packet: already concealed
 				continue
 			}
+			sess.rtp.lost.Add(int64(gap))
 			if gap > 0 && gap < 50 {
 				// Conceal at most 200 ms (whatever the packets' duration): a longer gap
 				// is a pause in sending, not loss, and concealment must not invent audio.
@@ -163,7 +167,9 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 		}
 		started = true
 		expected = pkt.SequenceNumber + 1
+		t0 := time.Now()
 		k, err := dec.Decode(pkt.Payload, pcm)
+		s.metrics.opusDec.since(t0)
 		if err != nil {
 			sess.log.Debug("opus decode", "err", err)
 			if k, err = dec.Conceal(pcm, frameSize); err != nil {

@@ -199,6 +199,8 @@ func (t *wsConn) send(b []byte) error {
 // stats implements transport: a WebSocket has only the media counts.
 func (t *wsConn) stats(out *SessionStats) { out.Transport = t.d.name }
 
+func (t *wsConn) kind() string { return t.d.name }
+
 // flush implements transport: writes are synchronous, so nothing waits.
 func (t *wsConn) flush(time.Duration) {}
 

@@ -496,13 +496,13 @@ func (n *Node) Close() error {
 
 // The headers of the replies that carry a forwarded response.
 const (
-	hdrStatus  = "Fastrtc-Status"  // the HTTP status (first reply)
-	hdrCancel  = "Fastrtc-Cancel"  // the subject the requester publishes to when it goes away (first reply)
-	hdrEnd     = "Fastrtc-End"     // the last reply
-	hdrAlive   = "Fastrtc-Alive"   // a keepalive of an idle stream
-	hdrPrefix  = "Http-"           // the response's HTTP headers
-	keepEvery  = 2 * time.Second   // keepalives of idle streams
-	maxPayload = 512 << 10         // a reply's body part, under NATS's default 1 MB
+	hdrStatus  = "Fastrtc-Status" // the HTTP status (first reply)
+	hdrCancel  = "Fastrtc-Cancel" // the subject the requester publishes to when it goes away (first reply)
+	hdrEnd     = "Fastrtc-End"    // the last reply
+	hdrAlive   = "Fastrtc-Alive"  // a keepalive of an idle stream
+	hdrPrefix  = "Http-"          // the response's HTTP headers
+	keepEvery  = 2 * time.Second  // keepalives of idle streams
+	maxPayload = 512 << 10        // a reply's body part, under NATS's default 1 MB
 )
 
 var _ fastrtc.Cluster = (*Node)(nil)
