@@ -45,8 +45,14 @@ func countBright(img *image.YCbCr, threshold float64) int {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "detect")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		log.Error("cluster", "err", err)
+		os.Exit(1)
+	}
 
 	detection := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
 		if f.Index%15 == 0 { // twice a second at 30 fps: outputs need not follow every frame
@@ -57,7 +63,7 @@ func main() {
 		}
 		return f.FlipVertical(), nil
 	}
-	stream, err := fastrtc.New(fastrtc.VideoFunc(detection), fastrtc.Video, fastrtc.SendReceive, network(),
+	stream, err := fastrtc.New(fastrtc.VideoFunc(detection), fastrtc.Video, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
 		fastrtc.WithOutputs(fastrtc.Output{Name: "count", Label: "Detections"}),
 		fastrtc.WithLogger(log))
@@ -74,7 +80,7 @@ func main() {
 		_, _ = w.Write(page)
 	})
 	log.Info("open http://" + *addr + "/")
-	if err := http.ListenAndServe(*addr, mux); err != nil {
+	if err := node.Serve(*addr, "detect", stream, mux, log); err != nil {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

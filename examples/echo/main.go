@@ -7,7 +7,6 @@ package main
 import (
 	"flag"
 	"log/slog"
-	"net/http"
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
@@ -17,13 +16,19 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "echo")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		log.Error("cluster", "err", err)
+		os.Exit(1)
+	}
 
 	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) {
 		return in, nil
 	})
-	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive, network(),
+	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithTitle("Echo", "Speak: you hear yourself back through the Go server."),
 		fastrtc.WithLogger(log))
 	if err != nil {
@@ -32,7 +37,7 @@ func main() {
 	}
 	defer stream.Close()
 	log.Info("open http://" + *addr + "/")
-	if err := http.ListenAndServe(*addr, stream.Handler()); err != nil {
+	if err := node.Serve(*addr, "echo", stream, stream.Handler(), log); err != nil {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

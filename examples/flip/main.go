@@ -22,13 +22,19 @@ var page []byte
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "flip")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		log.Error("cluster", "err", err)
+		os.Exit(1)
+	}
 
 	flip := func(s *fastrtc.Session, f *fastrtc.VideoFrame) (image.Image, error) {
 		return f.FlipVertical(), nil
 	}
-	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive, network(),
+	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
 		fastrtc.WithLogger(log))
 	if err != nil {
@@ -44,7 +50,7 @@ func main() {
 		_, _ = w.Write(page)
 	})
 	log.Info("open http://" + *addr + "/")
-	if err := http.ListenAndServe(*addr, mux); err != nil {
+	if err := node.Serve(*addr, "flip", stream, mux, log); err != nil {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"iter"
 	"log/slog"
-	"net/http"
 	"os"
 
 	"github.com/fastrtc-go/fastrtc"
@@ -33,10 +32,16 @@ func parrot(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "parrot")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		log.Error("cluster", "err", err)
+		os.Exit(1)
+	}
 
-	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive, network(),
+	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithTitle("Parrot", "Say something, then pause: the server says it back."),
 		fastrtc.WithLogger(log))
 	if err != nil {
@@ -45,7 +50,7 @@ func main() {
 	}
 	defer stream.Close()
 	log.Info("open http://" + *addr + "/")
-	if err := http.ListenAndServe(*addr, stream.Handler()); err != nil {
+	if err := node.Serve(*addr, "parrot", stream, stream.Handler(), log); err != nil {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

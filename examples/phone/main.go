@@ -22,8 +22,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc"
@@ -34,8 +32,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	token := flag.String("twilio-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN; empty: no validation)")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "phone")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		log.Error("cluster", "err", err)
+		os.Exit(1)
+	}
 
 	// parrot answers each utterance with the utterance itself.
 	parrot := func(ctx context.Context, s *fastrtc.Session, utterance fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
@@ -55,7 +59,7 @@ func main() {
 		}
 	}
 	opts := []fastrtc.Option{
-		network(),
+		network(), clusterOpt,
 		fastrtc.WithLogger(log),
 		fastrtc.WithConcurrencyLimit(10),
 		fastrtc.WithTimeLimit(10 * time.Minute),
@@ -77,18 +81,9 @@ func main() {
 		os.Exit(1)
 	}
 
-	srv := &http.Server{Addr: *addr, Handler: stream.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
 	log.Info("serving", "page", "http://"+*addr+"/", "twilio webhook", "https://<public host>/telephone/incoming",
 		"signature validation", *token != "")
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := node.Serve(*addr, "phone", stream, stream.Handler(), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

@@ -33,15 +33,16 @@ func main() {
 	wake := flag.String("wake", "", `answer only after this phrase, e.g. "hello computer"`)
 	voice := flag.String("voice", "en-us", "espeak-ng voice")
 	network := netflags.Register(flag.CommandLine)
+	node := netflags.RegisterNode(flag.CommandLine, "talk")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *wake, *voice, log, network()); err != nil {
+	if err := run(*addr, *wake, *voice, log, node, network()); err != nil {
 		log.Error("talk", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, wake, voice string, log *slog.Logger, network fastrtc.Option) error {
+func run(addr, wake, voice string, log *slog.Logger, node *netflags.Node, network fastrtc.Option) error {
 	stt, err := speech.NewPocketSphinx(speech.PocketSphinxOptions{})
 	if err != nil {
 		return err
@@ -52,13 +53,17 @@ func run(addr, wake, voice string, log *slog.Logger, network fastrtc.Option) err
 		return err
 	}
 	defer tts.Close()
-	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, network, fastrtc.WithLogger(log))
+	clusterOpt, err := node.Option(log)
+	if err != nil {
+		return err
+	}
+	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, network, clusterOpt, fastrtc.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
 	log.Info("open http://" + addr + "/")
-	if err := http.ListenAndServe(addr, stream.Handler()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := node.Serve(addr, "talk", stream, stream.Handler(), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
