@@ -91,6 +91,8 @@ type Node struct {
 
 // held is what one session of this node holds in the cluster.
 type held struct {
+	mu      sync.Mutex // serializes the heartbeat's refresh and release: revisions stay true
+	gone    bool       // released: the heartbeat leaves it alone
 	sub     *nats.Subscription
 	sessRev uint64
 	slot    int // -1: none
@@ -180,7 +182,7 @@ func Join(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if opts.Limit > 0 {
-		if err := n.watchSlots(ctx); err != nil {
+		if err := n.watchSlots(); err != nil {
 			n.cancel()
 			return nil, err
 		}
@@ -295,6 +297,9 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 
 // release gives back what session id holds.
 func (n *Node) release(id string, h *held) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
 	n.mu.Lock()
 	if n.held[id] == h {
 		delete(n.held, id)
@@ -352,6 +357,27 @@ func (n *Node) takeSlot(ctx context.Context, tok string, h *held) error {
 		n.slots[k] = slotState{taken: true, at: at}
 		n.mu.Unlock()
 	}
+	// Every slot looks taken. Check the one written longest ago (a view can lag: a
+	// reconnect, an expiry nobody announced), one read per refusal at most.
+	oldest, at := -1, time.Now()
+	n.mu.Lock()
+	for k := 0; k < n.opts.Limit; k++ {
+		if st := n.slots[k]; st.taken && st.at.Before(at) {
+			oldest, at = k, st.at
+		}
+	}
+	n.mu.Unlock()
+	if oldest >= 0 {
+		if _, err := n.kv.Get(ctx, slotKey(oldest)); errors.Is(err, jetstream.ErrKeyNotFound) {
+			if rev, err := n.kv.Create(ctx, slotKey(oldest), []byte(tok+" "+n.opts.NodeID)); err == nil {
+				h.slot, h.slotRev = oldest, rev
+				n.mu.Lock()
+				n.slots[oldest] = slotState{taken: true, at: time.Now()}
+				n.mu.Unlock()
+				return nil
+			}
+		}
+	}
 	return &fastrtc.LimitError{Limit: n.opts.Limit, Scope: "cluster"}
 }
 
@@ -365,8 +391,10 @@ func (n *Node) slotFree(k int) bool {
 }
 
 // watchSlots keeps the node's view of the slots current.
-func (n *Node) watchSlots(ctx context.Context) error {
-	w, err := n.kv.Watch(ctx, "slot.*")
+func (n *Node) watchSlots() error {
+	// The watch lives as long as the node: its subscription is bound to the context given
+	// here (a Join context that ends would stop the updates, leaving a stale view).
+	w, err := n.kv.Watch(n.ctx, "slot.*")
 	if err != nil {
 		return fmt.Errorf("cluster: watching slots: %w", err)
 	}
@@ -430,6 +458,11 @@ func (n *Node) heartbeat() {
 // refresh rewrites one session's keys (an update with the last revision: a key that
 // expired and was taken by another node meanwhile is not overwritten).
 func (n *Node) refresh(id string, h *held) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.RequestTimeout)
 	defer cancel()
 	tok := sessionToken(id)

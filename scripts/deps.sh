@@ -2,12 +2,12 @@
 # Installs the Debian packages the project needs, when missing: C libraries for cgo (libvpx,
 # libopus, the WebRTC VAD, espeak-ng and PocketSphinx with its English model for package
 # speech), and, with --test, the tools the tests use (ffmpeg, espeak-ng,
-# sox, Chromium, iproute2 for `ip`).
+# sox, Chromium, iproute2 for `ip`, nats-server for the cluster run).
 set -euo pipefail
 pkgs=(pkg-config gcc libvpx-dev libopus-dev libwebrtc-audio-processing-dev
   libespeak-ng-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux nftables coturn)
+  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux nftables coturn nats-server curl)
 fi
 need=()
 for p in "${pkgs[@]}"; do

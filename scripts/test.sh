@@ -70,6 +70,10 @@ if [ "${1:-}" = "-short" ]; then exit 0; fi
 # contexts are left after them. ~1 min here. The full figures: ./scripts/soak.sh (defaults).
 echo "== soak (scripts/soak.sh, short)"
 ./scripts/soak.sh -rounds 2 -video 4 -audio 8 -hold 3s -settle 3s -cycles 300
+# Cluster mode as separate processes: Debian's nats-server, three examples/echo nodes, the
+# load tool through a round-robin proxy (per-node figures), a cluster limit and a drain.
+echo "== cluster (scripts/cluster.sh)"
+./scripts/cluster.sh
 if [ -d e2e ]; then
   echo "== browser tests (headless Chromium, no network but loopback)"
   ./e2e/run.sh

@@ -36,11 +36,19 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:8100", "server base URL (loopback)")
 	pid := flag.Int("pid", 0, "server process id, for its CPU time")
 	n := flag.Int("n", 4, "sessions")
-	kind := flag.String("kind", "video", "video (send-receive VP8 from -ivf), audio-idle (connected, silent) or voice (spoken fixture, turn latency)")
+	kind := flag.String("kind", "video", "video (send-receive VP8 from -ivf), audio-idle (connected, silent) or voice (spoken fixture, turn latency), or cluster (echo sessions through a round-robin proxy over -nodes; per-node figures)")
 	ivf := flag.String("ivf", "testdata/video/noisy640.ivf", "VP8 file to send (video)")
 	duration := flag.Duration("duration", 10*time.Second, "measurement time, after all sessions connected")
 	audioDir := flag.String("audio", "testdata/audio", "folder of the spoken fixture (voice)")
+	nodes := flag.String("nodes", "", "cluster: the nodes' base URLs, comma-separated (named n1, n2, ... by their -node flags)")
 	flag.Parse()
+	if *kind == "cluster" {
+		if err := runCluster(strings.Split(*nodes, ","), *n, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*url, *pid, *n, *kind, *ivf, *audioDir, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
