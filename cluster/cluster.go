@@ -560,13 +560,15 @@ func (n *Node) serve(s *fastrtc.Stream, m *nats.Msg) {
 		ctx, cancel := context.WithCancel(n.ctx)
 		defer cancel()
 		cw := &replyWriter{n: n, reply: m.Reply, header: http.Header{}}
-		cancelSub, err := n.nc.Subscribe(n.nc.NewInbox(), func(*nats.Msg) { cancel() })
-		if err == nil {
-			cw.cancelSubj = cancelSub.Subject
-			defer func() { _ = cancelSub.Unsubscribe() }()
+		if f.Route == fastrtc.RouteOutputs { // a stream: the requester may go away first
+			cancelSub, err := n.nc.Subscribe(n.nc.NewInbox(), func(*nats.Msg) { cancel() })
+			if err == nil {
+				cw.cancelSubj = cancelSub.Subject
+				defer func() { _ = cancelSub.Unsubscribe() }()
+			}
+			stop := cw.keepalive(ctx)
+			defer stop()
 		}
-		stop := cw.keepalive(ctx)
-		defer stop()
 		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 		s.ServeForwarded(cw, r, f)
 		cw.finish()
@@ -704,8 +706,12 @@ func (n *Node) Forward(ctx context.Context, f fastrtc.Forwarded, w http.Response
 	}
 	deadline := time.Now().Add(f.Wait)
 	backoff := 10 * time.Millisecond
+	once := n.forwardOnce
+	if f.Route != fastrtc.RouteOutputs {
+		once = n.requestOnce
+	}
 	for {
-		done, err := n.forwardOnce(ctx, f, body, w)
+		done, err := once(ctx, f, body, w)
 		if done || err != nil {
 			return err
 		}
@@ -718,6 +724,42 @@ func (n *Node) Forward(ctx context.Context, f fastrtc.Forwarded, w http.Response
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// requestOnce sends f once as a plain NATS request (the connection's shared reply
+// subscription: no subscription per request) and writes the one reply; done is false when
+// no node holds the session. For routes whose answer is one message.
+func (n *Node) requestOnce(ctx context.Context, f fastrtc.Forwarded, body []byte, w http.ResponseWriter) (done bool, err error) {
+	req := nats.NewMsg(n.subject(f.ID))
+	req.Data = body
+	rctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
+	defer cancel()
+	m, err := n.nc.RequestMsgWithContext(rctx, req)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cluster: session %q: its node did not answer: %w", f.ID, err)
+	}
+	status, err := strconv.Atoi(m.Header.Get(hdrStatus))
+	if err != nil || m.Header.Get(hdrEnd) == "" {
+		return false, fmt.Errorf("cluster: session %q: malformed reply", f.ID)
+	}
+	copyHeaders(w, m)
+	w.WriteHeader(status)
+	_, _ = w.Write(m.Data)
+	return true, nil
+}
+
+// copyHeaders copies a reply's HTTP headers to w.
+func copyHeaders(w http.ResponseWriter, m *nats.Msg) {
+	for k, vs := range m.Header {
+		if name, ok := strings.CutPrefix(k, hdrPrefix); ok {
+			for _, v := range vs {
+				w.Header().Add(name, v)
+			}
+		}
 	}
 }
 
@@ -768,13 +810,7 @@ func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 				return false, fmt.Errorf("cluster: session %q: malformed reply", f.ID)
 			}
 			cancelSubj = m.Header.Get(hdrCancel)
-			for k, vs := range m.Header {
-				if name, ok := strings.CutPrefix(k, hdrPrefix); ok {
-					for _, v := range vs {
-						w.Header().Add(name, v)
-					}
-				}
-			}
+			copyHeaders(w, m)
 			w.WriteHeader(status)
 			first = false
 		}

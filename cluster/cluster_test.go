@@ -44,7 +44,7 @@ func loopback(se *webrtc.SettingEngine) {
 }
 
 // startNATS runs an embedded nats-server with JetStream on a loopback port.
-func startNATS(t *testing.T) string {
+func startNATS(t testing.TB) string {
 	t.Helper()
 	if u := os.Getenv("CLUSTER_TEST_NATS"); u != "" { // an external server, e.g. Debian's
 		return u
@@ -83,7 +83,7 @@ func (n *tnode) kill() {
 	_ = n.node.Close()
 }
 
-func logger(t *testing.T) *slog.Logger {
+func logger(t testing.TB) *slog.Logger {
 	if os.Getenv("CLUSTER_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -91,7 +91,7 @@ func logger(t *testing.T) *slog.Logger {
 }
 
 // newCluster starts n nodes serving h.
-func newCluster(t *testing.T, natsURL string, n int, co cluster.Options, h fastrtc.Handler, opts ...fastrtc.Option) []*tnode {
+func newCluster(t testing.TB, natsURL string, n int, co cluster.Options, h fastrtc.Handler, opts ...fastrtc.Option) []*tnode {
 	t.Helper()
 	var nodes []*tnode
 	for i := range n {
@@ -143,7 +143,7 @@ type proxy struct {
 	log   []string // "kind:node"
 }
 
-func newProxy(t *testing.T, nodes []*tnode, start map[string]int) *proxy {
+func newProxy(t testing.TB, nodes []*tnode, start map[string]int) *proxy {
 	p := &proxy{turn: map[string]int{}, start: start, nodes: nodes}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
@@ -247,7 +247,7 @@ func talk(ctx context.Context, c *client.Conn) {
 }
 
 // hearsTone reads audio back until one frame carries the tone (RMS well above silence).
-func hearsTone(t *testing.T, ctx context.Context, c *client.Conn) {
+func hearsTone(t testing.TB, ctx context.Context, c *client.Conn) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
 		f, err := c.ReadAudio(ctx)
@@ -265,7 +265,7 @@ func hearsTone(t *testing.T, ctx context.Context, c *client.Conn) {
 	t.Fatal("no echoed tone in 200 frames")
 }
 
-func dial(t *testing.T, ctx context.Context, base, id string) *client.Conn {
+func dial(t testing.TB, ctx context.Context, base, id string) *client.Conn {
 	t.Helper()
 	c, err := client.Dial(ctx, base, &client.Options{ID: id, SendAudio: true, ReceiveAudio: true, Trickle: true, SettingEngine: loopback})
 	if err != nil {
@@ -276,7 +276,7 @@ func dial(t *testing.T, ctx context.Context, base, id string) *client.Conn {
 }
 
 // sse reads Server-Sent Events' data lines from GET /outputs.
-func sse(t *testing.T, ctx context.Context, url string) (<-chan json.RawMessage, *http.Response) {
+func sse(t testing.TB, ctx context.Context, url string) (<-chan json.RawMessage, *http.Response) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -302,7 +302,7 @@ func sse(t *testing.T, ctx context.Context, url string) (<-chan json.RawMessage,
 	return ch, resp
 }
 
-func postInput(t *testing.T, base, id string, n float64) int {
+func postInput(t testing.TB, base, id string, n float64) int {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"webrtc_id": id, "n": n})
 	resp, err := http.Post(base+"/input_hook", "application/json", strings.NewReader(string(b)))
@@ -454,7 +454,7 @@ func TestForwarding(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { return len(nodes[0].stream.Sessions()) == 0 }, "the session to end on A")
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
+func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -466,7 +466,7 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
 }
 
 // offerSDP is an audio+data-channel offer from a pion peer that never connects.
-func offerSDP(t *testing.T) string {
+func offerSDP(t testing.TB) string {
 	t.Helper()
 	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
