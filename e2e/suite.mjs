@@ -151,6 +151,12 @@ scenario('audio-echo', { kind: 'echo', audio: TONE }, async ({ open }) => {
   check(remote.dbfs > -35, `echoed level ${remote.dbfs.toFixed(1)} dBFS too low`);
   check(Math.abs(remote.dbfs - local.dbfs) < 6, `echoed level ${remote.dbfs.toFixed(1)} dBFS differs from the microphone's ${local.dbfs.toFixed(1)} dBFS by 6 dB or more`);
   check(await page.evaluate(() => window.__fastrtc.pauseHistory.some((p) => p.state === 'speaking')), 'page shows speaking while audio arrives');
+  // The server's figures of the session (GET /stats), shown on the page.
+  await waitFor(page, () => window.__fastrtc.serverStats && window.__fastrtc.serverStats.stats.PacketsIn > 100, null, 10000, 'server stats');
+  const srv = await page.evaluate(() => window.__fastrtc.serverStats);
+  log('server stats: ' + JSON.stringify(srv.stats));
+  check(srv.stats.Transport === 'webrtc' && srv.stats.AudioIn > 2e9 && srv.stats.BitrateIn > 10000, 'server counts the audio it got: ' + JSON.stringify(srv.stats));
+  check((await page.textContent('[data-testid=stat-srv-loss]')).includes('packets'), 'server-side loss shown on the page');
 });
 
 // ---------------------------------------------------------------------------------------
