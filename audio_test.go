@@ -346,11 +346,16 @@ func TestReplyOnPauseTwoUtterances(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			rec := &replyRecorder{replyLen: 500 * time.Millisecond}
-			_, srv := newTestStream(t, NewReplyOnPause(rec.reply), Audio, SendReceive)
+			s, srv := newTestStream(t, NewReplyOnPause(rec.reply), Audio, SendReceive)
 			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 			c.connect()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			defer func() { // the metrics timed both turns
+				if m := s.Metrics(); m.Turn.Count != 2 || m.Turn.Sum <= 0 || m.Turn.Sum > 2*time.Second {
+					t.Errorf("turn latency histogram: %d turns, %v in all; want 2 (replies start at once)", m.Turn.Count, m.Turn.Sum)
+				}
+			}()
 			logs := c.collectLogs(ctx)
 			pcm, truth := speechFixture(t)
 			var drop func(int) bool

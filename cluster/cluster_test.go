@@ -24,6 +24,7 @@ import (
 	"github.com/fastrtc-go/fastrtc/client"
 	"github.com/fastrtc-go/fastrtc/cluster"
 	"github.com/fastrtc-go/fastrtc/media"
+	"github.com/fastrtc-go/fastrtc/metrics"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/pion/ice/v4"
@@ -437,6 +438,15 @@ func TestForwarding(t *testing.T) {
 	ni, err := nodes[0].node.Nodes(ctx, 300*time.Millisecond)
 	if err != nil || len(ni) != 3 {
 		t.Errorf("Nodes: %v %v, want 3", ni, err)
+	}
+	// Per-node metrics: A holds the session, B served the forwarded requests.
+	for i, want := range []string{`fastrtc_sessions{modality="audio",node="A",stream="fwd",transport="webrtc"} 1`,
+		`fastrtc_sessions{modality="audio",node="B",stream="fwd",transport="webrtc"} 0`} {
+		rec := httptest.NewRecorder()
+		metrics.Handler("fwd", nodes[i].stream).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("node %s's /metrics lacks %s", nodes[i].id, want)
+		}
 	}
 	if got := p.landed("offer"); len(got) != 1 || got[0] != "A" {
 		t.Errorf("offers landed on %v, want [A]", got)
