@@ -311,7 +311,7 @@ func postInput(t testing.TB, base, id string, n float64) int {
 		t.Fatalf("input_hook: %v", err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
 }
 
@@ -340,7 +340,7 @@ func TestForwarding(t *testing.T) {
 	}
 	outs := make(chan opened, 1)
 	go func() {
-		ch, resp := sse(t, ctx, p.srv.URL+"/outputs?webrtc_id=s1")
+		ch, resp := sse(t, ctx, p.srv.URL+"/outputs?webrtc_id=s1") //nolint:bodyclose // closed by the test once it read enough
 		outs <- opened{ch, resp}
 	}()
 	time.Sleep(100 * time.Millisecond)

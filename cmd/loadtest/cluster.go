@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -64,7 +65,8 @@ func runCluster(nodeURLs []string, n int, duration time.Duration) error {
 		rp.FlushInterval = -1
 		p.nodes = append(p.nodes, rp)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -159,7 +161,7 @@ func runCluster(nodeURLs []string, n int, duration time.Duration) error {
 		}
 		// One request more per pass, so that a session count divisible by the node count
 		// does not land each session's lookups on the same node every time.
-		if res, err := http.Get(base + "/webrtc/config"); err == nil {
+		if res, err := get(ctx, base+"/webrtc/config"); err == nil {
 			res.Body.Close()
 		}
 	}
@@ -219,7 +221,7 @@ func nodeName(urls []string, i int) string {
 		return v.(string)
 	}
 	name := fmt.Sprintf("node%d", i+1)
-	if res, err := http.Get(urls[i] + "/metrics"); err == nil {
+	if res, err := get(context.Background(), urls[i]+"/metrics"); err == nil {
 		sc := bufio.NewScanner(res.Body)
 		for sc.Scan() {
 			line := sc.Text()
@@ -261,7 +263,7 @@ func lookup(ctx context.Context, base, id string) (node string, backend int, err
 
 // scrapeMetric returns the sum of the samples of a metric in a node's /metrics.
 func scrapeMetric(base, prefix string) float64 {
-	res, err := http.Get(base + "/metrics")
+	res, err := get(context.Background(), base+"/metrics")
 	if err != nil {
 		return math.NaN()
 	}
@@ -284,3 +286,28 @@ func scrapeMetric(base, prefix string) float64 {
 func scrapeCPU(base string) float64 { return scrapeMetric(base, "process_cpu_seconds_total ") }
 
 func scrapeSessions(base string) float64 { return scrapeMetric(base, "fastrtc_sessions{") }
+
+// get is a GET bounded to 10 s.
+func get(ctx context.Context, url string) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res.Body = cancelBody{res.Body, cancel}
+	return res, nil
+}
+
+// cancelBody cancels its request's context when closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelBody) Close() error { err := b.ReadCloser.Close(); b.cancel(); return err }
