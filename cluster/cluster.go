@@ -243,6 +243,34 @@ func (n *Node) Nodes(ctx context.Context, wait time.Duration) ([]NodeInfo, error
 	}
 }
 
+// Sessions lists the cluster's sessions: id -> the node that holds it (from the bucket's
+// s.<id> keys; a dead node's stay listed until they expire, within the TTL).
+func (n *Node) Sessions(ctx context.Context) (map[string]string, error) {
+	w, err := n.kv.Watch(ctx, "s.*")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listing sessions: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string]string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return out, fmt.Errorf("cluster: listing sessions: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return out, nil // the current values are in
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			id, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "s."))
+			if err == nil {
+				out[string(id)] = string(e.Value())
+			}
+		}
+	}
+}
+
 // sessionKey is the KV key and subject token of a session id (ids may hold '.', which NATS
 // takes as a token separator).
 func sessionToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }

@@ -435,6 +435,9 @@ func TestForwarding(t *testing.T) {
 	if sessions := nodes[0].stream.Sessions(); len(sessions) != 1 || len(nodes[1].stream.Sessions())+len(nodes[2].stream.Sessions()) != 0 {
 		t.Errorf("sessions: A %v, B %v, C %v; want s1 on A only", sessions, nodes[1].stream.Sessions(), nodes[2].stream.Sessions())
 	}
+	if all, err := nodes[2].node.Sessions(ctx); err != nil || len(all) != 1 || all["s1"] != "A" {
+		t.Errorf("Sessions on C: %v, %v; want s1 on A", all, err)
+	}
 	ni, err := nodes[0].node.Nodes(ctx, 300*time.Millisecond)
 	if err != nil || len(ni) != 3 {
 		t.Errorf("Nodes: %v %v, want 3", ni, err)
