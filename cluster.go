@@ -176,6 +176,8 @@ func forwardedError(rec *httptest.ResponseRecorder, id string) error {
 		return &InputError{Field: body.Field, Reason: strings.TrimPrefix(body.Error, fmt.Sprintf("fastrtc: invalid input %q: ", body.Field))}
 	case rec.Code == http.StatusBadRequest:
 		return fmt.Errorf("%w: %s", ErrInvalidInput, body.Error)
+	case rec.Code >= 500:
+		return fmt.Errorf("%w: session %q: %s", ErrForwarding, id, body.Error)
 	}
 	return fmt.Errorf("fastrtc: session %q: its node answered %d: %s", id, rec.Code, body.Error)
 }
@@ -236,6 +238,7 @@ func (r *sseReader) Write(p []byte) (int, error) {
 		}
 		ev := r.buf[:i]
 		sc := bufio.NewScanner(bytes.NewReader(ev))
+		sc.Buffer(nil, len(ev)+1) // an event's line may be long (an image, as base64)
 		for sc.Scan() {
 			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: ")); ok {
 				select {

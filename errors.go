@@ -38,6 +38,10 @@ var (
 	ErrBadModel = errors.New("fastrtc: not a Silero VAD v5 model")
 )
 
+// ErrForwarding is returned (and answered with HTTP 502) when a Cluster could not reach the
+// node that holds a session.
+var ErrForwarding = errors.New("fastrtc: forwarding to the session's node failed")
+
 // ErrDraining is the refusal of a new session by a Stream that is draining (Stream.Drain);
 // clients get FastRTC's concurrency_limit_reached failure with "reason": "draining".
 var ErrDraining = errors.New("fastrtc: draining: not taking new sessions")

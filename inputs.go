@@ -337,6 +337,8 @@ func writeInputResult(w http.ResponseWriter, id string, err error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 	case errors.Is(err, ErrUnknownConnection):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+	case errors.Is(err, ErrForwarding):
+		writeError(w, http.StatusBadGateway, err.Error())
 	case errors.As(err, &ie):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": ie.Error(), "field": ie.Field})
 	default:

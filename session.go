@@ -40,7 +40,9 @@ type Session struct {
 	endFuncs []func() // run after the session's goroutines have returned
 	endRan   bool     // endFuncs have run
 
+	leaveMu  sync.Mutex
 	leave    func()    // frees the session's cluster slot (WithCluster), or nil
+	left     bool      // leaveCluster ran: a late leave is called at once
 	tr       transport // how the session reaches its client; set at creation
 	counters counters  // media counts for Stats
 	rtp      rtpIn     // the Opus track's receive statistics (audio streams)
@@ -185,6 +187,32 @@ func (s *Stream) newSession(id string, meta map[string]string) *Session {
 	def := s.cfg.inputs.defaults()
 	sess.inputs.Store(&def)
 	return sess
+}
+
+// setLeave records how the session leaves the cluster; false (having called leave) if
+// the session already ended.
+func (s *Session) setLeave(leave func()) bool {
+	s.leaveMu.Lock()
+	left := s.left
+	if !left {
+		s.leave = leave
+	}
+	s.leaveMu.Unlock()
+	if left {
+		leave()
+	}
+	return !left
+}
+
+// leaveCluster gives back the session's cluster admission, once.
+func (s *Session) leaveCluster() {
+	s.leaveMu.Lock()
+	leave := s.leave
+	s.left, s.leave = true, nil
+	s.leaveMu.Unlock()
+	if leave != nil {
+		leave()
+	}
 }
 
 // ID returns the connection's id (the client's webrtc_id or websocket_id).

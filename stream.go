@@ -270,20 +270,21 @@ func (s *Stream) LatestOutput(id string) (v json.RawMessage, ok bool, err error)
 
 // release removes a session when it has fully ended.
 func (s *Stream) release(sess *Session) {
-	if sess.leave != nil {
-		sess.leave()
-	}
+	sess.leaveCluster()
 	// metrics.mu before mu, as Metrics takes them: the session's counts move from the
 	// live to the ended totals at once.
 	s.metrics.mu.Lock()
 	s.mu.Lock()
-	if s.sessions[sess.id] == sess {
+	registered := s.sessions[sess.id] == sess
+	if registered {
 		delete(s.sessions, sess.id)
 		s.metrics.endedLocked(&sess.counters)
 	}
 	s.mu.Unlock()
 	s.metrics.mu.Unlock()
-	s.wg.Done()
+	if registered { // the slot reserve took (openSession may have given it back already)
+		s.wg.Done()
+	}
 }
 
 // Close ends every session, refuses new ones, and waits until all sessions' goroutines have
@@ -340,17 +341,26 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 		return nil, err
 	}
 	if s.cfg.cluster != nil {
+		// The session is visible (and may be ended, by Close or a drain) while the cluster
+		// admits it: it ends the normal way, and a late admission is given back at once.
 		leave, err := s.cfg.cluster.Admit(ctx, id)
+		if err == nil && !sess.setLeave(leave) {
+			err = ErrSessionClosed
+		}
 		if err != nil {
-			s.mu.Lock()
-			delete(s.sessions, id)
-			s.mu.Unlock()
-			s.wg.Done()
 			s.metrics.refusals[refusalReason(err)].Add(1)
-			sess.cancel(err)
+			s.mu.Lock()
+			registered := s.sessions[id] == sess
+			if registered {
+				delete(s.sessions, id)
+			}
+			s.mu.Unlock()
+			if registered {
+				s.wg.Done()
+			}
+			sess.cancel(err) // if it was ended meanwhile, that end released it
 			return nil, err
 		}
-		sess.leave = leave
 	}
 	s.metrics.started[ti].Add(1)
 	if err := s.bindSessionHandler(sess); err != nil {

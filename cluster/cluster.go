@@ -167,6 +167,16 @@ func Join(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: jetstream: %w", err)
 	}
+	bucket := "fastrtc_" + opts.Name
+	if kv, err := js.KeyValue(ctx, bucket); err == nil {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: key-value bucket %s: %w", bucket, err)
+		}
+		if st.TTL() != opts.TTL {
+			return nil, fmt.Errorf("cluster: the cluster's TTL is %v, this node's %v: give every node the same", st.TTL(), opts.TTL)
+		}
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: "fastrtc_" + opts.Name, Description: "fastrtc sessions and concurrency slots",
 		History: 1, TTL: opts.TTL, Storage: jetstream.MemoryStorage,
@@ -317,6 +327,10 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 		return fail(fmt.Errorf("cluster: %w", err))
 	}
 	n.mu.Lock()
+	if n.closed { // Close ran meanwhile: it did not see this one
+		n.mu.Unlock()
+		return fail(ErrClosed)
+	}
 	n.held[id] = h
 	n.mu.Unlock()
 	var once sync.Once
@@ -477,9 +491,19 @@ func (n *Node) heartbeat() {
 			ids, hs = append(ids, id), append(hs, h)
 		}
 		n.mu.Unlock()
+		// In parallel (at most 16 at once), each bounded by TTL/3: one slow update must
+		// not make the others' keys expire.
+		sem := make(chan struct{}, 16)
+		var wg sync.WaitGroup
 		for i, h := range hs {
-			n.refresh(ids[i], h)
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				n.refresh(ids[i], h)
+			}()
 		}
+		wg.Wait()
 	}
 }
 
@@ -491,25 +515,62 @@ func (n *Node) refresh(id string, h *held) {
 	if h.gone {
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, n.opts.RequestTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.TTL/3)
 	defer cancel()
 	tok := sessionToken(id)
-	if rev, err := n.kv.Update(ctx, "s."+tok, []byte(n.opts.NodeID), h.sessRev); err == nil {
+	lost := ""
+	if rev, ok := n.rewrite(ctx, "s."+tok, []byte(n.opts.NodeID), h.sessRev); ok {
 		h.sessRev = rev
 	} else if n.ctx.Err() == nil {
-		n.log.Warn("session id lost its key (expired: NATS unreachable for longer than the TTL?)", "session", id, "err", err)
+		lost = "its id is held by another node"
 	}
-	if h.slot < 0 {
+	if h.slot >= 0 && lost == "" {
+		if rev, ok := n.rewrite(ctx, slotKey(h.slot), []byte(tok+" "+n.opts.NodeID), h.slotRev); ok {
+			h.slotRev = rev
+			n.mu.Lock()
+			n.slots[h.slot] = slotState{taken: true, at: time.Now()}
+			n.mu.Unlock()
+		} else if n.ctx.Err() == nil {
+			lost = "its cluster slot was taken by another node"
+		}
+	}
+	if lost == "" {
 		return
 	}
-	if rev, err := n.kv.Update(ctx, slotKey(h.slot), []byte(tok+" "+n.opts.NodeID), h.slotRev); err == nil {
-		h.slotRev = rev
-		n.mu.Lock()
-		n.slots[h.slot] = slotState{taken: true, at: time.Now()}
-		n.mu.Unlock()
-	} else if n.ctx.Err() == nil {
-		n.log.Warn("session lost its cluster slot (expired: NATS unreachable for longer than the TTL?)", "session", id, "slot", h.slot, "err", err)
+	// The keys expired (NATS unreachable for longer than the TTL) and another node took
+	// them: keeping the session would break the limit or the ids' uniqueness.
+	n.log.Error("ending a session that lost its cluster admission", "session", id, "why", lost)
+	n.mu.Lock()
+	st := n.stream
+	n.mu.Unlock()
+	if st != nil {
+		if sess, err := st.Session(id); err == nil {
+			go sess.CloseStream("cluster admission lost: " + lost)
+		}
 	}
+}
+
+// rewrite refreshes one of this node's keys: an update on the revision it last wrote. When
+// that fails (an update applied whose reply was lost, or the key expired), it reads the
+// key: still ours, it updates on the revision read; gone, it creates it again. ok is false
+// only when another node holds the key now.
+func (n *Node) rewrite(ctx context.Context, key string, value []byte, rev uint64) (uint64, bool) {
+	if r, err := n.kv.Update(ctx, key, value, rev); err == nil {
+		return r, true
+	}
+	e, err := n.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		r, err := n.kv.Create(ctx, key, value)
+		return r, err == nil
+	case err != nil:
+		n.log.Warn("refreshing a key", "key", key, "err", err)
+		return rev, true // NATS unreachable: try again next beat
+	case string(e.Value()) == string(value):
+		r, err := n.kv.Update(ctx, key, value, e.Revision())
+		return r, err == nil
+	}
+	return rev, false
 }
 
 // Drain drains the node's stream (fastrtc.Stream.Drain: no new sessions; the live ones end
@@ -562,7 +623,6 @@ const (
 	hdrEnd     = "Fastrtc-End"    // the last reply
 	hdrAlive   = "Fastrtc-Alive"  // a keepalive of an idle stream
 	hdrPrefix  = "Http-"          // the response's HTTP headers
-	keepEvery  = 2 * time.Second  // keepalives of idle streams
 	maxPayload = 512 << 10        // a reply's body part, under NATS's default 1 MB
 )
 
@@ -698,14 +758,14 @@ func (w *replyWriter) publishLocked(body []byte, mark string) error {
 	return w.n.nc.PublishMsg(m)
 }
 
-// keepalive sends a keepalive every keepEvery while the response streams (the requester
+// keepalive sends a keepalive every 2 s (RequestTimeout/3 if shorter) while the response streams (the requester
 // takes a silent stream for a dead node).
 func (w *replyWriter) keepalive(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(keepEvery)
+		t := time.NewTicker(min(2*time.Second, w.n.opts.RequestTimeout/3))
 		defer t.Stop()
 		for {
 			select {
@@ -715,7 +775,13 @@ func (w *replyWriter) keepalive(ctx context.Context) (stop func()) {
 			}
 			w.mu.Lock()
 			if w.sent && !w.done {
-				_ = w.publishLocked(nil, hdrAlive)
+				// Its reply subject is the cancel subject: when the requester's inbox is
+				// gone (its node died, or stopped reading), NATS answers "no responders"
+				// there, and the stream stops.
+				m := nats.NewMsg(w.reply)
+				m.Reply = w.cancelSubj
+				m.Header.Set(hdrAlive, "1")
+				_ = w.n.nc.PublishMsg(m)
 			}
 			w.mu.Unlock()
 		}
@@ -794,8 +860,8 @@ func copyHeaders(w http.ResponseWriter, m *nats.Msg) {
 // forwardOnce sends f once; done is false when no node holds the session.
 func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte, w http.ResponseWriter) (done bool, err error) {
 	inbox := n.nc.NewInbox()
-	// A synchronous subscription queues what arrives (up to NATS's pending limits) while w
-	// is slow: nothing is dropped, nothing reordered.
+	// A synchronous subscription queues what arrives while w is slow, in order, up to
+	// NATS's pending limits (64 MB); past them the stream is stopped (ErrSlowConsumer).
 	sub, err := n.nc.SubscribeSync(inbox)
 	if err != nil {
 		return false, fmt.Errorf("cluster: %w", err)
@@ -807,9 +873,10 @@ func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 		return false, fmt.Errorf("cluster: %w", err)
 	}
 	var cancelSubj string
+	ended := false
 	defer func() {
-		if cancelSubj != "" && ctx.Err() != nil {
-			_ = n.nc.Publish(cancelSubj, nil) // the requester went away: stop the stream
+		if cancelSubj != "" && !ended {
+			_ = n.nc.Publish(cancelSubj, nil) // we stop reading: stop the stream there
 		}
 	}()
 	rc := http.NewResponseController(w)
@@ -828,6 +895,9 @@ func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 			return true, nil // our client went away
 		case err != nil && first:
 			return false, fmt.Errorf("cluster: session %q: its node did not answer within %v: %w", f.ID, n.opts.RequestTimeout, err)
+		case errors.Is(err, nats.ErrSlowConsumer):
+			n.log.Warn("forwarded stream: its reader is too slow, replies were dropped; stopping it", "session", f.ID, "route", f.Route)
+			return true, nil
 		case err != nil:
 			n.log.Warn("forwarded stream went silent: its node is gone?", "session", f.ID, "route", f.Route, "after", n.opts.RequestTimeout)
 			return true, nil
@@ -846,11 +916,13 @@ func (n *Node) forwardOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 			continue
 		}
 		if len(m.Data) > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a client that stops reading is dropped
 			if _, err := w.Write(m.Data); err != nil {
 				return true, nil // our client went away
 			}
 		}
 		if m.Header.Get(hdrEnd) != "" {
+			ended = true
 			return true, nil
 		}
 		_ = rc.Flush()
