@@ -36,7 +36,7 @@ type Cluster interface {
 	// or ErrDraining.
 	Admit(ctx context.Context, id string) (leave func(), err error)
 	// Forward serves f, a request for a session this node does not hold, from the node
-	// that holds it, writing that node's response (status, headers and body, streamed as
+	// that holds it (for RouteOffer: from any node that takes new sessions), writing that node's response (status, headers and body, streamed as
 	// it comes for RouteOutputs) to w. When no node holds f.ID, after waiting up to f.Wait
 	// for one to, it writes nothing and returns an error wrapping ErrUnknownConnection.
 	Forward(ctx context.Context, f Forwarded, w http.ResponseWriter) error
@@ -54,6 +54,7 @@ type Forwarded struct {
 
 // The routes a Cluster forwards.
 const (
+	RouteOffer     = "offer"      // POST /webrtc/offer that a full or draining node hands to another
 	RouteCandidate = "candidate"  // POST /webrtc/offer with type ice-candidate
 	RouteInputHook = "input_hook" // POST /input_hook, and Stream.SetInput
 	RouteOutputs   = "outputs"    // GET /outputs (Server-Sent Events), and Stream.Outputs
@@ -99,6 +100,14 @@ func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter
 func (s *Stream) ServeForwarded(w http.ResponseWriter, r *http.Request, f Forwarded) {
 	ctx := context.WithValue(r.Context(), forwardedKey{}, true)
 	switch f.Route {
+	case RouteOffer:
+		var req offerRequest
+		if err := json.Unmarshal(f.Body, &req); err != nil || req.SDP == "" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("forwarded offer: %v", err))
+			return
+		}
+		req.WebRTCID = f.ID
+		s.handleOffer(w, r.WithContext(ctx), req)
 	case RouteCandidate:
 		var req offerRequest
 		if err := json.Unmarshal(f.Body, &req); err != nil {

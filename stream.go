@@ -270,7 +270,6 @@ func (s *Stream) LatestOutput(id string) (v json.RawMessage, ok bool, err error)
 
 // release removes a session when it has fully ended.
 func (s *Stream) release(sess *Session) {
-	sess.leaveCluster()
 	// metrics.mu before mu, as Metrics takes them: the session's counts move from the
 	// live to the ended totals at once.
 	s.metrics.mu.Lock()
@@ -282,6 +281,9 @@ func (s *Stream) release(sess *Session) {
 	}
 	s.mu.Unlock()
 	s.metrics.mu.Unlock()
+	// The cluster admission goes after the local slot: a node the cluster sees with room
+	// has it.
+	sess.leaveCluster()
 	if registered { // the slot reserve took (openSession may have given it back already)
 		s.wg.Done()
 	}
@@ -472,6 +474,14 @@ func (s *Stream) Drain(ctx context.Context) error {
 	}
 	<-done
 	return ctx.Err()
+}
+
+// Accepting reports whether the stream would take a new session now: not closed, not
+// draining, and under its own WithConcurrencyLimit (a Cluster's limit aside).
+func (s *Stream) Accepting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && !s.draining && (s.cfg.concurrency == 0 || len(s.sessions) < s.cfg.concurrency)
 }
 
 // Draining reports whether Drain has been called: a health check can take the node out of

@@ -88,6 +88,14 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		return st
 	})
 	if err != nil {
+		// A full or draining node hands the offer to another node of the cluster: the
+		// answer then names that node's candidates, and the media goes there.
+		var le *LimitError
+		if (errors.Is(err, ErrDraining) || errors.As(err, &le) && le.Scope == "node") && s.forwarding(r.Context()) {
+			if b, merr := json.Marshal(req); merr == nil && s.forward(r.Context(), Forwarded{Route: RouteOffer, ID: req.WebRTCID, Body: b}, w) {
+				return
+			}
+		}
 		if code, meta := s.refusal(err); code != "" {
 			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
 		} else if errors.Is(err, ErrStreamClosed) {

@@ -19,6 +19,8 @@
 //
 //	fastrtc.<Name>.s.<id>  request: a fastrtc.Forwarded (JSON); replies: the response,
 //	                       streamed in order to the requester's inbox
+//	fastrtc.<Name>.offer   queue group "offers": an offer a full or draining node hands
+//	                       over; one node that takes sessions answers it
 //	fastrtc.<Name>.nodes   request: a listing; every node replies with its NodeInfo
 //	KV fastrtc_<Name>      s.<id> -> node (ids are unique cluster-wide),
 //	                       slot.<k> -> session (the limit's slots), refreshed every TTL/3
@@ -87,6 +89,8 @@ type Node struct {
 	slots    map[int]slotState
 	closed   bool
 	nodesSub *nats.Subscription
+	offerSub *nats.Subscription // handed-over offers, while the stream takes sessions
+	draining bool
 }
 
 // held is what one session of this node holds in the cluster.
@@ -224,7 +228,37 @@ func (n *Node) Attach(s *fastrtc.Stream) error {
 		return fmt.Errorf("cluster: subscribing: %w", err)
 	}
 	n.stream, n.nodesSub = s, sub
+	n.updateOffersLocked()
 	return nil
+}
+
+// updateOffersLocked keeps the node in the queue group of handed-over offers
+// (fastrtc.<name>.offer) while its stream takes sessions, and out of it while full,
+// draining or closed, so that a full node is not handed offers. n.mu is held.
+func (n *Node) updateOffersLocked() {
+	if n.stream == nil {
+		return
+	}
+	want := !n.closed && !n.draining && n.stream.Accepting()
+	switch {
+	case want && n.offerSub == nil:
+		s := n.stream
+		sub, err := n.nc.QueueSubscribe(n.prefix+".offer", "offers", func(m *nats.Msg) { n.serve(s, m) })
+		if err != nil {
+			n.log.Warn("subscribing for handed-over offers", "err", err)
+			return
+		}
+		n.offerSub = sub
+	case !want && n.offerSub != nil:
+		_ = n.offerSub.Unsubscribe()
+		n.offerSub = nil
+	}
+}
+
+func (n *Node) updateOffers() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.updateOffersLocked()
 }
 
 // Nodes lists the cluster's live nodes, waiting up to wait for their answers.
@@ -332,6 +366,7 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 		return fail(ErrClosed)
 	}
 	n.held[id] = h
+	n.updateOffersLocked() // full now? then out of the queue group
 	n.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { n.release(id, h) }) }, nil
@@ -363,6 +398,7 @@ func (n *Node) release(id string, h *held) {
 	if err := n.kv.Delete(ctx, "s."+sessionToken(id), jetstream.LastRevision(h.sessRev)); err != nil {
 		n.log.Debug("freeing session id", "session", id, "err", err)
 	}
+	n.updateOffers() // room again: back in the queue group of handed-over offers
 }
 
 func slotKey(k int) string { return "slot." + strconv.Itoa(k) }
@@ -485,6 +521,7 @@ func (n *Node) heartbeat() {
 		case <-t.C:
 		}
 		n.mu.Lock()
+		n.updateOffersLocked() // back in the queue group once sessions ended
 		ids := make([]string, 0, len(n.held))
 		hs := make([]*held, 0, len(n.held))
 		for id, h := range n.held {
@@ -578,7 +615,10 @@ func (n *Node) rewrite(ctx context.Context, key string, value []byte, rev uint64
 func (n *Node) Drain(ctx context.Context) error {
 	n.mu.Lock()
 	s := n.stream
+	n.draining = true
+	n.updateOffersLocked() // no more handed-over offers: this node hands its own to the others
 	n.mu.Unlock()
+	_ = n.nc.FlushWithContext(ctx)
 	var err error
 	if s != nil {
 		err = s.Drain(ctx)
@@ -601,6 +641,7 @@ func (n *Node) Close() error {
 		left[id] = h
 	}
 	sub := n.nodesSub
+	n.updateOffersLocked()
 	n.mu.Unlock()
 	if sub != nil {
 		_ = sub.Unsubscribe()
@@ -825,7 +866,11 @@ func (n *Node) Forward(ctx context.Context, f fastrtc.Forwarded, w http.Response
 // subscription: no subscription per request) and writes the one reply; done is false when
 // no node holds the session. For routes whose answer is one message.
 func (n *Node) requestOnce(ctx context.Context, f fastrtc.Forwarded, body []byte, w http.ResponseWriter) (done bool, err error) {
-	req := nats.NewMsg(n.subject(f.ID))
+	subj := n.subject(f.ID)
+	if f.Route == fastrtc.RouteOffer {
+		subj = n.prefix + ".offer"
+	}
+	req := nats.NewMsg(subj)
 	req.Data = body
 	rctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
 	defer cancel()

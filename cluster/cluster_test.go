@@ -649,8 +649,9 @@ func TestNodeKilled(t *testing.T) {
 	hearsTone(t, ctx, y)
 }
 
-// TestDrain: a draining node refuses offers with FastRTC's failure (reason "draining"),
-// the others take them, and its session ends with end_stream at the deadline.
+// TestDrain: a draining node hands the offers it gets to another node (which answers them:
+// the media goes there), refuses them with FastRTC's failure (reason "draining") when no
+// node takes them, and its session ends with end_stream at the deadline.
 func TestDrain(t *testing.T) {
 	url := startNATS(t)
 	nodes := newCluster(t, url, 2, cluster.Options{Name: "drain"}, fastrtc.AudioFunc(echo))
@@ -663,8 +664,11 @@ func TestDrain(t *testing.T) {
 	go func() { drained <- nodes[0].node.Drain(dctx) }()
 	waitFor(t, 5*time.Second, nodes[0].stream.Draining, "draining")
 	sdp := offerSDP(t)
-	if got := offerResult(nodes[0].srv.URL, sdp, "new-a"); got != "draining" {
-		t.Errorf("offer to the draining node: %q, want draining", got)
+	if got := offerResult(nodes[0].srv.URL, sdp, "new-a"); got != "answer" {
+		t.Errorf("offer to the draining node: %q, want an answer from the other node", got)
+	}
+	if _, err := nodes[1].stream.Session("new-a"); err != nil {
+		t.Errorf("the handed-over offer's session is not on node B: %v", err)
 	}
 	if got := offerResult(nodes[1].srv.URL, sdp, "new-b"); got != "answer" {
 		t.Errorf("offer to the other node: %q, want answer", got)
@@ -683,5 +687,22 @@ func TestDrain(t *testing.T) {
 	}
 	if n := nodes[0].stream.Stats().Sessions; n != 0 {
 		t.Errorf("%d sessions left after Drain", n)
+	}
+}
+
+// TestHandOver: a full node (its own limit of 1) hands an offer to a node with room; when
+// every node is full, the refusal is FastRTC's, with reason "node".
+func TestHandOver(t *testing.T) {
+	url := startNATS(t)
+	nodes := newCluster(t, url, 2, cluster.Options{Name: "handover"}, fastrtc.AudioFunc(echo),
+		fastrtc.WithConcurrencyLimit(1), fastrtc.WithConnectTimeout(30*time.Second))
+	sdp := offerSDP(t)
+	for i, want := range []string{"answer", "answer", "node"} {
+		if got := offerResult(nodes[0].srv.URL, sdp, fmt.Sprintf("h%d", i)); got != want {
+			t.Fatalf("offer %d to node A (limit 1 on each of 2 nodes): %q, want %q", i, got, want)
+		}
+	}
+	if a, b := nodes[0].stream.Sessions(), nodes[1].stream.Sessions(); len(a) != 1 || len(b) != 1 || b[0] != "h1" {
+		t.Errorf("sessions: A %v, B %v; want h0 on A, h1 on B", a, b)
 	}
 }

@@ -13,7 +13,7 @@ const CAMERA = join(OUT, 'camera.y4m');
 const TONE = join(OUT, 'tone440.wav');
 const SPEECH = join(ROOT, 'testdata/audio/two_utterances48k.wav');
 const QUESTION = join(OUT, 'talk_question.wav'); // "what is the weather today"
-const WAKE = join(OUT, 'talk_wake.wav'); // "hello computer what is the weather today"
+const WAKE = join(OUT, 'talk_wake_klatt.wav'); // "hello computer what is the weather today"
 
 const argv = process.argv.slice(2);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
