@@ -1,7 +1,6 @@
 package fastrtc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -206,24 +205,20 @@ func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id strin
 
 // serveStats is GET /stats?webrtc_id=ID: the session's SessionInfo as JSON.
 func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "use GET")
-		return
-	}
-	id := r.URL.Query().Get("webrtc_id")
-	if id == "" {
-		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
+	id, ok := getSessionID(w, r)
+	if !ok {
 		return
 	}
 	s.writeStats(r.Context(), w, id)
 }
 
 // sseReader is the http.ResponseWriter a forwarded RouteOutputs writes to when Go code reads
-// a remote session's outputs (Stream.Outputs): it parses the events back into values.
+// a remote session's outputs (Stream.Outputs): it reports on first, once, whether the
+// response is a 200, and parses the events of one back into values on ch.
 type sseReader struct {
 	ctx    context.Context
 	ch     chan<- json.RawMessage
+	first  chan<- bool
 	header http.Header
 	status int
 	buf    []byte
@@ -234,22 +229,23 @@ func (r *sseReader) Header() http.Header { return r.header }
 func (r *sseReader) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
+		r.first <- code == http.StatusOK
 	}
 }
 
 func (r *sseReader) Write(p []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
+	if r.status != http.StatusOK {
+		return len(p), nil // an error body: not events
+	}
 	r.buf = append(r.buf, p...)
 	for {
 		i := bytes.Index(r.buf, []byte("\n\n"))
 		if i < 0 {
 			return len(p), nil
 		}
-		ev := r.buf[:i]
-		sc := bufio.NewScanner(bytes.NewReader(ev))
-		sc.Buffer(nil, len(ev)+1) // an event's line may be long (an image, as base64)
-		for sc.Scan() {
-			if data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: ")); ok {
+		for line := range bytes.SplitSeq(r.buf[:i], []byte("\n")) {
+			if data, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
 				select {
 				case r.ch <- json.RawMessage(bytes.Clone(data)):
 				case <-r.ctx.Done():

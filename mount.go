@@ -91,6 +91,22 @@ func (s *Stream) routes() []route {
 	return append(rs, s.audioRoutes()...)
 }
 
+// getSessionID checks that r is a GET naming a session (?webrtc_id=ID) and returns the id,
+// or writes the error response and returns false.
+func getSessionID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		return "", false
+	}
+	id := r.URL.Query().Get("webrtc_id")
+	if id == "" {
+		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
+		return "", false
+	}
+	return id, true
+}
+
 // decodeBody decodes a JSON request body of limited size into v, writing the error response
 // and returning false when it cannot.
 func (s *Stream) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {

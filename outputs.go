@@ -84,9 +84,8 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	first := make(chan bool, 1)
 	go func() {
 		defer close(ch)
-		r := &sseReader{ctx: ctx, ch: ch, header: http.Header{}}
-		held := newFirstWrite(r, first)
-		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, held) {
+		r := &sseReader{ctx: ctx, ch: ch, first: first, header: http.Header{}}
+		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, r) {
 			first <- false
 		}
 	}()
@@ -94,34 +93,6 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 		return nil, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
 	}
 	return ch, nil
-}
-
-// firstWrite reports on ok, once, whether the first thing written was a 200 response.
-type firstWrite struct {
-	*sseReader
-	ok   chan<- bool
-	told bool
-}
-
-func newFirstWrite(r *sseReader, ok chan<- bool) *firstWrite {
-	return &firstWrite{sseReader: r, ok: ok}
-}
-
-func (f *firstWrite) tell(code int) {
-	if !f.told {
-		f.told = true
-		f.ok <- code == http.StatusOK
-	}
-}
-
-func (f *firstWrite) WriteHeader(code int) { f.tell(code); f.sseReader.WriteHeader(code) }
-
-func (f *firstWrite) Write(p []byte) (int, error) {
-	f.tell(http.StatusOK)
-	if f.sseReader.status != 0 && f.sseReader.status != http.StatusOK {
-		return len(p), nil // an error body: not events
-	}
-	return f.sseReader.Write(p)
 }
 
 // outputsOf is Outputs for a session in hand.
@@ -191,14 +162,8 @@ const sseWriteTimeout = 10 * time.Second
 // emitted value, until the session ends. An id that is not live yet is waited for
 // (WithOutputsWait, 5 s) before the answer is 404.
 func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "use GET")
-		return
-	}
-	id := r.URL.Query().Get("webrtc_id")
-	if id == "" {
-		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
+	id, ok := getSessionID(w, r)
+	if !ok {
 		return
 	}
 	s.streamOutputs(r.Context(), w, id, s.cfg.outputsWait)

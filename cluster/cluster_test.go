@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,25 +22,17 @@ import (
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/client"
 	"github.com/fastrtc-go/fastrtc/cluster"
+	"github.com/fastrtc-go/fastrtc/internal/loadgen"
 	"github.com/fastrtc-go/fastrtc/media"
 	"github.com/fastrtc-go/fastrtc/metrics"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { http.DefaultClient.CloseIdleConnections() }))
-}
-
-// loopback restricts ICE to 127.0.0.1 over UDP4, without mDNS.
-func loopback(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }
 
 // startNATS runs an embedded nats-server with JetStream on a loopback port.
@@ -111,7 +102,7 @@ func newCluster(t testing.TB, natsURL string, n int, co cluster.Options, h fastr
 			t.Fatalf("Join: %v", err)
 		}
 		tn.stream, err = fastrtc.New(h, fastrtc.Audio, fastrtc.SendReceive,
-			append([]fastrtc.Option{fastrtc.WithSettingEngine(loopback), fastrtc.WithCluster(tn.node), fastrtc.WithLogger(logger(t))}, opts...)...)
+			append([]fastrtc.Option{fastrtc.WithSettingEngine(loadgen.Loopback), fastrtc.WithCluster(tn.node), fastrtc.WithLogger(logger(t))}, opts...)...)
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -268,7 +259,7 @@ func hearsTone(t testing.TB, ctx context.Context, c *client.Conn) {
 
 func dial(t testing.TB, ctx context.Context, base, id string) *client.Conn {
 	t.Helper()
-	c, err := client.Dial(ctx, base, &client.Options{ID: id, SendAudio: true, ReceiveAudio: true, Trickle: true, SettingEngine: loopback})
+	c, err := client.Dial(ctx, base, &client.Options{ID: id, SendAudio: true, ReceiveAudio: true, Trickle: true, SettingEngine: loadgen.Loopback})
 	if err != nil {
 		t.Fatalf("Dial %s: %v", id, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,10 +12,9 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/client"
+	"github.com/fastrtc-go/fastrtc/internal/loadgen"
 	"github.com/fastrtc-go/fastrtc/media"
 	"github.com/fastrtc-go/fastrtc/metrics"
-	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -25,13 +23,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { http.DefaultClient.CloseIdleConnections() }))
-}
-
-func loopback(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }
 
 // scrape parses the Prometheus text of h.
@@ -84,7 +75,7 @@ next:
 // TestMetrics: a live WebRTC audio session and a refused one, as Prometheus sees them.
 func TestMetrics(t *testing.T) {
 	s, err := fastrtc.New(fastrtc.AudioFunc(func(_ *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil }),
-		fastrtc.Audio, fastrtc.SendReceive, fastrtc.WithSettingEngine(loopback), fastrtc.WithConcurrencyLimit(1))
+		fastrtc.Audio, fastrtc.SendReceive, fastrtc.WithSettingEngine(loadgen.Loopback), fastrtc.WithConcurrencyLimit(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +88,7 @@ func TestMetrics(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, srv.URL, &client.Options{ID: "m1", SendAudio: true, ReceiveAudio: true, SettingEngine: loopback})
+	c, err := client.Dial(ctx, srv.URL, &client.Options{ID: "m1", SendAudio: true, ReceiveAudio: true, SettingEngine: loadgen.Loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +112,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// A second client over the limit of 1.
-	if _, err := client.Dial(ctx, srv.URL, &client.Options{ID: "m2", SendAudio: true, SettingEngine: loopback}); err == nil {
+	if _, err := client.Dial(ctx, srv.URL, &client.Options{ID: "m2", SendAudio: true, SettingEngine: loadgen.Loopback}); err == nil {
 		t.Fatal("a second session over the limit of 1 connected")
 	}
 	fams := scrape(t, h)
