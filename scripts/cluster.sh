@@ -26,14 +26,15 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$tmp/echo" ./examples/echo
 go build -o "$tmp/loadtest" ./cmd/loadtest
-base=$((20000 + RANDOM % 20000))
-natsport=$base
+. scripts/ports.sh
+read -r natsport p1 p2 p3 <<<"$(free_ports 4)"
+ports=("$p1" "$p2" "$p3")
 nats-server -a 127.0.0.1 -p "$natsport" -js -sd "$tmp/js" >"$tmp/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$natsport") 2>/dev/null && break; sleep 0.1; done
 urls=()
 for i in 1 2 3; do
-  port=$((base + i))
+  port=${ports[$((i - 1))]}
   "$tmp/echo" -addr "127.0.0.1:$port" -nats "nats://127.0.0.1:$natsport" -node "n$i" \
     -cluster-limit "$limit" -drain 2s >"$tmp/n$i.log" 2>&1 &
   pids+=($!)

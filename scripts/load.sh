@@ -20,9 +20,15 @@ if [ "$kind" = voice ] && [ "${VAD:-silero}" = silero ] && [ -z "${FASTRTC_SILER
   FASTRTC_SILERO_MODEL=$(./scripts/silero.sh) && export FASTRTC_SILERO_MODEL
 fi
 [ "${VAD:-}" = webrtc ] && unset FASTRTC_SILERO_MODEL
-port=$((20000 + RANDOM % 20000))
+. scripts/ports.sh
+port=$(free_ports 1)
 "$tmp/e2eserver" -kind "$server_kind" -addr "127.0.0.1:$port" "$@" >"$tmp/server.log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-sleep 1
+cleanup() {
+  rc=$?
+  if [ "$rc" != 0 ]; then echo "== server log (tail)"; tail -30 "$tmp/server.log"; fi
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"
+}
+trap cleanup EXIT
+wait_up "$pid" "http://127.0.0.1:$port/debug/stats"
 "$tmp/loadtest" -url "http://127.0.0.1:$port" -pid "$pid" -n "$n" -kind "$kind" -duration "${DURATION:-10s}"

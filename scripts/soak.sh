@@ -15,9 +15,15 @@ go build -o "$tmp/soak" ./cmd/soak
 if [ ! -f testdata/video/noisy640.ivf ]; then
   go test -run '^$' -bench VideoPath640 -benchtime 1x . >/dev/null   # makes the fixture (ffmpeg)
 fi
-port=$((20000 + RANDOM % 20000))
+. scripts/ports.sh
+port=$(free_ports 1)
 env ${SERVER_ENV:-} "$tmp/e2eserver" -kind flip,echo -addr "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/debug/stats" >/dev/null && break; sleep 0.1; done
+cleanup() {
+  rc=$?
+  if [ "$rc" != 0 ]; then echo "== server log (tail)"; tail -30 "$tmp/server.log"; fi
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"
+}
+trap cleanup EXIT
+wait_up "$pid" "http://127.0.0.1:$port/debug/stats"
 "$tmp/soak" -url "http://127.0.0.1:$port" -pid "$pid" "$@"
