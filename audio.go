@@ -425,9 +425,11 @@ func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.pause 
 // A panic in the factory or in AudioLayout is returned as an error wrapping ErrHandlerPanic.
 func (s *Stream) bindSessionHandler(sess *Session) error {
 	if s.audio == nil {
+		sess.bindHandler(nil, AudioLayout{})
 		return nil
 	}
 	if err := safely(func() error { return s.makeSessionHandler(sess) }); err != nil {
+		sess.bindHandler(nil, AudioLayout{}) // no handler: nothing more is kept for it
 		return fmt.Errorf("making the session's handler: %w", err)
 	}
 	return nil
@@ -464,7 +466,7 @@ func (s *Stream) makeSessionHandler(sess *Session) error {
 	if layout.InputChannels > 2 || layout.OutputChannels > 2 || layout.InputChannels < 0 || layout.OutputChannels < 0 {
 		return fmt.Errorf("fastrtc: the handler's AudioLayout has %d input and %d output channels; want 1 or 2", layout.InputChannels, layout.OutputChannels)
 	}
-	sess.handler, sess.layout = h, layout
+	sess.bindHandler(h, layout)
 	if sd, ok := h.(AudioShutdowner); ok {
 		sess.onEnd(func() { sd.Shutdown(sess) })
 	}

@@ -277,15 +277,18 @@ func (h *pauseHandler) Start(s *Session) error {
 	}
 	h.mu.Lock()
 	h.sess, h.vad, h.res, h.turn = s, v, res, newTurnDetector(h.cfg, v)
-	if h.pendingText != "" {
-		h.textReplyLocked(s, h.pendingText)
-		h.pendingText = ""
-	}
+	pending := h.pendingText
+	h.pendingText = ""
 	h.mu.Unlock()
 	s.onEnd(s.stream.codecOpened(v.Close))
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
 		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false, nil)
+	}
+	if pending != "" { // text posted before the start: answered now, as later text is (over the greeting)
+		h.mu.Lock()
+		h.textReplyLocked(s, pending)
+		h.mu.Unlock()
 	}
 	return nil
 }
@@ -535,7 +538,7 @@ func (h *pauseHandler) TriggerReply(*Session) error {
 // had paused: ReplyOnPause does, and so does any handler that implements ReplyTrigger. It
 // returns ErrNotPauseHandler for other handlers.
 func (s *Session) TriggerReply() error {
-	h, ok := s.handler.(ReplyTrigger)
+	h, ok := s.boundHandler().(ReplyTrigger)
 	if !ok {
 		return ErrNotPauseHandler
 	}

@@ -2,6 +2,7 @@ package fastrtc
 
 import (
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
+	"slices"
 	"sort"
 
 	"context"
@@ -32,8 +33,11 @@ type Session struct {
 	inWait  chan struct{} // closed (and replaced) when inputs change
 	outputs *outputQueue
 
-	handler  AudioHandler // the session's audio (or audio-video) handler, if any
+	handler  AudioHandler // the session's audio (or audio-video) handler, if any; set under hMu
 	layout   AudioLayout
+	hMu      sync.Mutex
+	bound    bool      // handler and layout are set (the session may be found before: inputs posted)
+	pending  []string  // input names posted before bound, delivered to the handler when bound
 	audioOut *audioOut // paced output audio, if the client receives audio
 
 	endMu    sync.Mutex
@@ -277,6 +281,28 @@ type textReceiver interface {
 	receiveText(s *Session, text string)
 }
 
+// boundHandler returns the session's audio handler, nil before it is made (or for streams
+// without one).
+func (s *Session) boundHandler() AudioHandler {
+	s.hMu.Lock()
+	defer s.hMu.Unlock()
+	return s.handler
+}
+
+// bindHandler sets the session's handler and layout, then gives the handler the names of
+// the inputs posted while it was being made.
+func (s *Session) bindHandler(h AudioHandler, layout AudioLayout) {
+	s.hMu.Lock()
+	s.handler, s.layout, s.bound = h, layout, true
+	names := s.pending
+	s.pending = nil
+	s.hMu.Unlock()
+	if r, ok := h.(inputReceiver); ok && len(names) > 0 {
+		slices.Sort(names)
+		r.inputsPosted(s, slices.Compact(names))
+	}
+}
+
 // postedInputs runs the on-input hooks after an input change.
 func (s *Session) postedInputs(values map[string]any) {
 	names := make([]string, 0, len(values))
@@ -284,7 +310,13 @@ func (s *Session) postedInputs(values map[string]any) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	if h, ok := s.handler.(inputReceiver); ok {
+	s.hMu.Lock()
+	if !s.bound { // the session was found before its handler is made: deliver them then
+		s.pending = append(s.pending, names...)
+	}
+	h, ok := s.handler.(inputReceiver)
+	s.hMu.Unlock()
+	if ok {
 		h.inputsPosted(s, names)
 	}
 	if fn := s.stream.cfg.onInput; fn != nil {
@@ -295,7 +327,7 @@ func (s *Session) postedInputs(values map[string]any) {
 // receivedText passes a data-channel message that carries text to the handler: a plain
 // string, or {"type": "text", "data": "..."}.
 func (s *Session) receivedText(msg []byte) {
-	h, ok := s.handler.(textReceiver)
+	h, ok := s.boundHandler().(textReceiver)
 	if !ok || len(msg) == 0 {
 		return
 	}

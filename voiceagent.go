@@ -114,6 +114,16 @@ func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, ar
 		return ctx, false, fmt.Errorf("fastrtc: stop words: transcribe: %w", err)
 	}
 	s.log.Debug("stop words: turn transcribed", "text", text, "armed", *armed)
+	if ctx.Err() != nil {
+		// The user spoke again before this turn's reply began: the turn is not answered, but
+		// the session stays armed, or becomes so if the turn held the phrase.
+		for _, p := range g.phrases {
+			if _, found := afterPhrase(words(text), p); found {
+				*armed = true
+			}
+		}
+		return ctx, false, nil
+	}
 	if *armed {
 		*armed = false
 		return context.WithValue(ctx, replyTranscriptKey{}, text), true, nil

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"iter"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // textRecorder is a ReplyFunc that records what it was asked (text or speech) and answers
@@ -215,5 +218,102 @@ func TestReplyOnStopWords(t *testing.T) {
 	defer mu.Unlock()
 	if len(trans) != 2 || trans[0] != "what time is it" || trans[1] != "tell me a joke" || stopwords != 2 || tr.calls != 4 {
 		t.Errorf("replies to %q, %d stopword messages, %d transcriptions; want [what time is it, tell me a joke], 2, 4", trans, stopwords, tr.calls)
+	}
+}
+
+// gateCluster is a one-node Cluster whose Admit waits for open: it holds a session in the
+// window where it is registered (found by /input_hook) but its handler is not made yet.
+type gateCluster struct {
+	admitting chan string
+	open      chan struct{}
+}
+
+func (g *gateCluster) NodeID() string         { return "gate" }
+func (g *gateCluster) Attach(s *Stream) error { return nil }
+func (g *gateCluster) Admit(ctx context.Context, id string) (func(), error) {
+	g.admitting <- id
+	select {
+	case <-g.open:
+		return func() {}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+func (g *gateCluster) Forward(ctx context.Context, f Forwarded, w http.ResponseWriter) error {
+	http.Error(w, "no other node", http.StatusNotFound)
+	return nil
+}
+
+// TestTextPostedWhileAdmitted: text posted to /input_hook while the session is registered
+// but its handler not yet made (a cluster admitting it) is answered once the session starts,
+// not lost (the post found a session with no handler to tell), and after the start-up
+// greeting began (which it interrupts, as later text does), not cancelled by it.
+func TestTextPostedWhileAdmitted(t *testing.T) {
+	rec := &textRecorder{}
+	greeted := make(chan struct{})
+	greet := func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error] {
+		close(greeted)
+		return func(func(AudioFrame, error) bool) {}
+	}
+	g := &gateCluster{admitting: make(chan string, 1), open: make(chan struct{})}
+	_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithTextInput("textbox"), WithStartup(greet)), Audio, SendReceive,
+		WithInputs(Text("textbox", "")), WithCluster(g))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	answered := make(chan map[string]any, 1)
+	go func() { answered <- c.offer() }()
+	if id := <-g.admitting; id != c.id {
+		t.Fatalf("admitting %q, want %q", id, c.id)
+	}
+	r := postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "textbox": "early words"})
+	if r.status != http.StatusOK {
+		t.Fatalf("input_hook during admission: %d %s", r.status, r.body)
+	}
+	close(g.open)
+	if a := <-answered; a["type"] != "answer" {
+		t.Fatalf("offer: %v", a)
+	}
+	c.waitState(webrtc.PeerConnectionStateConnected, 10*time.Second)
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 1 })
+	<-greeted
+	if texts, _, _ := rec.snapshot(); texts[0] != "early words" {
+		t.Errorf("reply got text %q, want the early post", texts[0])
+	}
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second)) // its reply (200 ms of tone) plays
+	waitFor(t, 5*time.Second, func() bool { out, _, _ := capt.snapshot(); return len(out) >= 48000*15/100 })
+}
+
+// TestStopWordsTurnCancelled: a turn whose reply was cancelled (the user spoke again) while
+// it was being transcribed is not answered, and does not lose the armed state: an armed
+// session stays armed, and a cancelled turn that held the phrase arms it.
+func TestStopWordsTurnCancelled(t *testing.T) {
+	g := &stopWordGate{phrases: [][]string{words("hello computer")}}
+	s := &Session{log: slog.New(slog.DiscardHandler)}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		line       string
+		armed      bool
+		wantArmed  bool
+		wantAnswer bool
+	}{
+		{"what is the time", true, true, false},     // cancelled: still armed for the next turn
+		{"hello computer", false, true, false},      // cancelled, held the phrase: armed
+		{"nice weather today", false, false, false}, // cancelled, nothing: stays quiet
+		{"hello computer what time", false, true, false},
+	} {
+		g.t = &scriptTranscriber{lines: []string{c.line}}
+		armed := c.armed
+		_, ok, err := g.admit(cancelled, s, AudioFrame{}, &armed)
+		if err != nil || ok != c.wantAnswer || armed != c.wantArmed {
+			t.Errorf("%q (armed %v), cancelled: answer %v armed %v err %v; want answer %v armed %v",
+				c.line, c.armed, ok, armed, err, c.wantAnswer, c.wantArmed)
+		}
+	}
+	// Not cancelled, armed: the turn is answered and the state spent.
+	g.t = &scriptTranscriber{lines: []string{"what is the time"}}
+	armed := true
+	ctx, ok, err := g.admit(context.Background(), s, AudioFrame{}, &armed)
+	if err != nil || !ok || armed || ReplyTranscript(ctx) != "what is the time" {
+		t.Errorf("armed turn: answer %v armed %v transcript %q err %v", ok, armed, ReplyTranscript(ctx), err)
 	}
 }

@@ -138,7 +138,9 @@ func ReadFile(path string) (samples []int16, sampleRate, channels int, err error
 // Write encodes interleaved 16-bit samples as a canonical PCM WAVE stream.
 // len(samples) must be a multiple of channels.
 func Write(w io.Writer, samples []int16, sampleRate, channels int) error {
-	if channels < 1 || channels > 0xFFFF || sampleRate < 1 || len(samples)%channels != 0 {
+	// The header holds channels*2 in 16 bits and sampleRate*channels*2 in 32.
+	if channels < 1 || channels > 0x7FFF || sampleRate < 1 || int64(sampleRate)*int64(channels)*2 > 0xFFFFFFFF ||
+		len(samples)%channels != 0 {
 		return fmt.Errorf("wav: invalid arguments: %d samples, %d Hz, %d channels", len(samples), sampleRate, channels)
 	}
 	dataLen := 2 * int64(len(samples))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -112,5 +113,19 @@ func TestFixtures(t *testing.T) {
 		if rate != 48000 || ch != 1 || len(s) < 48000 {
 			t.Fatalf("%s: %d Hz, %d ch, %d samples", name, rate, ch, len(s))
 		}
+	}
+}
+
+// TestWriteRefusesHeaderOverflow: arguments whose header fields do not fit (block align in
+// 16 bits, byte rate in 32) are refused instead of written wrapped.
+func TestWriteRefusesHeaderOverflow(t *testing.T) {
+	for _, c := range []struct{ rate, ch int }{{48000, 0x8000}, {1 << 31, 1}, {1 << 30, 2}, {0, 1}, {48000, 0}} {
+		if err := Write(io.Discard, nil, c.rate, c.ch); err == nil {
+			t.Errorf("Write(%d Hz, %d channels) = nil, want an error", c.rate, c.ch)
+		}
+	}
+	var b bytes.Buffer
+	if err := Write(&b, make([]int16, 4), 48000, 2); err != nil || b.Len() != 44+8 {
+		t.Errorf("Write(48 kHz stereo) = %v, %d bytes", err, b.Len())
 	}
 }
