@@ -41,6 +41,10 @@ type Cluster interface {
 	Forward(ctx context.Context, f Forwarded, w http.ResponseWriter) error
 }
 
+// OfferTimeout bounds the answer to an offer (ICE gathering included): past it the offer gets
+// 504. A Cluster that hands an offer to another node waits at least this long for its answer.
+const OfferTimeout = 15 * time.Second
+
 // Forwarded is a request for a session held by another node, as a Cluster carries it.
 type Forwarded struct {
 	Route string          // RouteCandidate, RouteInputHook, RouteOutputs or RouteStats
@@ -213,12 +217,12 @@ func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
 }
 
 // sseReader is the http.ResponseWriter a forwarded RouteOutputs writes to when Go code reads
-// a remote session's outputs (Stream.Outputs): it reports on first, once, whether the
-// response is a 200, and parses the events of one back into values on ch.
+// a remote session's outputs (Stream.Outputs): it reports the response's status on first,
+// once, and parses the events of a 200 back into values on ch.
 type sseReader struct {
 	ctx    context.Context
 	ch     chan<- json.RawMessage
-	first  chan<- bool
+	first  chan<- int
 	header http.Header
 	status int
 	buf    []byte
@@ -229,7 +233,7 @@ func (r *sseReader) Header() http.Header { return r.header }
 func (r *sseReader) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
-		r.first <- code == http.StatusOK
+		r.first <- code
 	}
 }
 

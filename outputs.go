@@ -81,18 +81,21 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 		return nil, err
 	}
 	ch := make(chan json.RawMessage)
-	first := make(chan bool, 1)
+	first := make(chan int, 1)
 	go func() {
 		defer close(ch)
 		r := &sseReader{ctx: ctx, ch: ch, first: first, header: http.Header{}}
 		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, r) {
-			first <- false
+			first <- http.StatusNotFound
 		}
 	}()
-	if !<-first {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	switch status := <-first; {
+	case status == http.StatusOK:
+		return ch, nil
+	case status >= http.StatusInternalServerError: // its node did not answer
+		return nil, fmt.Errorf("%w: outputs of %q: status %d", ErrForwarding, id, status)
 	}
-	return ch, nil
+	return nil, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
 }
 
 // outputsOf is Outputs for a session in hand.

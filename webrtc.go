@@ -105,7 +105,7 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), OfferTimeout)
 	defer cancel()
 	answer, err := s.startWebRTC(ctx, sess, st, req.SDP)
 	if err != nil {

@@ -101,6 +101,8 @@ type held struct {
 	sessRev uint64
 	slot    int // -1: none
 	slotRev uint64
+	idVal   []byte // the s.<id> key's value: "node instance" (instance: random, per session)
+	slotVal []byte // the slot key's value: "id-token node instance"
 }
 
 // slotState is this node's view of one slot key.
@@ -116,8 +118,9 @@ type NodeInfo struct {
 	Draining bool   `json:"draining"`
 }
 
-// ErrClosed is returned by a Node's methods after Close.
-var ErrClosed = errors.New("cluster: node closed")
+// ErrClosed is returned by a Node's methods after Close. It wraps fastrtc.ErrDraining, so an
+// offer that reaches a closed node gets FastRTC's draining refusal (or goes to another node).
+var ErrClosed = fmt.Errorf("cluster: node closed: %w", fastrtc.ErrDraining)
 
 // Connect dials NATS at url and joins the cluster; Close closes the connection.
 func Connect(ctx context.Context, url string, opts Options) (*Node, error) {
@@ -272,12 +275,15 @@ func (n *Node) Nodes(ctx context.Context, wait time.Duration) ([]NodeInfo, error
 	if err := n.nc.PublishRequest(n.prefix+".nodes", inbox, nil); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var out []NodeInfo
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := sub.NextMsgWithContext(wctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return out, fmt.Errorf("cluster: listing nodes: %w", ctx.Err())
+			}
 			return out, nil // the wait is over
 		}
 		var ni NodeInfo
@@ -309,7 +315,8 @@ func (n *Node) Sessions(ctx context.Context) (map[string]string, error) {
 			}
 			id, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "s."))
 			if err == nil {
-				out[string(id)] = string(e.Value())
+				node, _, _ := strings.Cut(string(e.Value()), " ")
+				out[string(id)] = node
 			}
 		}
 	}
@@ -334,20 +341,26 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
 	defer cancel()
 	tok := sessionToken(id)
-	rev, err := n.kv.Create(ctx, "s."+tok, []byte(n.opts.NodeID))
+	// The keys' values name this node and this session instance: a later session with the
+	// same id (after this one ended) never mistakes this one's keys for its own.
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	inst := n.opts.NodeID + " " + hex.EncodeToString(r[:])
+	h := &held{slot: -1, idVal: []byte(inst), slotVal: []byte(tok + " " + inst)}
+	rev, err := n.claim(ctx, "s."+tok, h.idVal)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("%w: %q (on another node)", fastrtc.ErrConnectionExists, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: reserving session %q: %w", id, err)
 	}
-	h := &held{sessRev: rev, slot: -1}
+	h.sessRev = rev
 	fail := func(err error) (func(), error) {
 		n.release(id, h)
 		return nil, err
 	}
 	if n.opts.Limit > 0 {
-		if err := n.takeSlot(ctx, tok, h); err != nil {
+		if err := n.takeSlot(ctx, h); err != nil {
 			return fail(err)
 		}
 	}
@@ -387,15 +400,16 @@ func (n *Node) release(id string, h *held) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.RequestTimeout)
 	defer cancel()
+	tok := sessionToken(id)
 	if h.slot >= 0 {
-		if err := n.kv.Delete(ctx, slotKey(h.slot), jetstream.LastRevision(h.slotRev)); err != nil {
+		if err := n.deleteOwn(ctx, slotKey(h.slot), h.slotVal, h.slotRev); err != nil {
 			n.log.Debug("freeing slot", "slot", h.slot, "err", err)
 		}
 		n.mu.Lock()
 		n.slots[h.slot] = slotState{}
 		n.mu.Unlock()
 	}
-	if err := n.kv.Delete(ctx, "s."+sessionToken(id), jetstream.LastRevision(h.sessRev)); err != nil {
+	if err := n.deleteOwn(ctx, "s."+tok, h.idVal, h.sessRev); err != nil {
 		n.log.Debug("freeing session id", "session", id, "err", err)
 	}
 	n.updateOffers() // room again: back in the queue group of handed-over offers
@@ -403,10 +417,45 @@ func (n *Node) release(id string, h *held) {
 
 func slotKey(k int) string { return "slot." + strconv.Itoa(k) }
 
+// claim creates key with value. A create that the server applied but whose reply was lost
+// (a timeout) fails, or fails again as ErrKeyExists when retried: when the key holds this
+// very value, claim takes it over (an update on the revision read) instead.
+func (n *Node) claim(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := n.kv.Create(ctx, key, value)
+	if err == nil {
+		return rev, nil
+	}
+	if e, gerr := n.kv.Get(ctx, key); gerr == nil && string(e.Value()) == string(value) {
+		if rev, uerr := n.kv.Update(ctx, key, value, e.Revision()); uerr == nil {
+			return rev, nil
+		}
+	}
+	return 0, err
+}
+
+// deleteOwn deletes key if it still holds value: on the revision this node last wrote, or,
+// when that is stale (a refresh applied whose reply was lost), on the revision read.
+func (n *Node) deleteOwn(ctx context.Context, key string, value []byte, rev uint64) error {
+	err := n.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if err == nil {
+		return nil
+	}
+	e, gerr := n.kv.Get(ctx, key)
+	switch {
+	case errors.Is(gerr, jetstream.ErrKeyNotFound):
+		return nil // expired, or deleted already
+	case gerr != nil:
+		return errors.Join(err, gerr)
+	case string(e.Value()) != string(value):
+		return nil // another session's now
+	}
+	return n.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+}
+
 // takeSlot takes a free slot: it tries the slots this node's view holds free, from a
 // random one on (so that nodes admitting at once rarely race for the same), each with an
 // atomic create; a slot another node took meanwhile only fails that create.
-func (n *Node) takeSlot(ctx context.Context, tok string, h *held) error {
+func (n *Node) takeSlot(ctx context.Context, h *held) error {
 	var r [2]byte
 	_, _ = rand.Read(r[:])
 	start := (int(r[0])<<8 | int(r[1])) % n.opts.Limit
@@ -415,7 +464,7 @@ func (n *Node) takeSlot(ctx context.Context, tok string, h *held) error {
 		if !n.slotFree(k) {
 			continue
 		}
-		rev, err := n.kv.Create(ctx, slotKey(k), []byte(tok+" "+n.opts.NodeID))
+		rev, err := n.claim(ctx, slotKey(k), h.slotVal)
 		if err == nil {
 			h.slot, h.slotRev = k, rev
 			n.mu.Lock()
@@ -447,7 +496,7 @@ func (n *Node) takeSlot(ctx context.Context, tok string, h *held) error {
 	n.mu.Unlock()
 	if oldest >= 0 {
 		if _, err := n.kv.Get(ctx, slotKey(oldest)); errors.Is(err, jetstream.ErrKeyNotFound) {
-			if rev, err := n.kv.Create(ctx, slotKey(oldest), []byte(tok+" "+n.opts.NodeID)); err == nil {
+			if rev, err := n.kv.Create(ctx, slotKey(oldest), h.slotVal); err == nil {
 				h.slot, h.slotRev = oldest, rev
 				n.mu.Lock()
 				n.slots[oldest] = slotState{taken: true, at: time.Now()}
@@ -556,13 +605,13 @@ func (n *Node) refresh(id string, h *held) {
 	defer cancel()
 	tok := sessionToken(id)
 	lost := ""
-	if rev, ok := n.rewrite(ctx, "s."+tok, []byte(n.opts.NodeID), h.sessRev); ok {
+	if rev, ok := n.rewrite(ctx, "s."+tok, h.idVal, h.sessRev); ok {
 		h.sessRev = rev
 	} else if n.ctx.Err() == nil {
 		lost = "its id is held by another node"
 	}
 	if h.slot >= 0 && lost == "" {
-		if rev, ok := n.rewrite(ctx, slotKey(h.slot), []byte(tok+" "+n.opts.NodeID), h.slotRev); ok {
+		if rev, ok := n.rewrite(ctx, slotKey(h.slot), h.slotVal, h.slotRev); ok {
 			h.slotRev = rev
 			n.mu.Lock()
 			n.slots[h.slot] = slotState{taken: true, at: time.Now()}
@@ -590,7 +639,8 @@ func (n *Node) refresh(id string, h *held) {
 // rewrite refreshes one of this node's keys: an update on the revision it last wrote. When
 // that fails (an update applied whose reply was lost, or the key expired), it reads the
 // key: still ours, it updates on the revision read; gone, it creates it again. ok is false
-// only when another node holds the key now.
+// only when another node holds the key now; other failures (NATS unreachable, a timeout)
+// keep the key as it is, to be tried again next beat.
 func (n *Node) rewrite(ctx context.Context, key string, value []byte, rev uint64) (uint64, bool) {
 	if r, err := n.kv.Update(ctx, key, value, rev); err == nil {
 		return r, true
@@ -599,15 +649,39 @@ func (n *Node) rewrite(ctx context.Context, key string, value []byte, rev uint64
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		r, err := n.kv.Create(ctx, key, value)
-		return r, err == nil
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return n.rewriteTaken(ctx, key, value, rev)
+		}
+		if err != nil {
+			n.log.Warn("refreshing a key", "key", key, "err", err)
+			return rev, true
+		}
+		return r, true
 	case err != nil:
 		n.log.Warn("refreshing a key", "key", key, "err", err)
 		return rev, true // NATS unreachable: try again next beat
 	case string(e.Value()) == string(value):
 		r, err := n.kv.Update(ctx, key, value, e.Revision())
-		return r, err == nil
+		if err != nil {
+			n.log.Warn("refreshing a key", "key", key, "err", err)
+			return rev, true
+		}
+		return r, true
 	}
 	return rev, false
+}
+
+// rewriteTaken is rewrite's answer when the key, gone a moment ago, was created again before
+// this node could: ours (a create applied whose reply was lost) or another node's.
+func (n *Node) rewriteTaken(ctx context.Context, key string, value []byte, rev uint64) (uint64, bool) {
+	e, err := n.kv.Get(ctx, key)
+	if err != nil {
+		return rev, true
+	}
+	if string(e.Value()) != string(value) {
+		return rev, false
+	}
+	return e.Revision(), true
 }
 
 // Drain drains the node's stream (fastrtc.Stream.Drain: no new sessions; the live ones end
@@ -678,8 +752,11 @@ func (n *Node) serve(s *fastrtc.Stream, m *nats.Msg) {
 		return
 	}
 	n.mu.Lock()
-	if n.closed {
+	if n.closed { // its subscriptions are going: say so now rather than let the requester wait
 		n.mu.Unlock()
+		cw := &replyWriter{n: n, reply: m.Reply, header: http.Header{}}
+		http.Error(cw, ErrClosed.Error(), http.StatusServiceUnavailable)
+		cw.finish()
 		return
 	}
 	n.wg.Add(1)
@@ -872,7 +949,11 @@ func (n *Node) requestOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 	}
 	req := nats.NewMsg(subj)
 	req.Data = body
-	rctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
+	wait := n.opts.RequestTimeout
+	if f.Route == fastrtc.RouteOffer { // the other node answers within fastrtc.OfferTimeout
+		wait = max(wait, fastrtc.OfferTimeout+2*time.Second)
+	}
+	rctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	m, err := n.nc.RequestMsgWithContext(rctx, req)
 	switch {

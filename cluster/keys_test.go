@@ -1,0 +1,77 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/cluster"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestClosedNodeRefusesAsDraining: an offer to a stream whose node has left the cluster gets
+// FastRTC's refusal (reason "draining"), not a 500; ErrClosed is a draining error.
+func TestClosedNodeRefusesAsDraining(t *testing.T) {
+	if !errors.Is(cluster.ErrClosed, fastrtc.ErrDraining) {
+		t.Fatal("ErrClosed does not wrap fastrtc.ErrDraining")
+	}
+	url := startNATS(t)
+	nodes := newCluster(t, url, 1, cluster.Options{Name: "closed", Limit: 4}, fastrtc.AudioFunc(echo))
+	if err := nodes[0].node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := offerResult(nodes[0].srv.URL, offerSDP(t), "late"); got != "draining" {
+		t.Errorf("offer to a closed node: %q, want the draining refusal", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := nodes[0].node.Nodes(ctx, time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("Nodes with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// TestStaleRevisionFreed: a session's keys whose revision moved on without this node
+// knowing (a refresh the server applied but whose reply was lost) are still deleted when the
+// session ends, not left to expire a TTL later (holding a slot of the limit meanwhile).
+func TestStaleRevisionFreed(t *testing.T) {
+	url := startNATS(t)
+	nodes := newCluster(t, url, 1, cluster.Options{Name: "stale", Limit: 2, TTL: 30 * time.Second}, fastrtc.AudioFunc(echo))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dial(t, ctx, nodes[0].srv.URL, "stale1")
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "fastrtc_stale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("keys of one session: %v %v, want its id and its slot", keys, err)
+	}
+	for _, k := range keys { // rewrite each with its own value: the revision moves on
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Update(ctx, k, e.Value(), e.Revision()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.Close()
+	waitFor(t, 10*time.Second, func() bool { return nodes[0].stream.Stats().Sessions == 0 }, "the session to end")
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := kv.Keys(ctx)
+		return errors.Is(err, jetstream.ErrNoKeysFound)
+	}, "its keys to be deleted")
+}
