@@ -74,6 +74,8 @@ type Options struct {
 type Node struct {
 	nc     *nats.Conn
 	ownNC  bool // Connect made nc: Close closes it
+	js     jetstream.JetStream
+	kvCfg  jetstream.KeyValueConfig
 	kv     jetstream.KeyValue
 	opts   Options
 	log    *slog.Logger
@@ -83,14 +85,16 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // heartbeat, slot watcher, forwarded requests
 
-	mu       sync.Mutex
-	stream   *fastrtc.Stream
-	held     map[string]*held // session id -> what it holds
-	slots    map[int]slotState
-	closed   bool
-	nodesSub *nats.Subscription
-	offerSub *nats.Subscription // handed-over offers, while the stream takes sessions
-	draining bool
+	mu         sync.Mutex
+	stream     *fastrtc.Stream
+	held       map[string]*held // session id -> what it holds
+	slots      map[int]slotState
+	closed     bool
+	nodesSub   *nats.Subscription
+	offerSub   *nats.Subscription // handed-over offers, while the stream takes sessions
+	draining   bool
+	rewatch    chan struct{} // the bucket was created again: the slot watch starts over
+	bucketMade time.Time     // when the bucket this node last saw was created
 }
 
 // held is what one session of this node holds in the cluster.
@@ -184,18 +188,20 @@ func Join(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 			return nil, fmt.Errorf("cluster: the cluster's TTL is %v, this node's %v: give every node the same", st.TTL(), opts.TTL)
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvCfg := jetstream.KeyValueConfig{
 		Bucket: "fastrtc_" + opts.Name, Description: "fastrtc sessions and concurrency slots",
 		History: 1, TTL: opts.TTL, Storage: jetstream.MemoryStorage,
-	})
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kvCfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: key-value bucket fastrtc_%s: %w", opts.Name, err)
 	}
 	n := &Node{
-		nc: nc, kv: kv, opts: opts, log: log.With("node", opts.NodeID),
-		prefix: "fastrtc." + opts.Name,
-		held:   make(map[string]*held),
-		slots:  make(map[int]slotState),
+		nc: nc, js: js, kvCfg: kvCfg, kv: kv, opts: opts, log: log.With("node", opts.NodeID),
+		prefix:  "fastrtc." + opts.Name,
+		held:    make(map[string]*held),
+		slots:   make(map[int]slotState),
+		rewatch: make(chan struct{}, 1),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if opts.Limit > 0 {
@@ -348,6 +354,10 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 	inst := n.opts.NodeID + " " + hex.EncodeToString(r[:])
 	h := &held{slot: -1, idVal: []byte(inst), slotVal: []byte(tok + " " + inst)}
 	rev, err := n.claim(ctx, "s."+tok, h.idVal)
+	if bucketGone(err) { // NATS restarted and lost it: make it again, then try once more
+		n.ensureBucket()
+		rev, err = n.claim(ctx, "s."+tok, h.idVal)
+	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("%w: %q (on another node)", fastrtc.ErrConnectionExists, id)
 	}
@@ -528,33 +538,114 @@ func (n *Node) watchSlots() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		defer func() { _ = w.Stop() }()
 		for {
-			select {
-			case <-n.ctx.Done():
+			ended := n.followSlots(w)
+			_ = w.Stop()
+			if n.ctx.Err() != nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue // the initial values are in
-				}
-				k, err := strconv.Atoi(strings.TrimPrefix(e.Key(), "slot."))
-				if err != nil {
-					continue
-				}
-				n.mu.Lock()
-				if e.Operation() == jetstream.KeyValuePut {
-					n.slots[k] = slotState{taken: true, at: e.Created()}
-				} else {
-					n.slots[k] = slotState{}
-				}
-				n.mu.Unlock()
 			}
+			if ended { // not asked to: do not spin on a watch that keeps ending
+				select {
+				case <-n.ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			// The bucket was made again (or the watch ended): start over from what it holds.
+			for {
+				if w, err = n.kv.Watch(n.ctx, "slot.*"); err == nil {
+					break
+				}
+				n.log.Warn("watching slots", "err", err)
+				select {
+				case <-n.ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			n.mu.Lock()
+			clear(n.slots) // the watch replays every slot the bucket holds
+			n.mu.Unlock()
 		}
 	}()
 	return nil
+}
+
+// followSlots keeps this node's view of the slots from w's updates until the node closes,
+// the bucket is made again, or the watch ends (ended true).
+func (n *Node) followSlots(w jetstream.KeyWatcher) (ended bool) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return false
+		case <-n.rewatch:
+			return false
+		case e, ok := <-w.Updates():
+			if !ok {
+				return true
+			}
+			if e == nil {
+				continue // the initial values are in
+			}
+			k, err := strconv.Atoi(strings.TrimPrefix(e.Key(), "slot."))
+			if err != nil {
+				continue
+			}
+			n.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				n.slots[k] = slotState{taken: true, at: e.Created()}
+			} else {
+				n.slots[k] = slotState{}
+			}
+			n.mu.Unlock()
+		}
+	}
+}
+
+// bucketGone reports whether err means the key-value bucket does not exist (any more).
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// ensureBucket creates the key-value bucket again when it is gone: it lives in the NATS
+// server's memory, so a restarted server (a single one, or a whole cluster) has lost it,
+// and with it every node's keys. The heartbeat that follows writes this node's keys again
+// (rewrite creates a missing key), and the slot watch starts over.
+func (n *Node) ensureBucket() {
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.TTL/3)
+	defer cancel()
+	st, err := n.kv.Status(ctx)
+	if err == nil {
+		// Made again by another node? Then the slot watch, on the bucket that was, starts over.
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+			created := bs.StreamInfo().Created
+			n.mu.Lock()
+			again := !n.bucketMade.IsZero() && !created.Equal(n.bucketMade)
+			n.bucketMade = created
+			n.mu.Unlock()
+			if again {
+				n.log.Warn("the key-value bucket was made again (NATS restarted?); this node's keys follow", "bucket", n.kvCfg.Bucket)
+				n.signalRewatch()
+			}
+		}
+		return
+	}
+	if !bucketGone(err) {
+		return
+	}
+	if _, err := n.js.CreateOrUpdateKeyValue(ctx, n.kvCfg); err != nil {
+		n.log.Warn("the key-value bucket is gone, and creating it again failed", "bucket", n.kvCfg.Bucket, "err", err)
+		return
+	}
+	n.log.Warn("the key-value bucket was gone (NATS restarted?): created it again; this node's keys follow", "bucket", n.kvCfg.Bucket)
+	n.signalRewatch()
+}
+
+func (n *Node) signalRewatch() {
+	select {
+	case n.rewatch <- struct{}{}:
+	default:
+	}
 }
 
 // heartbeat refreshes the keys of this node's sessions every TTL/3, so that they outlive
@@ -569,6 +660,7 @@ func (n *Node) heartbeat() {
 			return
 		case <-t.C:
 		}
+		n.ensureBucket()
 		n.mu.Lock()
 		n.updateOffersLocked() // back in the queue group once sessions ended
 		ids := make([]string, 0, len(n.held))

@@ -3,11 +3,15 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/cluster"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -74,4 +78,84 @@ func TestStaleRevisionFreed(t *testing.T) {
 		_, err := kv.Keys(ctx)
 		return errors.Is(err, jetstream.ErrNoKeysFound)
 	}, "its keys to be deleted")
+}
+
+// TestNATSRestart: the NATS server restarts (it keeps the bucket in memory: the bucket and
+// every key are lost). The nodes reconnect, make the bucket again, write their sessions'
+// keys again, and the cluster limit holds over the sessions that lived through it: a burst
+// after the restart gets exactly the slots the live session leaves.
+func TestNATSRestart(t *testing.T) {
+	if os.Getenv("CLUSTER_TEST_NATS") != "" {
+		t.Skip("restarts its own embedded server")
+	}
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	url := ns.ClientURL()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() }) // after the nodes' cleanups (the one that runs now)
+	const limit = 3
+	nodes := newCluster(t, url, 2, cluster.Options{Name: "restart", Limit: limit, TTL: 1500 * time.Millisecond}, fastrtc.AudioFunc(echo))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	live := dial(t, ctx, nodes[0].srv.URL, "lives-through")
+	tctx, stopTalk := context.WithCancel(ctx)
+	defer stopTalk()
+	go talk(tctx, live)
+
+	opts.Port = ns.Addr().(*net.TCPAddr).Port // the same address: the nodes reconnect to it
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	opts.StoreDir = t.TempDir()
+	if ns, err = server.NewServer(opts); err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready after the restart")
+	}
+	waitFor(t, 15*time.Second, func() bool { return nodes[0].nc.IsConnected() && nodes[1].nc.IsConnected() }, "the nodes to reconnect")
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		kv, err := js.KeyValue(ctx, "fastrtc_restart")
+		if err != nil {
+			return false
+		}
+		keys, err := kv.Keys(ctx)
+		return err == nil && len(keys) == 2 // the live session's id and slot, written again
+	}, "the live session's keys to be written again")
+
+	sdp := offerSDP(t)
+	results := make(chan string, limit)
+	for i := range limit {
+		go func() { results <- offerResult(nodes[1].srv.URL, sdp, fmt.Sprintf("after%d", i)) }()
+	}
+	answers := 0
+	for range limit {
+		switch r := <-results; r {
+		case "answer":
+			answers++
+		case "cluster":
+		default:
+			t.Errorf("offer after the restart: %s", r)
+		}
+	}
+	if answers != limit-1 {
+		t.Errorf("%d answers after the restart, want %d (limit %d, one session lives)", answers, limit-1, limit)
+	}
+	hearsTone(t, ctx, live) // its media never depended on NATS
 }
