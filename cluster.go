@@ -218,10 +218,10 @@ func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
 
 // sseReader is the http.ResponseWriter a forwarded RouteOutputs writes to when Go code reads
 // a remote session's outputs (Stream.Outputs): it reports the response's status on first,
-// once, and parses the events of a 200 back into values on ch.
+// once, and parses the events of a 200 back into values it queues on out (it never blocks
+// on the reader: the stream's end must be seen even when nobody reads).
 type sseReader struct {
-	ctx    context.Context
-	ch     chan<- json.RawMessage
+	out    *remoteOutputs
 	first  chan<- int
 	header http.Header
 	status int
@@ -250,10 +250,8 @@ func (r *sseReader) Write(p []byte) (int, error) {
 		}
 		for line := range bytes.SplitSeq(r.buf[:i], []byte("\n")) {
 			if data, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
-				select {
-				case r.ch <- json.RawMessage(bytes.Clone(data)):
-				case <-r.ctx.Done():
-					return 0, r.ctx.Err()
+				if err := r.out.push(json.RawMessage(bytes.Clone(data))); err != nil {
+					return 0, err
 				}
 			}
 		}

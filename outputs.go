@@ -80,17 +80,19 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	if !s.forwarding(ctx) {
 		return nil, err
 	}
-	ch := make(chan json.RawMessage)
+	out := &remoteOutputs{more: make(chan struct{}, 1), ended: make(chan struct{})}
 	first := make(chan int, 1)
 	go func() {
-		defer close(ch)
-		r := &sseReader{ctx: ctx, ch: ch, first: first, header: http.Header{}}
+		defer out.finish()
+		r := &sseReader{out: out, first: first, header: http.Header{}}
 		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, r) {
 			first <- http.StatusNotFound
 		}
 	}()
 	switch status := <-first; {
 	case status == http.StatusOK:
+		ch := make(chan json.RawMessage)
+		go out.deliver(ctx, ch)
 		return ch, nil
 	case status >= http.StatusInternalServerError: // its node did not answer
 		return nil, fmt.Errorf("%w: outputs of %q: status %d", ErrForwarding, id, status)
@@ -153,6 +155,95 @@ func (s *Stream) outputsOf(ctx context.Context, sess *Session) <-chan json.RawMe
 		}
 	}()
 	return ch
+}
+
+// remoteOutputs queues the outputs of a session held by another node between the forwarded
+// stream (push, finish) and the reader (deliver), so that the stream's end is seen whether
+// or not the reader reads: as for a local session, the channel closes when the outputs are
+// delivered, or outputsGrace after the end if nobody reads them.
+type remoteOutputs struct {
+	mu    sync.Mutex
+	items []json.RawMessage
+	bytes int
+	more  chan struct{} // capacity 1: something was pushed
+	ended chan struct{} // closed by finish
+}
+
+// maxRemoteOutputBytes bounds what remoteOutputs holds for a reader that does not read.
+const maxRemoteOutputBytes = 16 << 20
+
+func (o *remoteOutputs) push(v json.RawMessage) error {
+	o.mu.Lock()
+	if o.bytes+len(v) > maxRemoteOutputBytes {
+		o.mu.Unlock()
+		return fmt.Errorf("fastrtc: outputs reader: more than %d bytes unread", maxRemoteOutputBytes)
+	}
+	o.items = append(o.items, v)
+	o.bytes += len(v)
+	o.mu.Unlock()
+	select {
+	case o.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (o *remoteOutputs) take() []json.RawMessage {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	items := o.items
+	o.items, o.bytes = nil, 0
+	return items
+}
+
+func (o *remoteOutputs) finish() { close(o.ended) }
+
+// deliver sends the queued outputs on ch, in order, and closes ch when the stream ended and
+// all were delivered, outputsGrace after the end, or when ctx is done.
+func (o *remoteOutputs) deliver(ctx context.Context, ch chan<- json.RawMessage) {
+	defer close(ch)
+	ended := o.ended
+	var giveUp <-chan time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	arm := func() { // the stream ended: what is left waits outputsGrace for the reader
+		timer = time.NewTimer(outputsGrace)
+		giveUp, ended = timer.C, nil
+	}
+	for {
+		items := o.take()
+		if len(items) == 0 {
+			if ended == nil { // ended, and everything was delivered
+				return
+			}
+			select {
+			case <-o.more:
+			case <-ctx.Done():
+				return
+			case <-ended:
+				arm() // every push came before the end: the next take has the last ones
+			}
+			continue
+		}
+		for _, it := range items {
+			for sent := false; !sent; {
+				select {
+				case ch <- it:
+					sent = true
+				case <-ctx.Done():
+					return
+				case <-ended:
+					arm()
+				case <-giveUp:
+					return
+				}
+			}
+		}
+	}
 }
 
 // outputsGrace is how long the outputs of an ended session wait for a reader.

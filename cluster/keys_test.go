@@ -159,3 +159,35 @@ func TestNATSRestart(t *testing.T) {
 	}
 	hearsTone(t, ctx, live) // its media never depended on NATS
 }
+
+// TestRemoteOutputsUnread: Stream.Outputs of a session held by another node, with a context
+// that never ends and nobody reading: once the session ends the channel closes within the
+// grace local sessions get (5 s), and nothing is left running (goleak at TestMain checks).
+func TestRemoteOutputsUnread(t *testing.T) {
+	url := startNATS(t)
+	th := &tickHandler{seen: map[float64]int64{}}
+	nodes := newCluster(t, url, 2, cluster.Options{Name: "unread"}, th.handler(), fastrtc.WithInputs(fastrtc.Number("n", 0)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := dial(t, ctx, nodes[0].srv.URL, "u1")
+	tctx, stopTalk := context.WithCancel(ctx)
+	defer stopTalk()
+	go talk(tctx, c) // every frame the handler gets emits an output
+	ch, err := nodes[1].stream.Outputs(context.Background(), "u1")
+	if err != nil {
+		t.Fatalf("Outputs on B: %v", err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return th.calls.Load() > 50 }, "outputs to be emitted")
+	stopTalk()
+	_ = c.Close()
+	waitFor(t, 10*time.Second, func() bool { return nodes[0].stream.Stats().Sessions == 0 }, "the session to end")
+	time.Sleep(6 * time.Second) // past the grace, still not reading
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("the channel still delivers outputs after the session ended and the grace passed")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the channel is not closed after the session ended and the grace passed")
+	}
+}
