@@ -252,6 +252,8 @@ type pauseHandler struct {
 	prev        []int16            // the last chunk dropped outside a turn (a turn may adopt it)
 	utter       []int16            // the turn so far (whole chunks, input rate)
 	pendingText string             // text posted before Start
+	lastText    string             // the text last answered
+	awaiting    int                // replies waiting for the client's answer to send_input
 	gateMu      sync.Mutex         // serialises stop-word transcriptions; guards armed
 	armed       bool               // ReplyOnStopWords: the stop word was heard, the next turn is answered
 	gen         int                // current reply generation
@@ -382,6 +384,11 @@ func (h *pauseHandler) inputsPosted(s *Session, names []string) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.awaiting > 0 && text == h.lastText {
+		// A page answering send_input posts all its inputs, the text box unchanged: that
+		// answers the reply waiting for them, it does not ask again (which would loop).
+		return
+	}
 	if h.vad == nil {
 		h.pendingText = text // posted before the session started: answered by Start
 		return
@@ -391,6 +398,7 @@ func (h *pauseHandler) inputsPosted(s *Session, names []string) {
 
 // textReplyLocked starts a reply to typed text.
 func (h *pauseHandler) textReplyLocked(s *Session, text string) {
+	h.lastText = text
 	if h.cfg.canInterrupt {
 		h.interruptLocked()
 	}
@@ -463,7 +471,13 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 			ctx = pctx
 		}
 		if announce && h.cfg.needsInputs {
+			h.mu.Lock()
+			h.awaiting++
+			h.mu.Unlock()
 			h.awaitInputs(ctx)
+			h.mu.Lock()
+			h.awaiting--
+			h.mu.Unlock()
 		}
 		if announce {
 			_ = s.Log("response_starting")

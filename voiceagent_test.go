@@ -317,3 +317,35 @@ func TestStopWordsTurnCancelled(t *testing.T) {
 		t.Errorf("armed turn: answer %v armed %v transcript %q err %v", ok, armed, ReplyTranscript(ctx), err)
 	}
 }
+
+// TestTextAnswerToSendInput: with WithReplyInputs, a text reply asks for the inputs
+// (send_input), and a page that answers by posting all its inputs, the text box unchanged
+// (as FastRTC's pages do), answers that reply: it does not start another (which would ask
+// again, and loop without ever playing).
+func TestTextAnswerToSendInput(t *testing.T) {
+	rec := &textRecorder{}
+	_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithTextInput("textbox"), WithReplyInputs()), Audio, SendReceive,
+		WithInputs(Text("textbox", ""), Number("temperature", 0.5)))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	all := map[string]any{"webrtc_id": c.id, "textbox": "hello there", "temperature": 0.7}
+	if r := postJSON(t, srv.URL+"/input_hook", all); r.status != http.StatusOK {
+		t.Fatalf("input_hook: %d %s", r.status, r.body)
+	}
+	c.waitMsg("send_input", 5*time.Second)
+	if r := postJSON(t, srv.URL+"/input_hook", all); r.status != http.StatusOK { // the page's answer
+		t.Fatalf("input_hook: %d %s", r.status, r.body)
+	}
+	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	waitFor(t, 5*time.Second, func() bool { out, _, _ := capt.snapshot(); return len(out) >= 48000*15/100 })
+	if texts, _, _ := rec.snapshot(); len(texts) != 1 || texts[0] != "hello there" {
+		t.Errorf("replies to %q, want one to \"hello there\"", texts)
+	}
+	// The same text posted again later is a new message: it is answered.
+	if r := postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "textbox": "hello there"}); r.status != http.StatusOK {
+		t.Fatalf("input_hook: %d %s", r.status, r.body)
+	}
+	c.waitMsg("send_input", 5*time.Second)
+	postJSON(t, srv.URL+"/input_hook", all)
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 2 })
+}
