@@ -27,6 +27,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -869,8 +870,33 @@ func (n *Node) serve(s *fastrtc.Stream, m *nats.Msg) {
 		}
 		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 		s.ServeForwarded(cw, r, f)
+		if f.Route == fastrtc.RouteOffer {
+			// Full or draining now? Out of the queue group before the answer goes (the same
+			// connection: the server sees the unsubscribe first), so a retry goes elsewhere.
+			n.updateOffers()
+		}
 		cw.finish()
 	}()
+}
+
+// offerHandOvers is how many nodes of the queue group a handed-over offer tries: a node
+// may still be in the group for a moment after it filled up or began to drain, and then
+// refuses; the next try goes to another (the refusing node left the group meanwhile).
+const offerHandOvers = 4
+
+// refusedByNode reports whether body is FastRTC's refusal of a node that is full or
+// draining (not of the cluster's limit: no other node would take it either).
+func refusedByNode(status int, body []byte) bool {
+	if status != http.StatusOK || !bytes.Contains(body, []byte(`"failed"`)) {
+		return false
+	}
+	var r struct {
+		Status string `json:"status"`
+		Meta   struct {
+			Reason string `json:"reason"`
+		} `json:"meta"`
+	}
+	return json.Unmarshal(body, &r) == nil && r.Status == "failed" && (r.Meta.Reason == "node" || r.Meta.Reason == "draining")
 }
 
 // replyWriter is the http.ResponseWriter of a forwarded request: what the route writes goes
@@ -1047,16 +1073,25 @@ func (n *Node) requestOnce(ctx context.Context, f fastrtc.Forwarded, body []byte
 	}
 	rctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	m, err := n.nc.RequestMsgWithContext(rctx, req)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("cluster: session %q: its node did not answer: %w", f.ID, err)
-	}
-	status, err := strconv.Atoi(m.Header.Get(hdrStatus))
-	if err != nil || m.Header.Get(hdrEnd) == "" {
-		return false, fmt.Errorf("cluster: session %q: malformed reply", f.ID)
+	var m *nats.Msg
+	var status int
+	for try := 1; ; try++ {
+		var err error
+		m, err = n.nc.RequestMsgWithContext(rctx, req)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("cluster: session %q: its node did not answer: %w", f.ID, err)
+		}
+		status, err = strconv.Atoi(m.Header.Get(hdrStatus))
+		if err != nil || m.Header.Get(hdrEnd) == "" {
+			return false, fmt.Errorf("cluster: session %q: malformed reply", f.ID)
+		}
+		if f.Route != fastrtc.RouteOffer || try == offerHandOvers || !refusedByNode(status, m.Data) {
+			break
+		}
+		n.log.Debug("handed-over offer refused by a full or draining node: trying another", "session", f.ID, "node", m.Header.Get(hdrPrefix+fastrtc.NodeHeader))
 	}
 	copyHeaders(w, m)
 	w.WriteHeader(status)

@@ -191,3 +191,29 @@ func TestRemoteOutputsUnread(t *testing.T) {
 		t.Fatal("the channel is not closed after the session ended and the grace passed")
 	}
 }
+
+// TestHandOverRetries: two nodes whose streams drain (Stream.Drain, not Node.Drain: they stay
+// in the queue group of handed-over offers until their next heartbeat) and one that takes
+// sessions. Every offer to a draining node is answered, by the free node: a handed-over
+// offer that a stale member refuses is tried on another, and the refusing node leaves the
+// group at once.
+func TestHandOverRetries(t *testing.T) {
+	url := startNATS(t)
+	nodes := newCluster(t, url, 3, cluster.Options{Name: "retry", TTL: 60 * time.Second}, fastrtc.AudioFunc(echo))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range nodes[:2] {
+		if err := n.stream.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sdp := offerSDP(t)
+	for i := range 6 {
+		if got := offerResult(nodes[i%2].srv.URL, sdp, fmt.Sprintf("r%d", i)); got != "answer" {
+			t.Fatalf("offer %d to draining node %s: %q, want an answer from C", i, nodes[i%2].id, got)
+		}
+	}
+	if got := nodes[2].stream.Stats().Sessions; got != 6 {
+		t.Errorf("C holds %d sessions, want all 6", got)
+	}
+}
