@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/resample"
@@ -254,8 +255,8 @@ type pauseHandler struct {
 	pendingText string             // text posted before Start
 	lastText    string             // the text last answered
 	awaiting    int                // replies waiting for the client's answer to send_input
-	gateMu      sync.Mutex         // serialises stop-word transcriptions; guards armed
-	armed       bool               // ReplyOnStopWords: the stop word was heard, the next turn is answered
+	gateMu      sync.Mutex         // serialises stop-word transcriptions
+	armed       atomic.Bool        // ReplyOnStopWords: the stop word was heard, the next turn is answered
 	gen         int                // current reply generation
 	cancel      context.CancelFunc // cancels the current reply
 	responding  bool
@@ -313,7 +314,7 @@ func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
 		switch ev {
 		case turnStarted:
 			_ = s.Log("started_talking")
-			if h.cfg.canInterrupt && h.cfg.cutInOnStart {
+			if h.cfg.canInterrupt && h.cfg.cutInOnStart && !h.unaddressed() {
 				h.interruptLocked()
 			}
 		case turnChunkKeep:
@@ -351,11 +352,19 @@ func (h *pauseHandler) utteranceLocked() AudioFrame {
 	return AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1, Samples: append([]int16(nil), audio...)}
 }
 
+// unaddressed reports whether the agent answers only turns that hold its stop phrase
+// (ReplyOnStopWords) and has not heard it: speech then does not cut a reply by itself.
+func (h *pauseHandler) unaddressed() bool { return h.cfg.gate != nil && !h.armed.Load() }
+
 // replyLocked ends the turn and starts the reply to it.
 func (h *pauseHandler) replyLocked() {
 	paused := time.Now()
 	utt := h.utteranceLocked()
 	h.resetTurn()
+	if h.unaddressed() && (h.responding || h.sess.QueuedAudio() > 0) {
+		h.admitOverReplyLocked(utt, paused)
+		return
+	}
 	if h.cfg.canInterrupt {
 		h.interruptLocked()
 	}
@@ -370,6 +379,36 @@ func (h *pauseHandler) replyLocked() {
 	}
 	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true, prepare)
 	h.pausedAt, h.pausedGen = paused, h.gen // Emit times this reply's first frame
+}
+
+// admitOverReplyLocked handles a ReplyOnStopWords turn that came while a reply plays and
+// before the stop phrase was heard (a bystander, the user talking to someone else): it is
+// transcribed aside, the reply playing on; only a turn that holds the phrase then cuts the
+// reply and is answered (FastRTC's ReplyOnStopWords does not hear a pause before the phrase).
+func (h *pauseHandler) admitOverReplyLocked(utt AudioFrame, paused time.Time) {
+	s, g := h.sess, h.cfg.gate
+	s.Go(func() {
+		h.gateMu.Lock()
+		actx, ok, err := g.admit(s.ctx, s, utt, &h.armed)
+		h.gateMu.Unlock()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.Fail(err)
+			}
+			return
+		}
+		if !ok {
+			return // not addressed (or the phrase alone: armed, the next turn cuts in)
+		}
+		transcript := ReplyTranscript(actx)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.interruptLocked()
+		h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] {
+			return h.reply(context.WithValue(ctx, replyTranscriptKey{}, transcript), s, utt)
+		}, true, nil)
+		h.pausedAt, h.pausedGen = paused, h.gen
+	})
 }
 
 // inputsPosted starts a text reply when the text input was posted non-empty.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync/atomic"
 	"unicode"
 )
 
@@ -108,24 +109,24 @@ type stopWordGate struct {
 
 // admit transcribes the turn and returns the context the reply runs with, or ok false to
 // stay quiet. armed is the session's state: a stop word was heard and the reply is pending.
-func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, armed *bool) (context.Context, bool, error) {
+func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, armed *atomic.Bool) (context.Context, bool, error) {
 	text, err := g.t.Transcribe(ctx, utt)
 	if err != nil {
 		return ctx, false, fmt.Errorf("fastrtc: stop words: transcribe: %w", err)
 	}
-	s.log.Debug("stop words: turn transcribed", "text", text, "armed", *armed)
+	s.log.Debug("stop words: turn transcribed", "text", text, "armed", armed.Load())
 	if ctx.Err() != nil {
 		// The user spoke again before this turn's reply began: the turn is not answered, but
 		// the session stays armed, or becomes so if the turn held the phrase.
 		for _, p := range g.phrases {
 			if _, found := afterPhrase(words(text), p); found {
-				*armed = true
+				armed.Store(true)
 			}
 		}
 		return ctx, false, nil
 	}
-	if *armed {
-		*armed = false
+	if armed.Load() {
+		armed.Store(false)
 		return context.WithValue(ctx, replyTranscriptKey{}, text), true, nil
 	}
 	ws := words(text)
@@ -150,7 +151,7 @@ func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, ar
 		_ = s.Send("stopword", "")
 		s.log.Debug("stop words: heard", "phrase", strings.Join(p, " "), "rest", strings.Join(rest, " "))
 		if len(rest) == 0 {
-			*armed = true // the request comes in the next turn
+			armed.Store(true) // the request comes in the next turn
 			return ctx, false, nil
 		}
 		return context.WithValue(ctx, replyTranscriptKey{}, strings.Join(rest, " ")), true, nil

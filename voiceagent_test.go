@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,19 +303,21 @@ func TestStopWordsTurnCancelled(t *testing.T) {
 		{"hello computer what time", false, true, false},
 	} {
 		g.t = &scriptTranscriber{lines: []string{c.line}}
-		armed := c.armed
+		var armed atomic.Bool
+		armed.Store(c.armed)
 		_, ok, err := g.admit(cancelled, s, AudioFrame{}, &armed)
-		if err != nil || ok != c.wantAnswer || armed != c.wantArmed {
+		if err != nil || ok != c.wantAnswer || armed.Load() != c.wantArmed {
 			t.Errorf("%q (armed %v), cancelled: answer %v armed %v err %v; want answer %v armed %v",
-				c.line, c.armed, ok, armed, err, c.wantAnswer, c.wantArmed)
+				c.line, c.armed, ok, armed.Load(), err, c.wantAnswer, c.wantArmed)
 		}
 	}
 	// Not cancelled, armed: the turn is answered and the state spent.
 	g.t = &scriptTranscriber{lines: []string{"what is the time"}}
-	armed := true
+	var armed atomic.Bool
+	armed.Store(true)
 	ctx, ok, err := g.admit(context.Background(), s, AudioFrame{}, &armed)
-	if err != nil || !ok || armed || ReplyTranscript(ctx) != "what is the time" {
-		t.Errorf("armed turn: answer %v armed %v transcript %q err %v", ok, armed, ReplyTranscript(ctx), err)
+	if err != nil || !ok || armed.Load() || ReplyTranscript(ctx) != "what is the time" {
+		t.Errorf("armed turn: answer %v armed %v transcript %q err %v", ok, armed.Load(), ReplyTranscript(ctx), err)
 	}
 }
 
@@ -348,4 +351,48 @@ func TestTextAnswerToSendInput(t *testing.T) {
 	c.waitMsg("send_input", 5*time.Second)
 	postJSON(t, srv.URL+"/input_hook", all)
 	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) == 2 })
+}
+
+// TestStopWordsBystander: with ReplyOnStopWords, speech over a playing reply that does not
+// hold the stop phrase (a bystander, the user talking to someone else) neither cuts the reply
+// nor is answered; speech that holds it does cut the reply, and is answered.
+func TestStopWordsBystander(t *testing.T) {
+	pcm, _ := speechFixture(t)
+	const r = 48000
+	b := pcm[r*3557/1000 : r*5200/1000] // utterance B, 1.64 s
+	// T1: utterance A and its pause (0-3 s): answered with a 4 s reply. T2 at 4.0 s, over
+	// it: a bystander. T3 at 8.0 s, after it: addressed, answered (reply 2). T4 at 11.0 s,
+	// over reply 2: addressed, cuts it (reply 3).
+	audio := append([]int16(nil), pcm[:3*r]...)
+	for _, at := range []int{4, 8, 11} {
+		audio = append(audio, make([]int16, at*r-len(audio))...)
+		audio = append(audio, b...)
+	}
+	audio = append(audio, make([]int16, 2*r)...)
+	tr := &scriptTranscriber{lines: []string{"hello computer what time is it", "okay thanks see you later",
+		"hello computer tell me more", "hello computer stop"}}
+	rec := &replyRecorder{replyLen: 4 * time.Second}
+	_, srv := newTestStream(t, NewReplyOnStopWords(rec.reply, tr, []string{"hello computer"}), Audio, SendReceive)
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := c.sendAudio(ctx, audio, nil)
+	capt := receiveAudio(t, c.remoteTrack(10*time.Second))
+	<-done
+	time.Sleep(500 * time.Millisecond)
+	utts, finished, cancelled := rec.snapshot()
+	out, _, _ := capt.snapshot()
+	t.Logf("replies %d, finished %d, cancelled %d, %.2f s of reply audio, %d transcriptions", len(utts), finished, cancelled, float64(len(out))/r, tr.calls)
+	if len(utts) != 3 || tr.calls != 4 {
+		t.Errorf("replies %d, transcriptions %d; want 3 (T1, T3, T4), 4", len(utts), tr.calls)
+	}
+	// Reply 1 plays whole (4 s), reply 2 is cut by T4 (its audio queued ahead is dropped, so
+	// the generator may have finished), reply 3 plays whole: 8 s and some of reply 2.
+	switch got := float64(len(out)) / r; {
+	case got < 7.8:
+		t.Errorf("%.2f s of reply audio: a reply was cut short (by the bystander?)", got)
+	case got > 11:
+		t.Errorf("%.2f s of reply audio: T4 did not cut reply 2", got)
+	}
 }
