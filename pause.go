@@ -254,6 +254,8 @@ type pauseHandler struct {
 	utter       []int16            // the turn so far (whole chunks, input rate)
 	pendingText string             // text posted before Start
 	lastText    string             // the text last answered
+	lastTextAt  time.Time          // when it was
+	laterText   string             // text posted within textReplyGap of the last, answered after it
 	awaiting    int                // replies waiting for the client's answer to send_input
 	gateMu      sync.Mutex         // serialises stop-word transcriptions
 	armed       atomic.Bool        // ReplyOnStopWords: the stop word was heard, the next turn is answered
@@ -432,12 +434,37 @@ func (h *pauseHandler) inputsPosted(s *Session, names []string) {
 		h.pendingText = text // posted before the session started: answered by Start
 		return
 	}
+	if wait := textReplyGap - time.Since(h.lastTextAt); wait > 0 {
+		// Texts faster than one per textReplyGap: the latest is answered when the gap is
+		// over (each would cut the one before anyway), so a client cannot start replies,
+		// and the model calls behind them, as fast as it can post.
+		if h.laterText == "" {
+			s.Go(func() {
+				select {
+				case <-time.After(wait):
+				case <-s.ctx.Done():
+					return
+				}
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				if t := h.laterText; t != "" {
+					h.laterText = ""
+					h.textReplyLocked(s, t)
+				}
+			})
+		}
+		h.laterText = text
+		return
+	}
 	h.textReplyLocked(s, text)
 }
 
+// textReplyGap is the least time between two replies to posted text.
+const textReplyGap = 250 * time.Millisecond
+
 // textReplyLocked starts a reply to typed text.
 func (h *pauseHandler) textReplyLocked(s *Session, text string) {
-	h.lastText = text
+	h.lastText, h.lastTextAt = text, time.Now()
 	if h.cfg.canInterrupt {
 		h.interruptLocked()
 	}

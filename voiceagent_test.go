@@ -3,6 +3,7 @@ package fastrtc
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
@@ -394,5 +395,30 @@ func TestStopWordsBystander(t *testing.T) {
 		t.Errorf("%.2f s of reply audio: a reply was cut short (by the bystander?)", got)
 	case got > 11:
 		t.Errorf("%.2f s of reply audio: T4 did not cut reply 2", got)
+	}
+}
+
+// TestTextFlood: texts posted faster than one per 250 ms start at most one reply per 250 ms,
+// and the latest text is the one answered last (none is answered out of order).
+func TestTextFlood(t *testing.T) {
+	rec := &textRecorder{}
+	_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithTextInput("textbox")), Audio, SendReceive,
+		WithInputs(Text("textbox", "")))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	start := time.Now()
+	for i := range 20 {
+		if r := postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "textbox": fmt.Sprintf("t%d", i)}); r.status != http.StatusOK {
+			t.Fatalf("input_hook: %d %s", r.status, r.body)
+		}
+	}
+	posting := time.Since(start)
+	waitFor(t, 5*time.Second, func() bool { texts, _, _ := rec.snapshot(); return len(texts) > 0 && texts[len(texts)-1] == "t19" })
+	texts, _, _ := rec.snapshot()
+	if most := 2 + int(posting/(250*time.Millisecond)); len(texts) > most {
+		t.Errorf("%d replies to 20 texts posted in %v, want at most %d: %q", len(texts), posting, most, texts)
+	}
+	if texts[0] != "t0" {
+		t.Errorf("first reply to %q, want t0 (the first text is answered at once)", texts[0])
 	}
 }
