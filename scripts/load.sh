@@ -24,11 +24,6 @@ fi
 port=$(free_ports 1)
 "$tmp/e2eserver" -kind "$server_kind" -addr "127.0.0.1:$port" "$@" >"$tmp/server.log" 2>&1 &
 pid=$!
-cleanup() {
-  rc=$?
-  if [ "$rc" != 0 ]; then echo "== server log (tail)"; tail -30 "$tmp/server.log"; fi
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap stop_server EXIT
 wait_up "$pid" "http://127.0.0.1:$port/debug/stats"
 "$tmp/loadtest" -url "http://127.0.0.1:$port" -pid "$pid" -n "$n" -kind "$kind" -duration "${DURATION:-10s}"

@@ -25,3 +25,12 @@ wait_up() {
   echo "$url did not answer within 10 s" >&2
   return 1
 }
+
+# stop_server is the EXIT trap of a script that started one server, pid $pid, logging to
+# $tmp/server.log: it prints the log's tail when the script fails, stops the server and
+# removes $tmp.
+stop_server() {
+  rc=$?
+  if [ "$rc" != 0 ]; then echo "== server log (tail)"; tail -30 "$tmp/server.log"; fi
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"
+}

@@ -19,11 +19,6 @@ fi
 port=$(free_ports 1)
 env ${SERVER_ENV:-} "$tmp/e2eserver" -kind flip,echo -addr "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
 pid=$!
-cleanup() {
-  rc=$?
-  if [ "$rc" != 0 ]; then echo "== server log (tail)"; tail -30 "$tmp/server.log"; fi
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap stop_server EXIT
 wait_up "$pid" "http://127.0.0.1:$port/debug/stats"
 "$tmp/soak" -url "http://127.0.0.1:$port" -pid "$pid" "$@"
