@@ -399,7 +399,8 @@ func TestStopWordsBystander(t *testing.T) {
 }
 
 // TestTextFlood: texts posted faster than one per 250 ms start at most one reply per 250 ms,
-// and the latest text is the one answered last (none is answered out of order).
+// and the latest text is the one answered last. (The first text's reply starts at once, but
+// the next may cut it before it reaches the reply function: which texts are seen is timing.)
 func TestTextFlood(t *testing.T) {
 	rec := &textRecorder{}
 	_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithTextInput("textbox")), Audio, SendReceive,
@@ -417,8 +418,5 @@ func TestTextFlood(t *testing.T) {
 	texts, _, _ := rec.snapshot()
 	if most := 2 + int(posting/(250*time.Millisecond)); len(texts) > most {
 		t.Errorf("%d replies to 20 texts posted in %v, want at most %d: %q", len(texts), posting, most, texts)
-	}
-	if texts[0] != "t0" {
-		t.Errorf("first reply to %q, want t0 (the first text is answered at once)", texts[0])
 	}
 }
