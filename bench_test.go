@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
+
 	"context"
 	"errors"
 	"image"
@@ -111,7 +113,12 @@ func BenchmarkVideoPath640(b *testing.B) {
 	}
 	defer dec.Close()
 	asm := vp8rtp.NewAssembler()
-	out := &videoOut{write: func(*rtp.Packet) error { return nil }, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
+	snd, err := vsend.New(vsend.Config{Write: func(*rtp.Packet) error { return nil }, Unpaced: true,
+		StartKbps: s.cfg.bitrateKbps, MaxKbps: s.cfg.bitrateKbps, Speed: s.cfg.vp8Speed, OnEncoder: s.codecOpened})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := &videoOut{snd: snd}
 	defer out.close(s)
 	sess := benchSession(s)
 	frame := &VideoFrame{}

@@ -28,6 +28,8 @@ type config struct {
 	fps             int
 	fpsSet          bool
 	bitrateKbps     int
+	bandwidth       Bandwidth
+	degradation     Degradation
 	vp8Speed        int
 	logger          *slog.Logger
 	iceServers      []webrtc.ICEServer
@@ -100,7 +102,21 @@ func (c *config) check() error {
 			return bad("track constraints: %v", err)
 		}
 	}
+	b := &c.bandwidth
+	if b.MaxKbps == 0 {
+		b.MaxKbps = c.bitrateKbps
+	}
+	if b.MinKbps == 0 {
+		b.MinKbps = min(100, b.MaxKbps)
+	}
+	if b.StartKbps == 0 {
+		b.StartKbps = min(max(600, b.MinKbps), b.MaxKbps)
+	}
 	switch {
+	case b.MinKbps < 30 || b.MaxKbps > 50000 || b.MinKbps > b.StartKbps || b.StartKbps > b.MaxKbps:
+		return bad("bandwidth: want 30 <= MinKbps <= StartKbps <= MaxKbps <= 50000, got %d, %d, %d", b.MinKbps, b.StartKbps, b.MaxKbps)
+	case c.degradation < DegradationBalanced || c.degradation > MaintainResolution:
+		return bad("degradation %d unknown", c.degradation)
 	case c.concurrency < 0:
 		return bad("concurrency limit %d < 0", c.concurrency)
 	case c.timeLimit < 0:
@@ -198,8 +214,40 @@ func WithSkipFrames(skip bool) Option { return func(c *config) { c.skipFrames = 
 // mode it caps the rate of frames given to the handler and sent back (default: the input's).
 func WithFPS(fps int) Option { return func(c *config) { c.fps, c.fpsSet = fps, true } }
 
-// WithVideoBitrate sets the VP8 target bitrate in kbit/s (default 1500).
+// WithVideoBitrate sets the highest VP8 bit rate in kbit/s (default 1500). The encoder
+// runs at the link's bandwidth estimate up to this rate; see WithBandwidth.
 func WithVideoBitrate(kbps int) Option { return func(c *config) { c.bitrateKbps = kbps } }
+
+// Bandwidth bounds the bit rate of the video a session sends (kbit/s). The encoder follows
+// the connection's bandwidth estimate (Google congestion control on the client's
+// transport-wide feedback, or its REMB) within [MinKbps, MaxKbps], starting at StartKbps
+// until the first estimate. Zero fields keep their defaults: 100, 600 and the
+// WithVideoBitrate value (1500): a start that a phone on a poor link carries, reached up
+// from within a few seconds on a good one.
+type Bandwidth struct {
+	MinKbps, StartKbps, MaxKbps int
+}
+
+// WithBandwidth sets the bounds of the outgoing video's bit rate.
+func WithBandwidth(b Bandwidth) Option { return func(c *config) { c.bandwidth = b } }
+
+// Degradation says what outgoing video gives up first when the link is too slow for the
+// handler's frames at full size and rate, as the degradationPreference of FastRTC's
+// rtp_params (RTCRtpSendParameters) does in a browser.
+type Degradation int
+
+const (
+	// DegradationBalanced scales the frames down first (to 3/4, 1/2, 3/8 and 1/4 of their
+	// size), then lowers the frame rate, to 10 fps at the least. The default.
+	DegradationBalanced Degradation = iota
+	// MaintainFramerate only scales the frames down.
+	MaintainFramerate
+	// MaintainResolution only lowers the frame rate (to 5 fps at the least).
+	MaintainResolution
+)
+
+// WithDegradation sets what outgoing video gives up first on a slow link.
+func WithDegradation(d Degradation) Option { return func(c *config) { c.degradation = d } }
 
 // WithVP8Speed sets libvpx's cpu-used setting for the realtime VP8 encoder, -16..16 (default
 // -10). Negative values fix the speed: -16 is the fastest (about 30% less server CPU per video

@@ -54,6 +54,11 @@ type Session struct {
 	created  time.Time
 	meta     map[string]string // transport metadata (telephone call details)
 
+	video       atomic.Pointer[videoOut] // the outgoing video's sender (WebRTC), if any
+	opusBitrate atomic.Int64             // the outgoing Opus bit rate (bit/s), for the video's budget
+	nacks       atomic.Uint64            // NACKed packets of the incoming video
+	keyReqs     atomic.Uint64            // key frames asked of the client (PLI)
+
 	wg        sync.WaitGroup // the session's goroutines
 	wgMu      sync.Mutex     // guards ending against wg.Add after wg.Wait began
 	ending    bool
@@ -121,6 +126,23 @@ type SessionStats struct {
 	// covers the session's life so far).
 	VideoFPSIn, VideoFPSOut float64 // frames per second given to the handler, sent
 	BitrateIn, BitrateOut   float64 // bits per second on the selected candidate pair
+
+	// The outgoing video's congestion control (WebRTC sessions whose client receives
+	// video): the link's bandwidth estimate (transport-wide congestion control, or the
+	// client's REMB), the encoder's target, the size and frame rate it encodes at now (a
+	// handler's frames are scaled down when the estimate is too low for their size), and
+	// frames it skipped to keep the rate.
+	BandwidthEstimate  int // bit/s; 0 until the first feedback
+	VideoTargetBitrate int // bit/s
+	VideoWidthOut      int
+	VideoHeightOut     int
+	VideoFPSTarget     int
+	VideoFramesDropped uint64
+	KeyFramesOut       uint64 // key frames sent
+	KeyFrameRequests   uint64 // key frame requests (PLI, FIR) received from the client
+	// Loss recovery of the incoming video: packets asked for again (NACK) and key frames
+	// asked for (PLI) because a frame could not be recovered.
+	NacksSent, KeyFramesRequested uint64
 }
 
 // Stats returns a snapshot of the session's media and transport figures. It may be called
@@ -131,6 +153,13 @@ func (s *Session) Stats() SessionStats {
 		AudioIn: time.Duration(s.counters.audioIn.Load()), AudioOut: time.Duration(s.counters.audioOut.Load()),
 	}
 	s.tr.stats(&st)
+	if v := s.video.Load(); v != nil {
+		vs := v.snd.Stats()
+		st.BandwidthEstimate, st.VideoTargetBitrate = vs.EstimateBps, vs.TargetBps
+		st.VideoWidthOut, st.VideoHeightOut, st.VideoFPSTarget = vs.Width, vs.Height, vs.FPS
+		st.VideoFramesDropped, st.KeyFramesOut, st.KeyFrameRequests = vs.Dropped, vs.KeyFrames, vs.KeyRequests
+	}
+	st.NacksSent, st.KeyFramesRequested = s.nacks.Load(), s.keyReqs.Load()
 	if s.stream.modality == Audio { // no pion stats interceptor: the reader's own counts
 		st.PacketsIn += uint64(s.rtp.packets.Load())
 		st.PacketsLost += s.rtp.lost.Load()

@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+
 	"encoding/json"
 	"net"
 	"net/http"
@@ -24,11 +26,12 @@ import (
 // telephone routes). Build it with New, expose it with Mount or Handler, and Close it when
 // done. All methods are safe for concurrent use.
 type Stream struct {
-	modality Modality
-	mode     Mode
-	cfg      config
-	log      *slog.Logger
-	api      *webrtc.API
+	modality   Modality
+	mode       Mode
+	cfg        config
+	log        *slog.Logger
+	api        *webrtc.API
+	estimators *rtcmedia.Estimators // the bandwidth estimators of new peer connections (video the client receives)
 
 	videoFn  VideoFunc
 	videoSrc VideoSource

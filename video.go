@@ -10,27 +10,38 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
 	"github.com/fastrtc-go/fastrtc/internal/vpx"
-	"github.com/fastrtc-go/fastrtc/internal/yuv"
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
 )
 
-// videoOut sends a session's video: it converts, encodes and packetizes images. Used by one
-// goroutine at a time, except forceKey, which the RTCP reader sets.
+// videoOut sends a session's video through a vsend.Sender: encoded at the rate the link
+// allows (the connection's bandwidth estimate), scaled down when that rate is too low for
+// the handler's size, paced. Used by one goroutine at a time; the sender's setters (the
+// estimate, key frame requests) are safe from any goroutine.
 type videoOut struct {
-	write    func(*rtp.Packet) error // sends one packet (a track's WriteRTP)
-	pk       *vp8rtp.Packetizer
-	enc      *vpx.Encoder
-	closeEnc func() // closes enc and uncounts it
-	forceKey atomic.Bool
-	i420     *image.YCbCr
-	buf      []byte
-	lastPTS  int64
-	frames   int
+	snd     *vsend.Sender
+	lastPTS int64
+	frames  int
+}
+
+// newVideoOut makes the sender of a session's outgoing video track.
+func (s *Stream) newVideoOut(write func(*rtp.Packet) error, audio func() int) (*videoOut, error) {
+	b := s.cfg.bandwidth
+	snd, err := vsend.New(vsend.Config{
+		Write: write, StartKbps: b.StartKbps, MinKbps: b.MinKbps, MaxKbps: b.MaxKbps,
+		FPS: s.cfg.fps, Speed: s.cfg.vp8Speed, Degradation: vsend.Degradation(s.cfg.degradation),
+		OnEncoder: s.codecOpened, Audio: audio,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: video sender: %w", err)
+	}
+	return &videoOut{snd: snd}, nil
 }
 
 // The largest video frame accepted from a client or a handler: 4K UHD. A VP8 key frame
@@ -59,7 +70,7 @@ type compressedFrame struct {
 
 // setupVideo adds the outgoing video track when the client receives video, and returns the
 // function that runs an incoming video track when the client sends video.
-func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack func(*webrtc.TrackRemote), err error) {
+func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection, est cc.BandwidthEstimator) (onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver), err error) {
 	if !hasTransceiver(pc, webrtc.RTPCodecTypeVideo) {
 		return nil, fmt.Errorf("fastrtc: the offer has no video section, but this is a %s stream", s.modality)
 	}
@@ -73,8 +84,21 @@ func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack f
 		if err != nil {
 			return nil, fmt.Errorf("fastrtc: add video track: %w", err)
 		}
-		out = &videoOut{write: track.WriteRTP, pk: vp8rtp.NewPacketizer(0, 96, 1200)}
-		sess.goFn(func() { rtcmedia.ReadSenderRTCP(sender, func() { out.forceKey.Store(true) }) })
+		var audio func() int
+		if s.modality == AudioVideo {
+			audio = func() int { return int(sess.opusBitrate.Load()) }
+		}
+		if out, err = s.newVideoOut(track.WriteRTP, audio); err != nil {
+			return nil, err
+		}
+		sess.onEnd(func() { out.close(s) })
+		if est != nil {
+			est.OnTargetBitrateChange(func(bps int) { out.snd.SetEstimate(bps) })
+		}
+		sess.video.Store(out)
+		sess.goFn(func() {
+			rtcmedia.ReadSenderRTCP(sender, rtcmedia.RTCPHandlers{KeyFrame: out.snd.RequestKeyFrame, REMB: out.snd.SetREMB})
+		})
 	}
 	if s.mode == Receive && s.videoSrc != nil {
 		sess.goFn(func() { s.runVideoSource(sess, out) })
@@ -82,8 +106,8 @@ func (s *Stream) setupVideo(sess *Session, pc *webrtc.PeerConnection) (onTrack f
 	if !s.mode.clientSends() {
 		return nil, nil
 	}
-	return func(track *webrtc.TrackRemote) {
-		s.runVideoTrack(sess, pc, track, out)
+	return func(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		s.runVideoTrack(sess, pc, track, recv, out)
 	}, nil
 }
 
@@ -98,7 +122,7 @@ func hasTransceiver(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType) bool {
 
 // runVideoTrack reads an incoming VP8 track: a reader goroutine assembles frames, and this
 // goroutine decodes them, runs the handler and sends the result.
-func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, out *videoOut) {
+func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, out *videoOut) {
 	frames := make(chan compressedFrame, 64)
 	free := make(chan []byte, 8) // recycled frame buffers: the queue is rarely deeper than a few frames
 	ssrc := uint32(track.SSRC())
@@ -110,6 +134,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		if last := lastPLI.Load(); now-last < int64(200*time.Millisecond) || !lastPLI.CompareAndSwap(last, now) {
 			return
 		}
+		sess.keyReqs.Add(1)
 		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 	}
 	// Reader: RTP -> complete frames. Ends when the track ends (the peer connection closes).
@@ -118,6 +143,8 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 		asm := vp8rtp.NewAssembler()
 		buf := make([]byte, 1500)
 		var pkt rtp.Packet
+		var nt rtcmedia.NackTracker
+		var wait recoveryWait
 		for {
 			n, _, err := track.Read(buf)
 			if err != nil {
@@ -125,6 +152,16 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			}
 			if pkt.Unmarshal(buf[:n]) != nil {
 				continue
+			}
+			now := time.Now()
+			if wait.due(now) {
+				rtt := rtcmedia.RTT(recv.Transport())
+				nt.SetRTT(rtt)
+				asm.SetMaxDelay(wait.maxDelay(rtt))
+			}
+			if seqs := nt.Push(pkt.SequenceNumber, now); len(seqs) > 0 {
+				sess.nacks.Add(uint64(len(seqs)))
+				_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 			}
 			// One packet may complete several frames (a late packet filling a gap).
 			for data, ts, key, ready, lost := asm.Push(&pkt); ready || lost; data, ts, key, ready, lost = asm.Pop() {
@@ -286,51 +323,25 @@ func (s *Stream) callVideo(sess *Session, f *VideoFrame) (img image.Image, err e
 
 // send encodes img and sends it with the given presentation time (90 kHz) and RTP timestamp.
 func (o *videoOut) send(s *Stream, img image.Image, pts int64, rtpTS uint32) error {
-	if o.enc == nil {
-		enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: s.cfg.bitrateKbps, FPS: s.cfg.fps, CPUUsed: s.cfg.vp8Speed, Threads: 1})
-		if err != nil {
-			return fmt.Errorf("fastrtc: VP8 encoder: %w", err)
-		}
-		o.enc, o.closeEnc = enc, s.codecOpened(enc.Close)
+	if b := img.Bounds(); b.Dx() > maxVideoWidth || b.Dy() > maxVideoHeight {
+		return fmt.Errorf("fastrtc: the handler returned a %dx%d image; the maximum is %dx%d", b.Dx(), b.Dy(), maxVideoWidth, maxVideoHeight)
 	}
 	if o.frames > 0 && pts <= o.lastPTS {
 		pts = o.lastPTS + 1
 	}
 	o.lastPTS = pts
-	var src *image.YCbCr
-	if y, ok := img.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-		src = y // encoded as is (libvpx only reads it)
-	} else {
-		o.i420 = yuv.ToI420(o.i420, img) // into our own buffer, never the handler's image
-		src = o.i420
-	}
-	if b := src.Rect; b.Dx() > maxVideoWidth || b.Dy() > maxVideoHeight {
-		return fmt.Errorf("fastrtc: the handler returned a %dx%d image; the maximum is %dx%d", b.Dx(), b.Dy(), maxVideoWidth, maxVideoHeight)
-	}
-	t0 := time.Now()
-	data, _, err := o.enc.Encode(o.buf, src, pts, o.forceKey.Swap(false) || o.frames == 0)
-	s.metrics.vp8Enc.since(t0)
-	if err != nil {
-		return fmt.Errorf("fastrtc: VP8 encode: %w", err)
-	}
-	o.buf = data
 	o.frames++
-	if len(data) == 0 {
-		return nil
-	}
-	err = o.pk.Packetize(data, rtpTS, o.write)
+	t0 := time.Now()
+	err := o.snd.Send(img, pts, rtpTS)
+	s.metrics.vp8Enc.since(t0)
 	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		return fmt.Errorf("fastrtc: send video: %w", err)
+		return fmt.Errorf("fastrtc: %w", err)
 	}
 	return nil
 }
 
-func (o *videoOut) close(s *Stream) {
-	if o.enc != nil {
-		o.closeEnc()
-		o.enc, o.closeEnc = nil, nil
-	}
-}
+// close stops the pacer and frees the encoder; idempotent.
+func (o *videoOut) close(*Stream) { o.snd.Close() }
 
 // runVideoSource paces a receive-mode generator at the stream's fps once connected.
 func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
@@ -378,4 +389,32 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 	if sess.ctx.Err() == nil {
 		sess.CloseStream("")
 	}
+}
+
+// recoveryWait ties how long the frame assembler waits for a missing packet to the link:
+// long enough for a NACK to be answered twice (a retransmission can be lost too), not so
+// long that a frame that will never come holds the picture. Refreshed every second from
+// the round trip of the ICE pair.
+type recoveryWait struct{ next time.Time }
+
+// Bounds of the wait for a missing packet.
+const (
+	minRecoveryWait = 100 * time.Millisecond
+	maxRecoveryWait = 400 * time.Millisecond
+)
+
+func (w *recoveryWait) due(now time.Time) bool {
+	if now.Before(w.next) {
+		return false
+	}
+	w.next = now.Add(time.Second)
+	return true
+}
+
+// maxDelay returns the assembler's wait in 90 kHz ticks: two round trips and the NACK
+// margin, within the bounds.
+func (w *recoveryWait) maxDelay(rtt time.Duration) uint32 {
+	d := 2*rtt + 30*time.Millisecond
+	d = min(max(d, minRecoveryWait), maxRecoveryWait)
+	return uint32(d * 90000 / time.Second)
 }

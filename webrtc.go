@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -279,6 +279,7 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 	if err != nil {
 		return nil, fmt.Errorf("fastrtc: new peer connection: %w", err)
 	}
+	est := s.estimators.Take(pc.ID())
 	if !st.attach(pc) { // the session was closed meanwhile (Stream.Close)
 		_ = pc.Close()
 		return nil, ErrSessionClosed
@@ -310,7 +311,7 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 			sess.log.Debug("trickled candidate rejected", "err", err)
 		}
 	}
-	if err := s.setupMedia(sess, pc); err != nil {
+	if err := s.setupMedia(sess, pc, est); err != nil {
 		return nil, err
 	}
 	answer, err := pc.CreateAnswer(nil)
@@ -452,11 +453,12 @@ func (s *Stream) filterOfferCandidates(sdp string) string {
 
 // setupMedia adds the server's tracks and media goroutines for the stream's modality and
 // mode, and routes incoming tracks to the video or audio path.
-func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
-	var onVideo, onAudio func(*webrtc.TrackRemote)
+func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection, est cc.BandwidthEstimator) error {
+	var onVideo func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+	var onAudio func(*webrtc.TrackRemote)
 	var err error
 	if s.modality == Video || s.modality == AudioVideo {
-		if onVideo, err = s.setupVideo(sess, pc); err != nil {
+		if onVideo, err = s.setupVideo(sess, pc, est); err != nil {
 			return err
 		}
 	}
@@ -476,16 +478,19 @@ func (s *Stream) setupMedia(sess *Session, pc *webrtc.PeerConnection) error {
 				}
 			}
 		})
-		run := onAudio
-		seen := &seenAudio
 		if track.Kind() == webrtc.RTPCodecTypeVideo {
-			run, seen = onVideo, &seenVideo
+			if onVideo == nil || seenVideo.Swap(true) {
+				sess.log.Debug("ignoring incoming track", "kind", "video")
+				return
+			}
+			sess.goFn(func() { onVideo(track, recv) })
+			return
 		}
-		if run == nil || seen.Swap(true) {
+		if onAudio == nil || seenAudio.Swap(true) {
 			sess.log.Debug("ignoring incoming track", "kind", track.Kind().String())
 			return
 		}
-		sess.goFn(func() { run(track) })
+		sess.goFn(func() { onAudio(track) })
 	})
 	return nil
 }
@@ -498,23 +503,21 @@ func (s *Stream) newAPI() (*webrtc.API, error) {
 		return nil, fmt.Errorf("fastrtc: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if s.modality == Audio {
-		// Audio needs RTCP reports (round-trip time, the browser's stats) and TWCC, not NACK
-		// (Opus conceals loss; the library decodes FEC) nor pion's stats: their 100 ms timers
-		// were half of an idle session's CPU (measured with scripts/load.sh audio-idle 50:
-		// 7.9% -> 4.3% of a core).
-		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-			return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
-		}
-		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-			return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
-		}
-	} else if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, ir,
-		// 256 sent packets (about 1.5 s of 640x480@30 at 1.5 Mbit/s) answer any NACK that
-		// comes within a round trip; pion's default of 1024 held 1.2 MB per video session.
-		webrtc.WithNackResponderOptions(nack.ResponderSize(256))); err != nil {
-		return nil, fmt.Errorf("fastrtc: interceptors: %w", err)
+	// Audio streams need RTCP reports (round-trip time, the browser's stats) and TWCC
+	// feedback, not NACK nor pion's stats: their 100 ms timers were half of an idle
+	// session's CPU (measured with scripts/load.sh audio-idle 50: 7.9% -> 4.3% of a core).
+	// Video streams add retransmission and, when the server sends video, congestion control.
+	video := s.modality != Audio
+	b := s.cfg.bandwidth
+	ests, err := rtcmedia.Interceptors(me, ir, rtcmedia.InterceptorOptions{
+		Video: video, BWE: video && s.mode.clientReceives(),
+		StartBitrate: b.StartKbps * 1000, MinBitrate: b.MinKbps * 1000, MaxBitrate: b.MaxKbps * 1000,
+		Logger: pionLogs{s.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fastrtc: %w", err)
 	}
+	s.estimators = ests
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{s.log}}
 	se.SetIncludeLoopbackCandidate(true)
 	// A client that vanishes without closing is noticed after ~4 s without traffic and its

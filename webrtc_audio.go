@@ -2,6 +2,7 @@ package fastrtc
 
 import (
 	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
 
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ func (s *Stream) setupAudio(sess *Session, pc *webrtc.PeerConnection) (func(*web
 		if err != nil {
 			return nil, fmt.Errorf("fastrtc: add audio track: %w", err)
 		}
-		sess.goFn(func() { rtcmedia.ReadSenderRTCP(sender, nil) })
+		sess.goFn(func() { rtcmedia.ReadSenderRTCP(sender, rtcmedia.RTCPHandlers{}) })
 		rate := opusRate(layout.OutputRate)
 		sink, err := s.newOpusSink(sess, track, rate, layout.OutputChannels)
 		if err != nil {
@@ -77,7 +78,15 @@ func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, r
 	buf := make([]byte, 1500)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111}}
 	var last time.Time
+	configured := ao.opusBitrate * channels
+	sess.opusBitrate.Store(int64(configured))
 	return func(frame []int16, resumed bool) error {
+		// With video on the same connection, Opus gives way when the link is very tight.
+		if v := sess.video.Load(); v != nil {
+			if want := vsend.AudioBitrate(v.snd.Link(), configured); want != int(sess.opusBitrate.Load()) && enc.SetBitrate(want) == nil {
+				sess.opusBitrate.Store(int64(want))
+			}
+		}
 		t0 := time.Now()
 		n, err := enc.Encode(frame, buf)
 		s.metrics.opusEnc.since(t0)

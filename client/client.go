@@ -376,7 +376,7 @@ func (c *Conn) addTransceiver(kind webrtc.RTPCodecType, send, recv bool) (*webrt
 		if kind == webrtc.RTPCodecTypeVideo {
 			onKey = func() { c.keyRequests.Add(1); c.keyPending.Store(true) }
 		}
-		c.goFn(func() { rtcmedia.ReadSenderRTCP(tx.Sender(), onKey) })
+		c.goFn(func() { rtcmedia.ReadSenderRTCP(tx.Sender(), rtcmedia.RTCPHandlers{KeyFrame: onKey}) })
 		return tr, nil
 	case recv:
 		if _, err := c.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {

@@ -43,17 +43,22 @@ func RegisterCodecs(me *webrtc.MediaEngine, opusFmtp string) error {
 	return nil
 }
 
+// RTCPHandlers are the callbacks of ReadSenderRTCP; nil ones are skipped.
+type RTCPHandlers struct {
+	KeyFrame func()    // a PLI or FIR: the receiver needs a key frame
+	REMB     func(int) // the receiver's estimate of the maximum bit rate (bit/s)
+}
+
 // ReadSenderRTCP drains an RTPSender's RTCP (so that the interceptors see the reports) until
-// the sender closes, calling onKeyRequest for each PLI or FIR. With a nil onKeyRequest the
-// packets are not parsed.
-func ReadSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
+// the sender closes, calling h's callbacks. With no callbacks the packets are not parsed.
+func ReadSenderRTCP(sender *webrtc.RTPSender, h RTCPHandlers) {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := sender.Read(buf)
 		if err != nil {
 			return
 		}
-		if onKeyRequest == nil {
+		if h.KeyFrame == nil && h.REMB == nil {
 			continue
 		}
 		pkts, err := rtcp.Unmarshal(buf[:n])
@@ -61,9 +66,15 @@ func ReadSenderRTCP(sender *webrtc.RTPSender, onKeyRequest func()) {
 			continue
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				onKeyRequest()
+				if h.KeyFrame != nil {
+					h.KeyFrame()
+				}
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				if h.REMB != nil {
+					h.REMB(int(p.Bitrate))
+				}
 			}
 		}
 	}
