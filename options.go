@@ -1,6 +1,8 @@
 package fastrtc
 
 import (
+	"github.com/fastrtc-go/fastrtc/media"
+
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -232,18 +234,14 @@ type Bandwidth struct {
 func WithBandwidth(b Bandwidth) Option { return func(c *config) { c.bandwidth = b } }
 
 // Degradation says what outgoing video gives up first when the link is too slow for the
-// handler's frames at full size and rate, as the degradationPreference of FastRTC's
-// rtp_params (RTCRtpSendParameters) does in a browser.
-type Degradation int
+// handler's frames at full size and rate; see media.Degradation.
+type Degradation = media.Degradation
 
+// The degradation preferences (media.DegradationBalanced and the others).
 const (
-	// DegradationBalanced scales the frames down first (to 3/4, 1/2, 3/8 and 1/4 of their
-	// size), then lowers the frame rate, to 10 fps at the least. The default.
-	DegradationBalanced Degradation = iota
-	// MaintainFramerate only scales the frames down.
-	MaintainFramerate
-	// MaintainResolution only lowers the frame rate (to 5 fps at the least).
-	MaintainResolution
+	DegradationBalanced = media.DegradationBalanced
+	MaintainFramerate   = media.MaintainFramerate
+	MaintainResolution  = media.MaintainResolution
 )
 
 // WithDegradation sets what outgoing video gives up first on a slow link.

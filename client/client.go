@@ -1,6 +1,10 @@
 package client
 
 import (
+	"github.com/fastrtc-go/fastrtc/media"
+
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
+
 	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
 
 	"context"
@@ -42,9 +46,16 @@ type Options struct {
 	// Stereo makes SendAudio encode two channels and ReadAudio decode two (default mono).
 	Stereo bool
 
-	// VideoBitrateKbps is SendVideo's VP8 target bit rate in kbit/s (default 1500; 30 to
-	// 100000).
+	// VideoBitrateKbps is SendVideo's highest VP8 bit rate in kbit/s (default 1500; 30 to
+	// 100000). SendVideo follows the connection's bandwidth estimate (Google congestion
+	// control on the server's transport-wide feedback, or its REMB) between
+	// VideoMinKbps and this, starting at VideoStartKbps, and scales frames down or lowers
+	// the frame rate (VideoDegradation) when the estimate is too low for their size.
 	VideoBitrateKbps int
+	// VideoMinKbps and VideoStartKbps: defaults 100 and 600 (at most VideoBitrateKbps).
+	VideoMinKbps, VideoStartKbps int
+	// VideoDegradation says what SendVideo gives up first on a slow link.
+	VideoDegradation media.Degradation
 	// VideoSpeed is libvpx's real-time speed for SendVideo, 4 (slow, best) to 16 (fastest);
 	// default 10.
 	VideoSpeed int
@@ -93,6 +104,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("client: Options.VideoBitrateKbps %d out of range 30..100000", o.VideoBitrateKbps)
 	}
 	switch {
+	case o.VideoMinKbps < 0 || o.VideoStartKbps < 0:
+		return fmt.Errorf("client: Options.VideoMinKbps %d, VideoStartKbps %d: want >= 0", o.VideoMinKbps, o.VideoStartKbps)
+	case o.VideoDegradation < media.DegradationBalanced || o.VideoDegradation > media.MaintainResolution:
+		return fmt.Errorf("client: Options.VideoDegradation %d unknown", o.VideoDegradation)
 	case o.VideoSpeed == 0:
 		o.VideoSpeed = 10
 	case o.VideoSpeed < 4 || o.VideoSpeed > 16:
@@ -194,6 +209,7 @@ type remoteTrack struct {
 	ready chan struct{}
 	once  sync.Once
 	track *webrtc.TrackRemote
+	recv  *webrtc.RTPReceiver
 }
 
 func kindIndex(k webrtc.RTPCodecType) int {
@@ -235,7 +251,7 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := newAPI(&o)
+	api, ests, err := newAPI(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +259,7 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: new peer connection: %w", err)
 	}
+	est := ests.Take(pc.ID())
 	c := &Conn{
 		opts: o, log: o.Logger.With("webrtc_id", o.ID), routes: routes{base: b, id: o.ID, hc: o.HTTPClient},
 		pc: pc, dcOpen: make(chan struct{}), msgs: newQueue[Message](o.MessageBuffer),
@@ -256,39 +273,54 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 		_ = c.Close()
 		return nil, err
 	}
+	if c.vs.snd != nil && est != nil {
+		est.OnTargetBitrateChange(c.vs.snd.SetEstimate)
+	}
 	return c, nil
 }
 
 // newAPI builds the pion API of one connection: VP8 and Opus only (the codecs the client
 // can encode and decode, so the server never picks another).
-func newAPI(o *Options) (*webrtc.API, error) {
+func newAPI(o *Options) (*webrtc.API, *rtcmedia.Estimators, error) {
 	me := &webrtc.MediaEngine{}
 	fmtp := rtcmedia.OpusFmtp
 	if o.Stereo {
 		fmtp += ";stereo=1;sprop-stereo=1"
 	}
 	if err := rtcmedia.RegisterCodecs(me, fmtp); err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, nil, fmt.Errorf("client: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if o.SendVideo || o.ReceiveVideo {
-		if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-			return nil, fmt.Errorf("client: interceptors: %w", err)
-		}
-	} else {
-		// Audio and data: RTCP reports and TWCC; no NACK nor stats timers (cheap when idle).
-		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-			return nil, fmt.Errorf("client: interceptors: %w", err)
-		}
-		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-			return nil, fmt.Errorf("client: interceptors: %w", err)
-		}
+	// Audio and data: RTCP reports and TWCC feedback, no NACK nor stats timers (cheap when
+	// idle). Video: retransmission, and congestion control for the video it sends.
+	minK, startK, maxK := o.videoRates()
+	ests, err := rtcmedia.Interceptors(me, ir, rtcmedia.InterceptorOptions{
+		Video: o.SendVideo || o.ReceiveVideo, BWE: o.SendVideo,
+		StartBitrate: startK * 1000, MinBitrate: minK * 1000, MaxBitrate: maxK * 1000,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: %w", err)
 	}
 	se := webrtc.SettingEngine{}
 	if o.SettingEngine != nil {
 		o.SettingEngine(&se)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), ests, nil
+}
+
+// videoRates returns the bounds of SendVideo's bit rate (kbit/s) with defaults filled in.
+func (o *Options) videoRates() (minK, startK, maxK int) {
+	maxK = o.VideoBitrateKbps
+	minK = o.VideoMinKbps
+	if minK == 0 {
+		minK = 100
+	}
+	minK = min(max(minK, 30), maxK)
+	startK = o.VideoStartKbps
+	if startK == 0 {
+		startK = 600
+	}
+	return minK, min(max(startK, minK), maxK), maxK
 }
 
 // setup adds the transceivers, the data channel and the callbacks.
@@ -364,6 +396,15 @@ func (c *Conn) addTransceiver(kind webrtc.RTPCodecType, send, recv bool) (*webrt
 		if err != nil {
 			return nil, fmt.Errorf("client: %s track: %w", kind, err)
 		}
+		if kind == webrtc.RTPCodecTypeVideo {
+			minK, startK, maxK := c.opts.videoRates()
+			snd, err := vsend.New(vsend.Config{Write: tr.WriteRTP, MinKbps: minK, StartKbps: startK, MaxKbps: maxK,
+				Speed: -c.opts.VideoSpeed, Degradation: vsend.Degradation(c.opts.VideoDegradation)})
+			if err != nil {
+				return nil, fmt.Errorf("client: %w", err)
+			}
+			c.vs.snd = snd
+		}
 		dir := webrtc.RTPTransceiverDirectionSendonly
 		if recv {
 			dir = webrtc.RTPTransceiverDirectionSendrecv
@@ -374,9 +415,19 @@ func (c *Conn) addTransceiver(kind webrtc.RTPCodecType, send, recv bool) (*webrt
 		}
 		var onKey func() // key frame requests matter for video only
 		if kind == webrtc.RTPCodecTypeVideo {
-			onKey = func() { c.keyRequests.Add(1); c.keyPending.Store(true) }
+			onKey = func() {
+				c.keyRequests.Add(1)
+				c.keyPending.Store(true)
+				if c.vs.snd != nil {
+					c.vs.snd.RequestKeyFrame()
+				}
+			}
 		}
-		c.goFn(func() { rtcmedia.ReadSenderRTCP(tx.Sender(), rtcmedia.RTCPHandlers{KeyFrame: onKey}) })
+		h := rtcmedia.RTCPHandlers{KeyFrame: onKey}
+		if kind == webrtc.RTPCodecTypeVideo && send {
+			h.REMB = c.vs.snd.SetREMB
+		}
+		c.goFn(func() { rtcmedia.ReadSenderRTCP(tx.Sender(), h) })
 		return tr, nil
 	case recv:
 		if _, err := c.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -416,7 +467,7 @@ func (c *Conn) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	rt := &c.remote[kindIndex(tr.Kind())]
 	first := false
 	rt.once.Do(func() {
-		rt.track = tr
+		rt.track, rt.recv = tr, recv
 		close(rt.ready)
 		first = true
 	})

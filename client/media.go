@@ -1,6 +1,9 @@
 package client
 
 import (
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
+
 	"github.com/fastrtc-go/fastrtc/internal/pcm"
 
 	"context"
@@ -29,11 +32,9 @@ const maxVideoW, maxVideoH = 3840, 2160
 // videoSend is the state of the outgoing video, guarded by mu.
 type videoSend struct {
 	mu      sync.Mutex
+	snd     *vsend.Sender // SendVideo's encoder, scaler and pacer; set at setup, never changed
 	pk      *vp8rtp.Packetizer
-	enc     *vpx.Encoder
 	i420    *image.YCbCr
-	buf     []byte
-	frames  int
 	started bool
 	lastTS  uint32
 	pts     int64
@@ -57,6 +58,8 @@ type videoRecv struct {
 	count   int
 	rawBuf  []byte
 	rawPkt  rtp.Packet
+	nt      rtcmedia.NackTracker
+	nextRTT time.Time
 }
 
 // audioSend is the state of the outgoing audio, guarded by mu.
@@ -93,8 +96,8 @@ type audioRecv struct {
 func (c *Conn) closeMedia() {
 	c.vs.mu.Lock()
 	c.vs.closed = true
-	if c.vs.enc != nil {
-		_ = c.vs.enc.Close()
+	if c.vs.snd != nil {
+		c.vs.snd.Close()
 	}
 	c.vs.mu.Unlock()
 	c.vr.mu.Lock()
@@ -126,8 +129,10 @@ func writeErr(what string, err error) error {
 
 // SendVideo encodes img as VP8 and sends it with the given 90 kHz RTP timestamp (frame i
 // of a 30 fps stream: i*3000). FastRTC servers return each processed frame with the RTP
-// timestamp it came with, so the timestamp matches replies to frames. The first frame, and
-// the first after a key frame request from the server, is a key frame. A *image.YCbCr
+// timestamp it came with, so the timestamp matches replies to frames. The first frame is a
+// key frame, and a key frame request from the server is answered with the next frame (at
+// most one per 250 ms). On a slow link frames are scaled down or skipped to keep to the
+// connection's bandwidth estimate (Options.VideoDegradation; VideoSendStats). A *image.YCbCr
 // 4:2:0 image is encoded in place (read only, not retained); other images are converted
 // first. The caller paces the frames; ctx is checked before encoding.
 func (c *Conn) SendVideo(ctx context.Context, img image.Image, rtpTimestamp uint32) error {
@@ -142,13 +147,6 @@ func (c *Conn) SendVideo(ctx context.Context, img image.Image, rtpTimestamp uint
 	defer vs.mu.Unlock()
 	if vs.closed {
 		return ErrClosed
-	}
-	if vs.enc == nil {
-		enc, err := vpx.NewEncoder(vpx.EncoderConfig{BitrateKbps: c.opts.VideoBitrateKbps, CPUUsed: -c.opts.VideoSpeed, Threads: 1})
-		if err != nil {
-			return fmt.Errorf("client: VP8 encoder: %w", err)
-		}
-		vs.enc = enc
 	}
 	var src *image.YCbCr
 	if y, ok := img.(*image.YCbCr); ok && y.SubsampleRatio == image.YCbCrSubsampleRatio420 {
@@ -169,14 +167,31 @@ func (c *Conn) SendVideo(ctx context.Context, img image.Image, rtpTimestamp uint
 		vs.pts += d
 	}
 	vs.started, vs.lastTS = true, rtpTimestamp
-	force := c.keyPending.Swap(false) || vs.frames == 0
-	data, _, err := vs.enc.Encode(vs.buf, src, vs.pts, force)
-	if err != nil {
-		return fmt.Errorf("client: VP8 encode: %w", err)
+	if err := vs.snd.Send(src, vs.pts, rtpTimestamp); err != nil {
+		return writeErr("send video", err)
 	}
-	vs.buf = data
-	vs.frames++
-	return c.writeVP8Locked(data, rtpTimestamp)
+	return nil
+}
+
+// VideoSendStats is a snapshot of SendVideo's congestion control.
+type VideoSendStats struct {
+	EstimateBps   int // the link's bandwidth estimate (0: no feedback yet)
+	TargetBps     int // the encoder's target bit rate
+	Width, Height int // the size encoded last (frames are scaled down on a slow link)
+	FPS           int // the frame rate kept
+	Frames        uint64
+	Dropped       uint64 // frames skipped to keep the rate or let the pacer's queue drain
+	KeyFrames     uint64
+}
+
+// VideoSendStats returns SendVideo's figures (zero when the client sends no video).
+func (c *Conn) VideoSendStats() VideoSendStats {
+	if c.vs.snd == nil {
+		return VideoSendStats{}
+	}
+	s := c.vs.snd.Stats()
+	return VideoSendStats{EstimateBps: s.EstimateBps, TargetBps: s.TargetBps, Width: s.Width, Height: s.Height,
+		FPS: s.FPS, Frames: s.Frames, Dropped: s.Dropped, KeyFrames: s.KeyFrames}
 }
 
 // WriteVP8 sends one pre-encoded VP8 frame with the given 90 kHz RTP timestamp,
@@ -262,6 +277,7 @@ func (c *Conn) ReadVideo(ctx context.Context) (*media.VideoFrame, error) {
 			if vr.pkt.Unmarshal(vr.buf[:n]) != nil {
 				continue
 			}
+			c.nack(tr, vr, time.Now())
 			data, ts, key, ready, lost = vr.asm.Push(&vr.pkt)
 		}
 		vr.pop = ready
@@ -288,6 +304,24 @@ func (c *Conn) ReadVideo(ctx context.Context) (*media.VideoFrame, error) {
 		vr.count++
 		f.Timestamp = time.Duration(vr.unwrap) * time.Second / 90000
 		return f, nil
+	}
+}
+
+// nack asks the server again for the packets of its video that are missing, once per round
+// trip, and keeps the assembler's wait for them at two round trips (100..400 ms).
+func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
+	if now.After(vr.nextRTT) {
+		vr.nextRTT = now.Add(time.Second)
+		var rtt time.Duration
+		if r := c.remote[0].recv; r != nil {
+			rtt = rtcmedia.RTT(r.Transport())
+		}
+		vr.nt.SetRTT(rtt)
+		d := min(max(2*rtt+30*time.Millisecond, 100*time.Millisecond), 400*time.Millisecond)
+		vr.asm.SetMaxDelay(uint32(d * 90000 / time.Second))
+	}
+	if seqs := vr.nt.Push(vr.pkt.SequenceNumber, now); len(seqs) > 0 {
+		_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: uint32(tr.SSRC()), Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 	}
 }
 

@@ -109,3 +109,19 @@ func AudioFromFloat32(sampleRate, channels int, samples []float32) AudioFrame {
 	}
 	return AudioFrame{SampleRate: sampleRate, Channels: channels, Samples: out}
 }
+
+// Degradation says what outgoing video gives up first when the link is too slow for its
+// frames at full size and rate, as RTCRtpSendParameters.degradationPreference (FastRTC's
+// rtp_params) does in a browser. The server (fastrtc.WithDegradation) and the Go client
+// (client.Options.VideoDegradation) share it.
+type Degradation int
+
+const (
+	// DegradationBalanced scales the frames down first (to 3/4, 1/2, 3/8 and 1/4 of their
+	// size), then lowers the frame rate, to 10 fps at the least. The default.
+	DegradationBalanced Degradation = iota
+	// MaintainFramerate only scales the frames down.
+	MaintainFramerate
+	// MaintainResolution only lowers the frame rate (to 5 fps at the least).
+	MaintainResolution
+)
