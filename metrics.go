@@ -33,6 +33,12 @@ type Metrics struct {
 	// Codec is the time of one codec call by "codec op": "vp8 decode", "vp8 encode",
 	// "opus decode", "opus encode".
 	Codec map[string]Histogram
+	// VideoSendHeights counts the live sessions that send video by the height their
+	// congestion control encodes at now (a handler's 480-line frames go out at 360 or 240
+	// lines on a slow link); VideoSendBitrate is the sum of their encoders' targets
+	// (bit/s) and VideoSendEstimate of their links' bandwidth estimates.
+	VideoSendHeights                    map[int]int
+	VideoSendBitrate, VideoSendEstimate int64
 	// ICE is WebRTC's "gathering" time (the server's candidates, while the offer waits) and
 	// its "connect" time (the answer to a connected peer).
 	ICE map[string]Histogram
@@ -159,9 +165,9 @@ func (s *Stream) Metrics() Metrics {
 	out := Metrics{
 		Node: s.nodeID(), Modality: s.modality,
 		Sessions: map[string]int{}, Requests: map[string]uint64{}, Started: map[string]uint64{},
-		Refusals: map[string]uint64{},
-		Handler:  map[string]Histogram{"video": m.handlerVideo.snapshot(), "audio": m.handlerAudio.snapshot()},
-		Turn:     m.turn.snapshot(),
+		Refusals: map[string]uint64{}, VideoSendHeights: map[int]int{},
+		Handler: map[string]Histogram{"video": m.handlerVideo.snapshot(), "audio": m.handlerAudio.snapshot()},
+		Turn:    m.turn.snapshot(),
 		Codec: map[string]Histogram{"vp8 decode": m.vp8Dec.snapshot(), "vp8 encode": m.vp8Enc.snapshot(),
 			"opus decode": m.opusDec.snapshot(), "opus encode": m.opusEnc.snapshot()},
 		ICE: map[string]Histogram{"gathering": m.iceGather.snapshot(), "connect": m.iceConnect.snapshot()},
@@ -185,6 +191,13 @@ func (s *Stream) Metrics() Metrics {
 		out.VideoFramesOut += uint64(c.videoOut.Load())
 		out.AudioIn += time.Duration(c.audioIn.Load())
 		out.AudioOut += time.Duration(c.audioOut.Load())
+		if v := sess.video.Load(); v != nil {
+			if vs := v.snd.Stats(); vs.Height > 0 {
+				out.VideoSendHeights[vs.Height]++
+				out.VideoSendBitrate += int64(vs.TargetBps)
+				out.VideoSendEstimate += int64(vs.EstimateBps)
+			}
+		}
 	}
 	s.mu.Unlock()
 	m.mu.Unlock()

@@ -10,6 +10,8 @@
 package metrics
 
 import (
+	"strconv"
+
 	"net/http"
 	"sync"
 
@@ -70,11 +72,13 @@ var (
 	dICE      = desc("ice_seconds", "WebRTC ICE: the server's gathering, and the answer to a connected peer.", "phase")
 	dContexts = desc("codec_contexts", "Open encoder, decoder and VAD contexts.")
 	dQueued   = desc("queued_video_bytes", "Compressed video waiting for the sessions' decoders.")
+	dSendH    = desc("video_send_sessions", "Live sessions sending video, by the height their congestion control encodes at.", "height")
+	dSendBits = desc("video_send_bits_per_second", "Sum over live sessions of the video encoders' targets (target) and the links' bandwidth estimates (estimate).", "kind")
 )
 
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dSessions, dRequests, dStarted, dRefusals, dFrames, dAudio, dHandler, dTurn, dCodec, dICE, dContexts, dQueued} {
+	for _, d := range []*prometheus.Desc{dSessions, dRequests, dStarted, dRefusals, dFrames, dAudio, dHandler, dTurn, dCodec, dICE, dContexts, dQueued, dSendH, dSendBits} {
 		ch <- d
 	}
 }
@@ -128,6 +132,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(dContexts, prometheus.GaugeValue, float64(st.CodecContexts), l...)
 		ch <- prometheus.MustNewConstMetric(dQueued, prometheus.GaugeValue, float64(st.QueuedVideoBytes), l...)
+		for h, v := range m.VideoSendHeights {
+			ch <- prometheus.MustNewConstMetric(dSendH, prometheus.GaugeValue, float64(v), with(strconv.Itoa(h))...)
+		}
+		ch <- prometheus.MustNewConstMetric(dSendBits, prometheus.GaugeValue, float64(m.VideoSendBitrate), with("target")...)
+		ch <- prometheus.MustNewConstMetric(dSendBits, prometheus.GaugeValue, float64(m.VideoSendEstimate), with("estimate")...)
 	}
 }
 
