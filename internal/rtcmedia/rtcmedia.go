@@ -12,6 +12,7 @@ import (
 // The payload types both sides register.
 const (
 	VP8PayloadType  = 96
+	RTXPayloadType  = 97 // retransmissions of VP8 (RFC 4588), apt=96
 	OpusPayloadType = 111
 )
 
@@ -19,7 +20,7 @@ const (
 // ";stereo=1;sprop-stereo=1".
 const OpusFmtp = "minptime=10;useinbandfec=1"
 
-// RegisterCodecs registers VP8 (with REMB, FIR, NACK, PLI and TWCC feedback) and Opus (with
+// RegisterCodecs registers VP8 (with REMB, FIR, NACK, PLI and TWCC feedback, and RTX) and Opus (with
 // the format line opusFmtp and TWCC) on me, and nothing else, so that a peer never picks a
 // codec the other side cannot decode.
 func RegisterCodecs(me *webrtc.MediaEngine, opusFmtp string) error {
@@ -32,6 +33,15 @@ func RegisterCodecs(me *webrtc.MediaEngine, opusFmtp string) error {
 		PayloadType:        VP8PayloadType,
 	}, webrtc.RTPCodecTypeVideo); err != nil {
 		return fmt.Errorf("register VP8: %w", err)
+	}
+	// RTX: retransmissions travel on their own SSRC, so that the receiver tells them from
+	// late packets (its jitter and loss figures stay right) and they do not count against
+	// the stream's sequence. pion's NACK responder uses it when the peer negotiates it.
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", VP8PayloadType)},
+		PayloadType:        RTXPayloadType,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("register RTX: %w", err)
 	}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
