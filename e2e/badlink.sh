@@ -9,6 +9,7 @@
 #   ./e2e/badlink.sh                                  # all seven profiles (~4 min)
 #   ./e2e/badlink.sh --profiles loss5,1mbit --seconds 20 --warmup 8
 #   ./e2e/badlink.sh --assert                         # exit 1 when a profile misses its targets
+#   ./e2e/badlink.sh --floor                          # exit 1 below the regression floor (CI)
 #   ./e2e/badlink.sh --server-args '-vp8speed 8'      # or E2E_SERVER_ARGS: flags for cmd/e2eserver
 #   ./e2e/badlink.sh --switch-at 10                   # 4to600: seconds into the window (default half)
 #   ./e2e/badlink.sh --hint detail                    # the canvas track's contentHint (default none)
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --server-args) SERVER_ARGS=$2; shift 2 ;;
     --hint) HINT=$2; shift 2 ;;
     --assert) ASSERT=--assert; shift ;;
+    --floor) ASSERT=--floor; shift ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "badlink: unknown argument $1" >&2; exit 2 ;;
   esac

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(pkg-config gcc libvpx-dev libopus-dev libwebrtc-audio-processing-dev
   libespeak-ng-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(ffmpeg espeak-ng sox chromium iproute2 util-linux nftables coturn nats-server curl)
+  pkgs+=(ffmpeg espeak-ng sox chromium firefox-esr pulseaudio iproute2 util-linux nftables coturn nats-server curl)
 fi
 need=()
 for p in "${pkgs[@]}"; do

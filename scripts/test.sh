@@ -30,7 +30,7 @@ if [ "$(id -u)" -eq 0 ]; then export FASTRTC_NETNS=1; fi
 # skipping them.
 ./scripts/silero.sh >/dev/null
 export FASTRTC_REQUIRE_SILERO=1
-if [ ! -d e2e/node_modules/playwright-core ]; then
+if [ ! -d e2e/node_modules/playwright-core ] || [ ! -d e2e/node_modules/puppeteer-core ]; then
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "== go test -race ./..."
@@ -77,5 +77,12 @@ echo "== cluster (scripts/cluster.sh)"
 if [ -d e2e ]; then
   echo "== browser tests (headless Chromium, no network but loopback)"
   ./e2e/run.sh
+  # A second engine: Debian's Firefox ESR over WebDriver BiDi, in two namespaces (~45 s).
+  echo "== browser tests (headless Firefox ESR, two network namespaces)"
+  ./e2e/firefox.sh
+  # Bad links: Chromium through the link emulator (cmd/linkemu), the seven
+  # profiles (~4 min); prints the table and fails below the regression floor.
+  echo "== bad links (e2e/badlink.sh --floor)"
+  ./e2e/badlink.sh --floor
 fi
 echo "all tests passed"
