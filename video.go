@@ -265,7 +265,10 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 				default:
 				}
 			}
-			if !s.cfg.skipFrames || len(frames) == 0 {
+			// Skip to the newest frame only when the handler is really behind: a few
+			// frames that completed together (a retransmission filled the gap that held
+			// them) are each handled, or every lost packet would cost the picture frames.
+			if !s.cfg.skipFrames || len(frames) <= maxBurstFrames {
 				break
 			}
 			next, ok := <-frames
@@ -391,6 +394,10 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 	}
 }
 
+// maxBurstFrames is how many queued frames a skipping handler still takes in order: about
+// 130 ms of 30 fps video, the burst one recovered packet releases.
+const maxBurstFrames = 4
+
 // recoveryWait ties how long the frame assembler waits for a missing packet to the link:
 // long enough for a NACK to be answered twice (a retransmission can be lost too), not so
 // long that a frame that will never come holds the picture. Refreshed every second from
@@ -399,8 +406,8 @@ type recoveryWait struct{ next time.Time }
 
 // Bounds of the wait for a missing packet.
 const (
-	minRecoveryWait = 100 * time.Millisecond
-	maxRecoveryWait = 400 * time.Millisecond
+	minRecoveryWait = 200 * time.Millisecond
+	maxRecoveryWait = 500 * time.Millisecond
 )
 
 func (w *recoveryWait) due(now time.Time) bool {
@@ -414,7 +421,7 @@ func (w *recoveryWait) due(now time.Time) bool {
 // maxDelay returns the assembler's wait in 90 kHz ticks: two round trips and the NACK
 // margin, within the bounds.
 func (w *recoveryWait) maxDelay(rtt time.Duration) uint32 {
-	d := 2*rtt + 30*time.Millisecond
+	d := 3*rtt + 60*time.Millisecond
 	d = min(max(d, minRecoveryWait), maxRecoveryWait)
 	return uint32(d * 90000 / time.Second)
 }
