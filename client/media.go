@@ -308,7 +308,7 @@ func (c *Conn) ReadVideo(ctx context.Context) (*media.VideoFrame, error) {
 }
 
 // nack asks the server again for the packets of its video that are missing, once per round
-// trip, and keeps the assembler's wait for them at two round trips (100..400 ms).
+// trip, and keeps the assembler's wait for them at three round trips (200..500 ms).
 func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
 	if now.After(vr.nextRTT) {
 		vr.nextRTT = now.Add(time.Second)
@@ -317,7 +317,7 @@ func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
 			rtt = rtcmedia.RTT(r.Transport())
 		}
 		vr.nt.SetRTT(rtt)
-		d := min(max(2*rtt+30*time.Millisecond, 100*time.Millisecond), 400*time.Millisecond)
+		d := min(max(3*rtt+60*time.Millisecond, 200*time.Millisecond), 500*time.Millisecond)
 		vr.asm.SetMaxDelay(uint32(d * 90000 / time.Second))
 	}
 	if seqs := vr.nt.Push(vr.pkt.SequenceNumber, now); len(seqs) > 0 {

@@ -9,7 +9,7 @@ import (
 
 // Pacer sends RTP packets at a set rate instead of in the bursts an encoder makes (a key
 // frame is tens of packets at once, which a small router queue drops). Packets that fit in
-// the current budget (about 10 ms at the pacing rate) leave at once from the caller's
+// the current budget (20 ms at the pacing rate) leave at once from the caller's
 // goroutine; the rest wait in a FIFO that the pacer's goroutine drains at the rate.
 //
 // Send and the setters may be called from any goroutine; Close stops the goroutine and
@@ -41,8 +41,9 @@ type PacerStats struct {
 // maxQueueBytes bounds the pacer's queue; the sender stops encoding long before.
 const maxQueueBytes = 4 << 20
 
-// burst is how long a burst at the pacing rate may be.
-const burst = 10 * time.Millisecond
+// burst is how long a burst at the pacing rate may be: a frame of the target size leaves at
+// once (no added latency), a key frame is spread.
+const burst = 20 * time.Millisecond
 
 // NewPacer returns a Pacer that writes with write at bps bits per second.
 func NewPacer(bps int, write func(*rtp.Packet) error) *Pacer {
