@@ -84,5 +84,8 @@ if [ -d e2e ]; then
   # profiles (~4 min); prints the table and fails below the regression floor.
   echo "== bad links (e2e/badlink.sh --floor)"
   ./e2e/badlink.sh --floor
+  # The Go client through the same links, both directions (~2.5 min with short windows).
+  echo "== bad links, Go client (scripts/badlink-go.sh --floor)"
+  ./scripts/badlink-go.sh --floor --seconds 10 --warmup 6
 fi
 echo "all tests passed"
