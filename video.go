@@ -157,7 +157,7 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			if wait.due(now) {
 				rtt := rtcmedia.RTT(recv.Transport())
 				nt.SetRTT(rtt)
-				asm.SetMaxDelay(wait.maxDelay(rtt))
+				asm.SetMaxDelay(rtcmedia.RecoveryWait(rtt))
 			}
 			if seqs := nt.Push(pkt.SequenceNumber, now); len(seqs) > 0 {
 				sess.nacks.Add(uint64(len(seqs)))
@@ -398,17 +398,9 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 // 130 ms of 30 fps video, the burst one recovered packet releases.
 const maxBurstFrames = 4
 
-// recoveryWait ties how long the frame assembler waits for a missing packet to the link:
-// long enough for a NACK to be answered twice (a retransmission can be lost too), not so
-// long that a frame that will never come holds the picture. Refreshed every second from
-// the round trip of the ICE pair.
+// recoveryWait refreshes, once a second, the round trip that spaces NACKs and the
+// assembler's wait for a missing packet (rtcmedia.RecoveryWait).
 type recoveryWait struct{ next time.Time }
-
-// Bounds of the wait for a missing packet.
-const (
-	minRecoveryWait = 200 * time.Millisecond
-	maxRecoveryWait = 500 * time.Millisecond
-)
 
 func (w *recoveryWait) due(now time.Time) bool {
 	if now.Before(w.next) {
@@ -416,12 +408,4 @@ func (w *recoveryWait) due(now time.Time) bool {
 	}
 	w.next = now.Add(time.Second)
 	return true
-}
-
-// maxDelay returns the assembler's wait in 90 kHz ticks: two round trips and the NACK
-// margin, within the bounds.
-func (w *recoveryWait) maxDelay(rtt time.Duration) uint32 {
-	d := 3*rtt + 60*time.Millisecond
-	d = min(max(d, minRecoveryWait), maxRecoveryWait)
-	return uint32(d * 90000 / time.Second)
 }

@@ -317,8 +317,7 @@ func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
 			rtt = rtcmedia.RTT(r.Transport())
 		}
 		vr.nt.SetRTT(rtt)
-		d := min(max(3*rtt+60*time.Millisecond, 200*time.Millisecond), 500*time.Millisecond)
-		vr.asm.SetMaxDelay(uint32(d * 90000 / time.Second))
+		vr.asm.SetMaxDelay(rtcmedia.RecoveryWait(rtt))
 	}
 	if seqs := vr.nt.Push(vr.pkt.SequenceNumber, now); len(seqs) > 0 {
 		_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: uint32(tr.SSRC()), Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})

@@ -127,3 +127,18 @@ func RTT(t *webrtc.DTLSTransport) time.Duration {
 	}
 	return time.Duration(st.CurrentRoundTripTime * float64(time.Second))
 }
+
+// Bounds of the wait for a missing video packet.
+const (
+	minRecoveryWait = 200 * time.Millisecond
+	maxRecoveryWait = 500 * time.Millisecond
+)
+
+// RecoveryWait returns how long (in 90 kHz ticks, for vp8rtp.Assembler.SetMaxDelay) a
+// receiver waits for a missing video packet before giving its frame up: three round trips
+// and a margin, so that a NACK can be answered twice (a retransmission may be lost too),
+// within 200..500 ms, so that a frame that will never come does not hold the picture.
+func RecoveryWait(rtt time.Duration) uint32 {
+	d := min(max(3*rtt+60*time.Millisecond, minRecoveryWait), maxRecoveryWait)
+	return uint32(d * 90000 / time.Second)
+}

@@ -79,3 +79,14 @@ func BenchmarkNackTrackerInOrder(b *testing.B) {
 		tr.Push(uint16(i), now)
 	}
 }
+
+func TestRecoveryWaitBounds(t *testing.T) {
+	for _, c := range []struct {
+		rtt  time.Duration
+		want time.Duration
+	}{{0, 200 * time.Millisecond}, {60 * time.Millisecond, 240 * time.Millisecond}, {time.Second, 500 * time.Millisecond}} {
+		if got := RecoveryWait(c.rtt); got != uint32(c.want*90000/time.Second) {
+			t.Errorf("RTT %v: %d ticks, want %v", c.rtt, got, c.want)
+		}
+	}
+}
