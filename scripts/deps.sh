@@ -16,7 +16,9 @@ done
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing: ${need[*]}" >&2
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-$SUDO apt-get update -qq
+# Another apt (a parallel test script) may hold the lock: wait for it rather than fail.
+APT=(apt-get -o DPkg::Lock::Timeout=600)
+$SUDO "${APT[@]}" update -qq
 # The image may delete downloaded .debs part-way through a large install: retry once.
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null || \
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO "${APT[@]}" install -y -qq "${need[@]}" >/dev/null || \
+  DEBIAN_FRONTEND=noninteractive $SUDO "${APT[@]}" install -y -qq "${need[@]}" >/dev/null
