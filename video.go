@@ -155,14 +155,13 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			}
 			now := time.Now()
 			if wait.due(now) {
-				rtt := rtcmedia.RTT(recv.Transport())
-				nt.SetRTT(rtt)
-				asm.SetMaxDelay(rtcmedia.RecoveryWait(rtt))
+				nt.SetRTT(rtcmedia.RTT(recv.Transport()))
 			}
 			if seqs := nt.Push(pkt.SequenceNumber, now); len(seqs) > 0 {
 				sess.nacks.Add(uint64(len(seqs)))
 				_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 			}
+			asm.SetMaxDelay(rtcmedia.Ticks90k(nt.RecoveryWait()))
 			// One packet may complete several frames (a late packet filling a gap).
 			for data, ts, key, ready, lost := asm.Push(&pkt); ready || lost; data, ts, key, ready, lost = asm.Pop() {
 				if lost {
@@ -398,8 +397,8 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 // 130 ms of 30 fps video, the burst one recovered packet releases.
 const maxBurstFrames = 4
 
-// recoveryWait refreshes, once a second, the round trip that spaces NACKs and the
-// assembler's wait for a missing packet (rtcmedia.RecoveryWait).
+// recoveryWait refreshes, once a second, the transport's round trip, which spaces NACKs and
+// sets the assembler's wait for a missing packet (rtcmedia.NackTracker.RecoveryWait).
 type recoveryWait struct{ next time.Time }
 
 func (w *recoveryWait) due(now time.Time) bool {

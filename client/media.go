@@ -307,8 +307,8 @@ func (c *Conn) ReadVideo(ctx context.Context) (*media.VideoFrame, error) {
 	}
 }
 
-// nack asks the server again for the packets of its video that are missing, once per round
-// trip, and keeps the assembler's wait for them at three round trips (200..500 ms).
+// nack asks the server for the packets of its video that are missing and keeps the
+// assembler's wait for them at the tracker's (rtcmedia.NackTracker.RecoveryWait).
 func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
 	if now.After(vr.nextRTT) {
 		vr.nextRTT = now.Add(time.Second)
@@ -317,11 +317,11 @@ func (c *Conn) nack(tr *webrtc.TrackRemote, vr *videoRecv, now time.Time) {
 			rtt = rtcmedia.RTT(r.Transport())
 		}
 		vr.nt.SetRTT(rtt)
-		vr.asm.SetMaxDelay(rtcmedia.RecoveryWait(rtt))
 	}
 	if seqs := vr.nt.Push(vr.pkt.SequenceNumber, now); len(seqs) > 0 {
 		_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: uint32(tr.SSRC()), Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 	}
+	vr.asm.SetMaxDelay(rtcmedia.Ticks90k(vr.nt.RecoveryWait()))
 }
 
 // requestKeyFrame sends a PLI for the server's video, at most every 200 ms.

@@ -8,10 +8,16 @@ import (
 
 // NackTracker finds the packets missing from one incoming RTP stream and says when to ask
 // the sender for them again (RTCP generic NACK, RFC 4585). A gap is asked for as soon as a
-// newer packet shows it, then again each round trip (plus a margin) while it is still
-// missing, up to MaxNackTries times or NackHorizon after it was seen missing. pion's
-// generator instead NACKs every gap on a fixed 100 ms tick: on a lossy link its
-// retransmissions came after the receiver had given the frame up.
+// newer packet shows it, then again after a round trip (plus a margin), with the spacing
+// doubling for each further try, up to MaxNackTries times, and only for as long as the
+// receiver waits for the packet (RecoveryWait): a packet of a frame already given up is
+// not worth its retransmission. The round trip is the larger of the transport's (SetRTT)
+// and the time the sender's retransmissions have been taking to arrive: on a link whose
+// queue fills, a retransmission waits in the queue too, and asking again every 60 ms then
+// sent each lost packet up to ten times into the congested link (353 NACKs for 41 losses
+// when a link fell from 4 Mbit/s to 600 kbit/s). pion's generator instead NACKs every gap
+// on a fixed 100 ms tick: on a lossy link its retransmissions came after the receiver had
+// given the frame up.
 //
 // A NackTracker is driven by the stream's reader (Push per packet) and is not safe for
 // concurrent use. It does not allocate in steady state.
@@ -19,7 +25,10 @@ type NackTracker struct {
 	started bool
 	newest  uint16
 	rtt     time.Duration
-	missing []nackEntry // oldest first
+	resp    time.Duration       // smoothed time from a first NACK to its packet's arrival
+	missing []nackEntry         // oldest first
+	late    [lateRing]nackEntry // the last entries given up after being asked for
+	lateN   int
 	out     []uint16
 	stats   NackStats
 }
@@ -35,26 +44,54 @@ type NackStats struct {
 type nackEntry struct {
 	seq   uint16
 	first time.Time // when the gap was seen
-	last  time.Time // when it was last asked for (zero: not yet)
+	asked time.Time // when it was first asked for (zero: not yet)
+	last  time.Time // when it was last asked for
 	tries int
 }
 
 const (
 	// MaxNackTries is how often one packet is asked for.
 	MaxNackTries = 10
-	// NackHorizon is how long a missing packet is asked for.
-	NackHorizon = time.Second
 	// maxMissing bounds the missing packets tracked; a larger gap is a restart.
 	maxMissing = 1000
 	// nackMargin is added to the round trip before asking again.
 	nackMargin = 10 * time.Millisecond
+	// lateRing is how many given-up packets are remembered, so that a retransmission
+	// arriving after the wait still measures how long retransmissions take (and lengthens
+	// the wait), instead of going unseen exactly when the link is slowest.
+	lateRing = 64
 )
 
-// SetRTT sets the round trip time that spaces repeated requests for one packet.
+// Bounds of the wait for a missing video packet.
+const (
+	minRecoveryWait = 200 * time.Millisecond
+	maxRecoveryWait = 500 * time.Millisecond
+	// maxCongestedWait is the longest wait, when retransmissions are seen to take long
+	// (a queue on the path): waiting for them costs less than a key frame on such a link.
+	maxCongestedWait = 800 * time.Millisecond
+)
+
+// SetRTT sets the transport's round trip time.
 func (t *NackTracker) SetRTT(rtt time.Duration) { t.rtt = rtt }
 
 // Stats returns the tracker's counters.
 func (t *NackTracker) Stats() NackStats { return t.stats }
+
+// roundTrip is the larger of the transport's round trip and the measured retransmission time.
+func (t *NackTracker) roundTrip() time.Duration { return max(t.rtt, t.resp) }
+
+// RecoveryWait returns how long a receiver waits for a missing packet before giving its
+// frame up: three round trips and a margin, so that a NACK can be answered twice (a
+// retransmission may be lost too), within 200..500 ms, so that a frame that will never
+// come does not hold the picture; up to 800 ms when retransmissions are measured to take
+// that long.
+func (t *NackTracker) RecoveryWait() time.Duration {
+	d := min(max(3*t.rtt+60*time.Millisecond, minRecoveryWait), maxRecoveryWait)
+	if t.resp > 0 {
+		d = max(d, min(t.resp*3/2+20*time.Millisecond, maxCongestedWait))
+	}
+	return d
+}
 
 // Push records the arrival of packet seq at now and returns the sequence numbers to NACK
 // now (valid until the next Push), oldest first.
@@ -79,28 +116,60 @@ func (t *NackTracker) Push(seq uint16, now time.Time) []uint16 {
 		t.missing = t.missing[:0]
 		t.newest = seq
 	case d < 0:
+		found := false
 		for i := range t.missing {
-			if t.missing[i].seq == seq {
+			if e := t.missing[i]; e.seq == seq {
+				if !e.asked.IsZero() {
+					t.sample(now.Sub(e.asked))
+				}
 				t.missing = append(t.missing[:i], t.missing[i+1:]...)
 				t.stats.Recovered++
+				found = true
 				break
+			}
+		}
+		if !found {
+			for i := range t.late {
+				if e := &t.late[i]; !e.asked.IsZero() && e.seq == seq {
+					t.sample(now.Sub(e.asked))
+					e.asked = time.Time{}
+					break
+				}
 			}
 		}
 	}
 	return t.due(now)
 }
 
+// sample folds in the time one retransmission took: at once when longer (a queue is
+// building), slowly when shorter.
+func (t *NackTracker) sample(d time.Duration) {
+	if d > t.resp {
+		t.resp = d
+	} else {
+		t.resp -= (t.resp - d) / 8
+	}
+}
+
 // due collects the entries to ask for now and drops those given up.
 func (t *NackTracker) due(now time.Time) []uint16 {
 	t.out = t.out[:0]
-	again := t.rtt + nackMargin
+	base := t.roundTrip() + nackMargin
+	horizon := t.RecoveryWait()
 	keep := t.missing[:0]
 	for _, e := range t.missing {
-		if e.tries >= MaxNackTries || now.Sub(e.first) > NackHorizon {
+		if e.tries >= MaxNackTries || now.Sub(e.first) > horizon {
 			t.stats.GivenUp++
+			if e.tries > 0 {
+				t.late[t.lateN%lateRing] = e
+				t.lateN++
+			}
 			continue
 		}
-		if e.tries == 0 || now.Sub(e.last) >= again {
+		if e.tries == 0 || now.Sub(e.last) >= base<<min(e.tries-1, 4) {
+			if e.tries == 0 {
+				e.asked = now
+			}
 			e.tries++
 			e.last = now
 			t.out = append(t.out, e.seq)
@@ -128,17 +197,5 @@ func RTT(t *webrtc.DTLSTransport) time.Duration {
 	return time.Duration(st.CurrentRoundTripTime * float64(time.Second))
 }
 
-// Bounds of the wait for a missing video packet.
-const (
-	minRecoveryWait = 200 * time.Millisecond
-	maxRecoveryWait = 500 * time.Millisecond
-)
-
-// RecoveryWait returns how long (in 90 kHz ticks, for vp8rtp.Assembler.SetMaxDelay) a
-// receiver waits for a missing video packet before giving its frame up: three round trips
-// and a margin, so that a NACK can be answered twice (a retransmission may be lost too),
-// within 200..500 ms, so that a frame that will never come does not hold the picture.
-func RecoveryWait(rtt time.Duration) uint32 {
-	d := min(max(3*rtt+60*time.Millisecond, minRecoveryWait), maxRecoveryWait)
-	return uint32(d * 90000 / time.Second)
-}
+// Ticks90k converts d to ticks of the 90 kHz video clock (for vp8rtp.Assembler.SetMaxDelay).
+func Ticks90k(d time.Duration) uint32 { return uint32(d * 90000 / time.Second) }
