@@ -42,6 +42,13 @@ type Metrics struct {
 	// ICE is WebRTC's "gathering" time (the server's candidates, while the offer waits) and
 	// its "connect" time (the answer to a connected peer).
 	ICE map[string]Histogram
+	// TURNAllocations is the embedded TURN server's (WithTURN) live allocations;
+	// TURNRefusals counts what it refused, by reason: "peer" (a peer address or port outside
+	// TURNOptions.AllowPeer), "tcp" (a TCP allocation, not enabled), "quota_user" and
+	// "quota_source" (MaxAllocationsPerUser, MaxAllocationsPerSource), "idle" (a relay
+	// ended by RelayIdleTimeout). Both are empty without WithTURN.
+	TURNAllocations int
+	TURNRefusals    map[string]uint64
 }
 
 // Histogram is a snapshot of durations in buckets: Counts[i] is the number of observations
@@ -178,6 +185,9 @@ func (s *Stream) Metrics() Metrics {
 	}
 	for i, r := range refusalReasons {
 		out.Refusals[r] = m.refusals[i].Load()
+	}
+	if s.turn != nil {
+		out.TURNAllocations, out.TURNRefusals = s.turn.guard.Allocations(), s.turn.guard.Refused()
 	}
 	// Hold mu across both the live sessions and the ended totals: a session that ends
 	// meanwhile (release adds its counts under mu) is counted once.

@@ -164,7 +164,7 @@ func (s *Stream) serveRTCConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg := RTCConfiguration{ICEServers: slices.Clone(s.cfg.iceServers)}
 	if s.turn != nil {
-		cfg.ICEServers = append(cfg.ICEServers, s.turn.iceServer("webrtc"))
+		cfg.ICEServers = append(cfg.ICEServers, s.turn.iceServer())
 	}
 	if fn := s.cfg.net.rtcConfig; fn != nil {
 		var err error

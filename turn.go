@@ -12,12 +12,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/internal/turnguard"
 )
 
 // TURNOptions configure the TURN server a Stream can run beside itself (WithTURN), for
@@ -43,10 +44,28 @@ type TURNOptions struct {
 	CredentialTTL time.Duration
 	// RelayPortMin and RelayPortMax bound the relay ports (default 49152..49408).
 	RelayPortMin, RelayPortMax uint16
-	// AllowPeer says where a client may relay to. The default allows only this host's own
-	// addresses (its interfaces and WithPublicIPs): the server's media, never an open
-	// relay to the rest of the network.
-	AllowPeer func(peer net.IP) bool
+	// AllowPeer says where a client may relay to: it sees every peer address and port a
+	// relay sends a datagram to or receives one from, and every TCP connection. The
+	// default allows only this host's own addresses (its interfaces and WithPublicIPs),
+	// never loopback, link-local, unspecified, multicast or broadcast ones, never the TURN
+	// server's own ports or relay range, and, when the stream's media has one UDP port
+	// (WithUDPPort) or a port range (WithUDPPortRange), only those ports: the server's
+	// media, never an open relay to the rest of the network or to the host's own services.
+	AllowPeer func(peer netip.AddrPort) bool
+	// AllowTCPRelay permits TCP allocations (RFC 6062: the relay opens TCP connections to
+	// peers). Off by default: media needs UDP relays only (TURN over TCP, TCPAddr, is the
+	// client's side and works without it).
+	AllowTCPRelay bool
+	// MaxAllocationsPerUser bounds the live allocations of one credential (each GET
+	// /webrtc/config hands out a credential of its own; default 4, negative: no bound), and
+	// MaxAllocationsPerSource those of one client IP address (default 16, negative: no
+	// bound), so that one client cannot take every relay port. Refusals are counted in
+	// Metrics.TURNRefusals.
+	MaxAllocationsPerUser, MaxAllocationsPerSource int
+	// RelayIdleTimeout ends an allocation that has relayed nothing either way for this long
+	// (default 30 s; a call's media and ICE consent checks every few seconds keep a live
+	// one busy), so that abandoned allocations do not hold relay ports for their lifetime.
+	RelayIdleTimeout time.Duration
 }
 
 // WithTURN runs a TURN server beside the stream (on Stream's lifetime: Close stops it) and
@@ -67,6 +86,7 @@ func TURNCredentials(secret, user string, ttl time.Duration) (username, password
 type turnServer struct {
 	srv    *turn.Server
 	conn   net.PacketConn
+	guard  *turnguard.Guard
 	urls   []string
 	secret string
 	ttl    time.Duration
@@ -103,6 +123,18 @@ func checkTURN(o *TURNOptions, bad func(string, ...any) error) error {
 	if o.RelayPortMin == 0 || o.RelayPortMin > o.RelayPortMax {
 		return bad("TURN relay ports %d..%d", o.RelayPortMin, o.RelayPortMax)
 	}
+	if o.MaxAllocationsPerUser == 0 {
+		o.MaxAllocationsPerUser = 4
+	}
+	if o.MaxAllocationsPerSource == 0 {
+		o.MaxAllocationsPerSource = 16
+	}
+	if o.RelayIdleTimeout == 0 {
+		o.RelayIdleTimeout = 30 * time.Second
+	}
+	if o.RelayIdleTimeout < 0 {
+		return bad("TURN relay idle timeout %v", o.RelayIdleTimeout)
+	}
 	if o.Secret == "" {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
@@ -114,55 +146,71 @@ func checkTURN(o *TURNOptions, bad func(string, ...any) error) error {
 // startTURN starts the embedded TURN server.
 func (s *Stream) startTURN() error {
 	o := s.cfg.turn
-	allow := o.AllowPeer
-	if allow == nil {
-		own := ownAddrs(s.cfg.net.publicIPs)
-		allow = func(ip net.IP) bool {
-			a, ok := netip.AddrFromSlice(ip)
-			return ok && slices.Contains(own, a.Unmap())
-		}
-	}
 	var lc net.ListenConfig
 	conn, err := lc.ListenPacket(context.Background(), "udp4", o.Addr)
 	if err != nil {
 		return fmt.Errorf("fastrtc: TURN: %w", err)
 	}
-	quiet := pionLogs{s.log.With("component", "turn")}
-	host, _, _ := net.SplitHostPort(o.Addr)
-	relay := &turn.RelayAddressGeneratorPortRange{
-		RelayAddress: net.ParseIP(o.PublicIP), Address: host, MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax,
-	}
-	permit := func(client net.Addr, peer net.IP) bool {
-		ok := allow(peer)
-		if !ok {
-			s.log.Info("TURN: relay refused", "client", client.String(), "peer", peer.String())
-		}
-		return ok
-	}
-	var listeners []turn.ListenerConfig
-	var tcpPort int
+	var ln net.Listener
 	if o.TCPAddr != "" {
-		ln, err := lc.Listen(context.Background(), "tcp4", o.TCPAddr)
-		if err != nil {
+		if ln, err = lc.Listen(context.Background(), "tcp4", o.TCPAddr); err != nil {
 			_ = conn.Close()
 			return fmt.Errorf("fastrtc: TURN TCP: %w", err)
 		}
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	guardCfg := turnguard.Config{Allow: o.AllowPeer, AllowTCP: o.AllowTCPRelay,
+		PerUser: max(o.MaxAllocationsPerUser, 0), PerSource: max(o.MaxAllocationsPerSource, 0),
+		Idle: o.RelayIdleTimeout, Logger: s.log.With("component", "turn")}
+	if guardCfg.Allow == nil {
+		peers := &turnguard.Peers{Own: ownAddrs(s.cfg.net.publicIPs), Refused: []uint16{uint16(port)},
+			RelayMin: o.RelayPortMin, RelayMax: o.RelayPortMax,
+			MediaMin: s.cfg.net.portMin, MediaMax: s.cfg.net.portMax}
+		if ln != nil {
+			peers.Refused = append(peers.Refused, uint16(ln.Addr().(*net.TCPAddr).Port))
+		}
+		if a := s.UDPAddr(); a != nil {
+			p := uint16(a.(*net.UDPAddr).Port)
+			peers.MediaMin, peers.MediaMax = p, p
+		}
+		guardCfg.Allow, guardCfg.AllowIP = peers.Allow, peers.AllowIP
+	}
+	guard, err := turnguard.New(guardCfg)
+	if err != nil {
+		_ = conn.Close()
+		if ln != nil {
+			_ = ln.Close()
+		}
+		return fmt.Errorf("fastrtc: TURN: %w", err)
+	}
+	quiet := pionLogs{s.log.With("component", "turn")}
+	host, _, _ := net.SplitHostPort(o.Addr)
+	relay := guard.Relay(&turn.RelayAddressGeneratorPortRange{
+		RelayAddress: net.ParseIP(o.PublicIP), Address: host, MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax,
+	})
+	var listeners []turn.ListenerConfig
+	var tcpPort int
+	if ln != nil {
 		tcpPort = ln.Addr().(*net.TCPAddr).Port
-		listeners = append(listeners, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: permit})
+		listeners = append(listeners, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: guard.Permission})
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		ListenerConfigs:   listeners,
 		Realm:             o.Realm,
 		LoggerFactory:     quiet,
 		AuthHandler:       turn.LongTermTURNRESTAuthHandler(o.Secret, quiet.NewLogger("turn")),
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: conn, RelayAddressGenerator: relay, PermissionHandler: permit}},
+		QuotaHandler:      guard.Quota,
+		EventHandler:      guard.Events(),
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: conn, RelayAddressGenerator: relay, PermissionHandler: guard.Permission}},
 	})
 	if err != nil {
 		_ = conn.Close()
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return fmt.Errorf("fastrtc: TURN: %w", err)
 	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	s.turn = &turnServer{srv: srv, conn: conn, secret: o.Secret, ttl: o.CredentialTTL,
+	s.turn = &turnServer{srv: srv, conn: conn, guard: guard, secret: o.Secret, ttl: o.CredentialTTL,
 		urls: []string{"turn:" + net.JoinHostPort(o.PublicIP, strconv.Itoa(port)) + "?transport=udp"}}
 	if tcpPort != 0 {
 		s.turn.urls = append(s.turn.urls, "turn:"+net.JoinHostPort(o.PublicIP, strconv.Itoa(tcpPort))+"?transport=tcp")
@@ -196,9 +244,12 @@ func (s *Stream) TURNAddr() net.Addr {
 	return s.turn.conn.LocalAddr()
 }
 
-// turnICEServer returns the embedded server with fresh credentials.
-func (t *turnServer) iceServer(user string) webrtc.ICEServer {
-	u, p := TURNCredentials(t.secret, user, t.ttl)
+// iceServer returns the embedded server with fresh credentials, for a user of their own
+// (a random id: the per-credential allocation quota is per config request).
+func (t *turnServer) iceServer() webrtc.ICEServer {
+	b := make([]byte, 9)
+	_, _ = rand.Read(b)
+	u, p := TURNCredentials(t.secret, base64.RawURLEncoding.EncodeToString(b), t.ttl)
 	return webrtc.ICEServer{URLs: t.urls, Username: u, Credential: p}
 }
 

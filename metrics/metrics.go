@@ -60,25 +60,27 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	dSessions = desc("sessions", "Live sessions.", "transport")
-	dRequests = desc("session_requests_total", "Session requests (WebRTC offers, WebSocket and telephone starts).", "transport")
-	dStarted  = desc("sessions_started_total", "Session requests that opened a session.", "transport")
-	dRefusals = desc("refusals_total", "Refused session requests, by reason.", "reason")
-	dFrames   = desc("video_frames_total", "Video frames given to the handler (in) and sent (out).", "direction")
-	dAudio    = desc("audio_seconds_total", "Audio given to the handler (in) and sent (out).", "direction")
-	dHandler  = desc("handler_seconds", "Time of one handler call (video: a frame; audio: one Receive).", "kind")
-	dTurn     = desc("turn_seconds", "Voice agents: a detected pause to the reply's first audio frame.")
-	dCodec    = desc("codec_seconds", "Time of one codec call.", "codec", "op")
-	dICE      = desc("ice_seconds", "WebRTC ICE: the server's gathering, and the answer to a connected peer.", "phase")
-	dContexts = desc("codec_contexts", "Open encoder, decoder and VAD contexts.")
-	dQueued   = desc("queued_video_bytes", "Compressed video waiting for the sessions' decoders.")
-	dSendH    = desc("video_send_sessions", "Live sessions sending video, by the height their congestion control encodes at.", "height")
-	dSendBits = desc("video_send_bits_per_second", "Sum over live sessions of the video encoders' targets (target) and the links' bandwidth estimates (estimate).", "kind")
+	dSessions  = desc("sessions", "Live sessions.", "transport")
+	dRequests  = desc("session_requests_total", "Session requests (WebRTC offers, WebSocket and telephone starts).", "transport")
+	dStarted   = desc("sessions_started_total", "Session requests that opened a session.", "transport")
+	dRefusals  = desc("refusals_total", "Refused session requests, by reason.", "reason")
+	dFrames    = desc("video_frames_total", "Video frames given to the handler (in) and sent (out).", "direction")
+	dAudio     = desc("audio_seconds_total", "Audio given to the handler (in) and sent (out).", "direction")
+	dHandler   = desc("handler_seconds", "Time of one handler call (video: a frame; audio: one Receive).", "kind")
+	dTurn      = desc("turn_seconds", "Voice agents: a detected pause to the reply's first audio frame.")
+	dCodec     = desc("codec_seconds", "Time of one codec call.", "codec", "op")
+	dICE       = desc("ice_seconds", "WebRTC ICE: the server's gathering, and the answer to a connected peer.", "phase")
+	dContexts  = desc("codec_contexts", "Open encoder, decoder and VAD contexts.")
+	dQueued    = desc("queued_video_bytes", "Compressed video waiting for the sessions' decoders.")
+	dSendH     = desc("video_send_sessions", "Live sessions sending video, by the height their congestion control encodes at.", "height")
+	dTURNAlloc = desc("turn_allocations", "The embedded TURN server's live allocations.")
+	dTURNRef   = desc("turn_refusals_total", "Requests and relays the embedded TURN server refused, by reason (peer, tcp, quota_user, quota_source, idle).", "reason")
+	dSendBits  = desc("video_send_bits_per_second", "Sum over live sessions of the video encoders' targets (target) and the links' bandwidth estimates (estimate).", "kind")
 )
 
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dSessions, dRequests, dStarted, dRefusals, dFrames, dAudio, dHandler, dTurn, dCodec, dICE, dContexts, dQueued, dSendH, dSendBits} {
+	for _, d := range []*prometheus.Desc{dSessions, dRequests, dStarted, dRefusals, dFrames, dAudio, dHandler, dTurn, dCodec, dICE, dContexts, dQueued, dSendH, dSendBits, dTURNAlloc, dTURNRef} {
 		ch <- d
 	}
 }
@@ -137,6 +139,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(dSendBits, prometheus.GaugeValue, float64(m.VideoSendBitrate), with("target")...)
 		ch <- prometheus.MustNewConstMetric(dSendBits, prometheus.GaugeValue, float64(m.VideoSendEstimate), with("estimate")...)
+		if m.TURNRefusals != nil {
+			ch <- prometheus.MustNewConstMetric(dTURNAlloc, prometheus.GaugeValue, float64(m.TURNAllocations), l...)
+			for r, v := range m.TURNRefusals {
+				ch <- prometheus.MustNewConstMetric(dTURNRef, prometheus.CounterValue, float64(v), with(r)...)
+			}
+		}
 	}
 }
 

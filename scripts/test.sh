@@ -47,20 +47,22 @@ echo "== fuzz (${FUZZTIME:=8s} each)"
 # input failed and none is written. Such a run is not a finding: the target's corpus is
 # replayed instead, and only a written input or any other failure fails the stage.
 fuzzlog=$(mktemp)
-for target in $(go test -list '^Fuzz' . | grep '^Fuzz'); do
-  before=$(ls testdata/fuzz/"$target" 2>/dev/null | sort || true)
-  if go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s . 2>&1 | tee "$fuzzlog"; then
+for pkg in . ./internal/turnguard; do
+for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+  before=$(ls "$pkg"/testdata/fuzz/"$target" 2>/dev/null | sort || true)
+  if go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s "$pkg" 2>&1 | tee "$fuzzlog"; then
     continue
   fi
-  after=$(ls testdata/fuzz/"$target" 2>/dev/null | sort || true)
+  after=$(ls "$pkg"/testdata/fuzz/"$target" 2>/dev/null | sort || true)
   if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$fuzzlog" &&
     [ "$(grep -c -- '--- FAIL' "$fuzzlog")" = 1 ] && ! grep -qE 'panic:|failing input|Error Trace' "$fuzzlog"; then
     echo "fuzz: $target stopped on Go's fuzztime race (golang/go#75804), no input written; replaying its corpus"
-    go test -count=1 -run "^$target\$" .
+    go test -count=1 -run "^$target\$" "$pkg"
     continue
   fi
   rm -f "$fuzzlog"
   exit 1
+done
 done
 rm -f "$fuzzlog"
 
