@@ -1,18 +1,18 @@
 package fastrtc
 
 import (
-	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
-	"github.com/fastrtc-go/fastrtc/internal/vsend"
-
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc/internal/opus"
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
 )
 
 // opusRate returns rate if Opus can encode it directly, else 48000.
@@ -117,8 +117,13 @@ func (s *Stream) newOpusSink(sess *Session, track *webrtc.TrackLocalStaticRTP, r
 // maxConcealSamples is the most audio (at 48 kHz) concealed for one gap in the packets.
 const maxConcealSamples = 48000 / 5
 
-// runOpusTrack decodes the client's Opus, concealing lost packets (in-band FEC when the next
-// packet carries it, PLC otherwise), and gives the audio to the handler.
+// runOpusTrack decodes the client's Opus and gives the audio to the handler. Packets pass
+// through a reorder window (rtcmedia.Reorder, twice the measured jitter, 20..100 ms): a
+// packet overtaken on the network is decoded in its place; one really lost is concealed
+// (in-band FEC when the next packet carries it, PLC otherwise). Without the window, on a
+// link whose delay varies by ±30 ms a quarter of the packets were concealed and their late
+// originals thrown away (segmental SNR against the perfect link's decode: 20 dB, where 5%
+// loss costs 31.7 dB).
 func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout AudioLayout) {
 	ch := layout.InputChannels
 	dec, err := opus.NewDecoder(48000, ch)
@@ -131,8 +136,8 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 	pcm := make([]int16, 5760*ch) // 120 ms
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
-	var expected uint16
-	started := false
+	var ro rtcmedia.Reorder
+	var deadline time.Time // the track's read deadline now
 	frameSize := 960
 	deliver := func(n int) bool {
 		if err := in.receive(pcm[:n*ch], 48000, ch); err != nil {
@@ -141,54 +146,60 @@ func (s *Stream) runOpusTrack(sess *Session, track *webrtc.TrackRemote, layout A
 		}
 		return true
 	}
-	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			return
-		}
-		if pkt.Unmarshal(buf[:n]) != nil || len(pkt.Payload) == 0 {
-			continue
-		}
-		sess.rtp.arrived(pkt.Timestamp, time.Now(), 48000)
-		if started {
-			gap := pkt.SequenceNumber - expected
-			if gap >= 0x8000 { // late or duplicate packet: already concealed
-				continue
-			}
-			sess.rtp.lost.Add(int64(gap))
-			if gap > 0 && gap < 50 {
-				// Conceal at most 200 ms (whatever the packets' duration): a longer gap
-				// is a pause in sending, not loss, and concealment must not invent audio.
-				for i, concealed := uint16(0), 0; i+1 < gap && concealed+frameSize <= maxConcealSamples; i++ {
-					k, err := dec.Conceal(pcm, frameSize)
-					if err != nil {
-						break
-					}
-					concealed += k
-					if !deliver(k) {
-						return
-					}
+	// decode decodes one packet after concealing the `missing` packets before it.
+	decode := func(payload []byte, missing int) bool {
+		sess.rtp.lost.Add(int64(missing))
+		if missing > 0 && missing < 50 {
+			// Conceal at most 200 ms (whatever the packets' duration): a longer gap is a
+			// pause in sending, not loss, and concealment must not invent audio.
+			for i, concealed := 0, 0; i+1 < missing && concealed+frameSize <= maxConcealSamples; i++ {
+				k, err := dec.Conceal(pcm, frameSize)
+				if err != nil {
+					break
 				}
-				if k, err := dec.DecodeFEC(pkt.Payload, pcm, frameSize); err == nil && !deliver(k) {
-					return
+				concealed += k
+				if !deliver(k) {
+					return false
 				}
 			}
+			if k, err := dec.DecodeFEC(payload, pcm, frameSize); err == nil && !deliver(k) {
+				return false
+			}
 		}
-		started = true
-		expected = pkt.SequenceNumber + 1
 		t0 := time.Now()
-		k, err := dec.Decode(pkt.Payload, pcm)
+		k, err := dec.Decode(payload, pcm)
 		s.metrics.opusDec.since(t0)
 		if err != nil {
 			sess.log.Debug("opus decode", "err", err)
 			if k, err = dec.Conceal(pcm, frameSize); err != nil {
-				continue
+				return true
 			}
 		} else {
 			frameSize = k
 		}
-		if !deliver(k) {
-			return
+		return deliver(k)
+	}
+	for {
+		if d := ro.Deadline(); !d.Equal(deadline) {
+			deadline = d
+			_ = track.SetReadDeadline(d)
+		}
+		n, _, err := track.Read(buf)
+		now := time.Now()
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return // the track ended
+			}
+		} else if pkt.Unmarshal(buf[:n]) == nil && len(pkt.Payload) > 0 {
+			sess.rtp.arrived(pkt.Timestamp, now, 48000)
+			ro.Window = rtcmedia.ReorderWindow(time.Duration(sess.rtp.jitter.Load()))
+			ro.Push(pkt.SequenceNumber, pkt.Payload, now)
+		}
+		for payload, missing, ok := ro.Next(now); ok; payload, missing, ok = ro.Next(now) {
+			if !decode(payload, missing) {
+				return
+			}
 		}
 	}
 }
