@@ -79,7 +79,8 @@ echo "== cluster (scripts/cluster.sh)"
 if [ -d e2e ]; then
   echo "== browser tests (headless Chromium, no network but loopback)"
   ./e2e/run.sh
-  # A second engine: Debian's Firefox ESR over WebDriver BiDi, in two namespaces (~45 s).
+  # A second engine: Debian's Firefox ESR over WebDriver BiDi, in two namespaces, then
+  # through the loss5 link (~85 s).
   echo "== browser tests (headless Firefox ESR, two network namespaces)"
   ./e2e/firefox.sh
   # Bad links: Chromium through the link emulator (cmd/linkemu), the seven
@@ -89,5 +90,9 @@ if [ -d e2e ]; then
   # The Go client through the same links, both directions (~2.5 min with short windows).
   echo "== bad links, Go client (scripts/badlink-go.sh --floor)"
   ./scripts/badlink-go.sh --floor --seconds 10 --warmup 6
+  # A voice session (ReplyOnPause) through perfect, loss5, jitter and 500kbit: turns
+  # detected, replies heard, and the audio the handler got against what was sent (~85 s).
+  echo "== bad links, voice (scripts/badlink-voice.sh --floor)"
+  ./scripts/badlink-voice.sh --floor
 fi
 echo "all tests passed"
