@@ -214,3 +214,36 @@ func TestControllerHoldsThenSteps(t *testing.T) {
 		t.Fatalf("at 30 kbit/s: width %d fps %d; want 160 and 10..29 fps", w, fps)
 	}
 }
+
+// TestHoldRate: the frame-rate hold keeps fps/(source rate) of the frames whatever the
+// jitter of their timestamps: a 30 fps source stamped on a 60 Hz grid (Firefox's canvas)
+// loses none at 30 fps; a 60 fps source keeps every other frame at 30.
+func TestHoldRate(t *testing.T) {
+	kept := func(n int, fps int, pts func(i int) int64) int {
+		var s Sender
+		k := 0
+		for i := range n {
+			if !s.holdRate(pts(i), fps) {
+				k++
+			}
+		}
+		return k
+	}
+	grid60 := func(i int) int64 { // frame i at 33.3 ms, rounded to the next 16.7 ms tick, with a wobble
+		ms := float64(i)*1000/30 + float64(i%3)*6
+		tick := int64(ms/(1000.0/60)) + 1
+		return tick * 1500
+	}
+	if k := kept(600, 30, grid60); k < 594 {
+		t.Errorf("30 fps on a 60 Hz grid at 30 fps: kept %d of 600", k)
+	}
+	if k := kept(600, 30, func(i int) int64 { return int64(i) * 1500 }); k < 295 || k > 305 {
+		t.Errorf("60 fps at 30 fps: kept %d of 600, want ~300", k)
+	}
+	if k := kept(600, 15, func(i int) int64 { return int64(i) * 3000 }); k < 295 || k > 305 {
+		t.Errorf("30 fps at 15 fps: kept %d of 600, want ~300", k)
+	}
+	if k := kept(300, 30, func(i int) int64 { return int64(i) * 3000 }); k != 300 {
+		t.Errorf("30 fps at 30 fps: kept %d of 300", k)
+	}
+}
