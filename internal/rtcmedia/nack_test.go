@@ -41,7 +41,7 @@ func TestNackTrackerAsksOnceThenPerRTT(t *testing.T) {
 
 func TestNackTrackerBacksOffAndGivesUp(t *testing.T) {
 	var tr NackTracker
-	tr.SetRTT(10 * time.Millisecond) // spacing 20 ms, then 40, 80, ...; wait 200 ms
+	tr.SetRTT(10 * time.Millisecond) // spacing 20 ms three times, then 40, 80, ...; wait 200 ms
 	t0 := time.Unix(1000, 0)
 	tr.Push(65534, t0)
 	tr.Push(1, t0) // wraps: 65535 and 0 missing, asked for at 0 ms
@@ -57,14 +57,14 @@ func TestNackTrackerBacksOffAndGivesUp(t *testing.T) {
 		}
 		seq++
 	}
-	// Again after 20 ms, then 40 ms after that, then 80 ms; the next (160 ms later) would
-	// come after the 200 ms wait, when the frame is given up.
-	want := []time.Duration{20 * time.Millisecond, 60 * time.Millisecond, 140 * time.Millisecond}
+	// Again after 20 ms, 20 ms and 20 ms, then 40 ms after that, then 80 ms; the next
+	// (160 ms later) would come after the 200 ms wait, when the frame is given up.
+	want := []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 100 * time.Millisecond, 180 * time.Millisecond}
 	if !slices.Equal(at, want) {
 		t.Fatalf("asked again at %v, want %v", at, want)
 	}
-	if st := tr.Stats(); st.GivenUp != 2 || st.Nacked != 8 {
-		t.Fatalf("stats %+v, want 2 given up, 8 asked", st)
+	if st := tr.Stats(); st.GivenUp != 2 || st.Nacked != 12 {
+		t.Fatalf("stats %+v, want 2 given up, 12 asked", st)
 	}
 	// A jump far ahead is a restart, not a thousand losses.
 	if got := tr.Push(seq+5000, t0.Add(3*time.Second)); len(got) != 0 {
