@@ -181,3 +181,31 @@ func TestCongestionControlScalesHandlerFrames(t *testing.T) {
 		t.Fatalf("client got %d frames, last %dx%d (server says %d lines), top %.0f bottom %.0f", res.frames, res.w, res.h, ss.VideoHeightOut, res.top, res.bot)
 	}
 }
+
+// TestIncomingVideoCap: the server asks its client to send no more than
+// Bandwidth.MaxInKbps (RTCP REMB), and the Go client's sender holds to it; with a negative
+// cap it follows its own estimate above it.
+func TestIncomingVideoCap(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		maxIn int
+	}{{"capped", 300}, {"uncapped", -1}} {
+		t.Run(c.name, func(t *testing.T) {
+			_, srv := newTestStream(t, VideoFunc(func(_ *Session, f *VideoFrame) (image.Image, error) {
+				return yuv.FlipVertical(nil, f.Image), nil
+			}), Video, SendReceive, WithBandwidth(Bandwidth{MaxInKbps: c.maxIn}))
+			conn := dialFlip(t, srv.URL, client.Options{ID: "cap-" + c.name})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var res flipResult
+			runFlipClient(ctx, t, conn, &res)
+			cs := conn.VideoSendStats()
+			if c.maxIn > 0 && (cs.EstimateBps <= 0 || cs.EstimateBps > c.maxIn*1000 || cs.TargetBps > c.maxIn*1000) {
+				t.Fatalf("client's sender with a %d kbit/s cap: %+v", c.maxIn, cs)
+			}
+			if c.maxIn < 0 && cs.EstimateBps <= 300_000 {
+				t.Fatalf("client's sender without a cap: estimate %d, want above 300 kbit/s on loopback", cs.EstimateBps)
+			}
+		})
+	}
+}

@@ -114,9 +114,14 @@ func (c *config) check() error {
 	if b.StartKbps == 0 {
 		b.StartKbps = min(max(600, b.MinKbps), b.MaxKbps)
 	}
+	if b.MaxInKbps == 0 {
+		b.MaxInKbps = 1000
+	}
 	switch {
 	case b.MinKbps < 30 || b.MaxKbps > 50000 || b.MinKbps > b.StartKbps || b.StartKbps > b.MaxKbps:
 		return bad("bandwidth: want 30 <= MinKbps <= StartKbps <= MaxKbps <= 50000, got %d, %d, %d", b.MinKbps, b.StartKbps, b.MaxKbps)
+	case b.MaxInKbps > 0 && b.MaxInKbps < 30:
+		return bad("bandwidth: MaxInKbps %d < 30", b.MaxInKbps)
 	case c.degradation < DegradationBalanced || c.degradation > MaintainResolution:
 		return bad("degradation %d unknown", c.degradation)
 	case c.concurrency < 0:
@@ -226,8 +231,17 @@ func WithVideoBitrate(kbps int) Option { return func(c *config) { c.bitrateKbps 
 // until the first estimate. Zero fields keep their defaults: 100, 600 and the
 // WithVideoBitrate value (1500): a start that a phone on a poor link carries, reached up
 // from within a few seconds on a good one.
+//
+// MaxInKbps is the most each client is asked to send of video (RTCP REMB, once a second;
+// browsers and pion honour it as a cap on their own estimate). Default 1000, enough for a
+// 640x480 camera at 30 fps; negative: no cap (Chromium then sends a 640x480 camera at about
+// 1.7 Mbit/s). A phone's uplink is usually the weaker link, and a client sending well
+// above what the link keeps once it narrows fills its queue before its own controller
+// reacts: through a link falling from 4 Mbit/s to 600 kbit/s, Chromium's frames froze for
+// about 2 s without the cap and 0.3-0.4 s with it (e2e/badlink.sh, profile 4to600).
 type Bandwidth struct {
 	MinKbps, StartKbps, MaxKbps int
+	MaxInKbps                   int
 }
 
 // WithBandwidth sets the bounds of the outgoing video's bit rate.

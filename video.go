@@ -156,6 +156,9 @@ func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *
 			now := time.Now()
 			if wait.due(now) {
 				nt.SetRTT(rtcmedia.RTT(recv.Transport()))
+				if in := s.cfg.bandwidth.MaxInKbps; in > 0 {
+					_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(in) * 1000, SSRCs: []uint32{ssrc}}})
+				}
 			}
 			if seqs := nt.Push(pkt.SequenceNumber, now); len(seqs) > 0 {
 				sess.nacks.Add(uint64(len(seqs)))
@@ -398,7 +401,8 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 const maxBurstFrames = 4
 
 // recoveryWait refreshes, once a second, the transport's round trip, which spaces NACKs and
-// sets the assembler's wait for a missing packet (rtcmedia.NackTracker.RecoveryWait).
+// sets the assembler's wait for a missing packet (rtcmedia.NackTracker.RecoveryWait), and
+// sends the client the incoming video's cap (Bandwidth.MaxInKbps, as REMB).
 type recoveryWait struct{ next time.Time }
 
 func (w *recoveryWait) due(now time.Time) bool {

@@ -247,3 +247,30 @@ func TestHoldRate(t *testing.T) {
 		t.Errorf("30 fps at 30 fps: kept %d of 300", k)
 	}
 }
+
+// TestDrainAfterAFall: when the estimate falls sharply, the target stays 40% lower for a
+// second (the link's queue holds what was sent at the old rate); a slow decline does not.
+func TestDrainAfterAFall(t *testing.T) {
+	var s Sender
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	if got := s.drainTarget(1_200_000, 1_500_000, at(0)); got != 1_200_000 {
+		t.Fatalf("steady: %d", got)
+	}
+	for _, c := range []struct{ ms, want int }{{100, 300_000}, {1099, 300_000}, {1101, 500_000}} {
+		if got := s.drainTarget(500_000, 600_000, at(c.ms)); got != c.want {
+			t.Fatalf("at %d ms after a fall to 600 kbit/s: target %d, want %d", c.ms, got, c.want)
+		}
+	}
+	// 10% less every 1.5 s: never 30% under the peak of the last two seconds.
+	link := 600_000
+	for ms := 3000; ms < 12000; ms += 1500 {
+		link = link * 9 / 10
+		if got := s.drainTarget(link*8/10, link, at(ms)); got != link*8/10 {
+			t.Fatalf("slow decline at %d ms: target %d, want %d", ms, got, link*8/10)
+		}
+	}
+	if s.stats.Drains != 1 {
+		t.Fatalf("drains %d, want 1", s.stats.Drains)
+	}
+}
