@@ -4,6 +4,18 @@
 // namespace:
 //
 //   node firefox.mjs [--only name,name]      (E2E_FF_BASE=http://10.212.0.1:8000)
+//   node firefox.mjs --link loss5 [--only ...]  the scenarios through that emulated link
+//                                               (E2E_FF_BASE=http://10.211.1.2:8000)
+//   node firefox.mjs --list [--only ...]        "name link" per scenario (link: - for none)
+//   node firefox.mjs --summary FILE             the table of the results in FILE
+//
+// A scenario with a `link` runs only with --link naming it (firefox.sh builds that link with
+// scripts/netem.sh and runs such scenarios in a second pass), the others only without.
+// E2E_FF_RESULTS=FILE appends each scenario's result to FILE (one JSON object a line).
+//
+// flip-loss5 runs the flip through scripts/netem.sh's loss5 link (20 ms, 5% loss each way)
+// and measures what badlink.mjs measures in Chromium (firefox-link.mjs): fps, frozen time,
+// camera-to-screen lag, height; it asserts a regression floor and prints the issue's targets.
 //
 // Firefox's fake devices are not files as in Chromium: the camera is a plain colour field
 // that changes colour over time, the microphone a continuous tone (1000 Hz by default,
@@ -12,9 +24,11 @@
 // getUserMedia is replaced before the page loads by one that returns a canvas or a WebAudio
 // stream: the page, the WebRTC stack and the server are Firefox's and ours all the same.
 import puppeteer from 'puppeteer-core';
-import { mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { ROOT, sleep, check, AssertionError, grab, diff, meanRGB, measureAudio, expectServerClean } from './lib.mjs';
+import { linkCamera, linkMeter, summarizeLink } from './firefox-link.mjs';
 
 const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 const BASE = process.env.E2E_FF_BASE || 'http://10.212.0.1:8000';
@@ -25,10 +39,11 @@ const FAKE_TONE_HZ = 1000; // Firefox's fake microphone (set explicitly below)
 
 const argv = process.argv.slice(2);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
+const link = argv.includes('--link') ? argv[argv.indexOf('--link') + 1] : null;
 const log = (...a) => console.log('   ', ...a);
 
 const scenarios = [];
-/** scenario(name, {kind, timeout}, async ({open}) => {...}) */
+/** scenario(name, {kind, timeout, init, initArg, link}, async ({open}) => {...}) */
 function scenario(name, opts, fn) { scenarios.push({ name, opts, fn }); }
 
 // ---------------------------------------------------------------------------------------
@@ -340,6 +355,84 @@ scenario('pause-detection', { kind: 'pause', init: speechMic, initArg: () => rea
 });
 
 // ---------------------------------------------------------------------------------------
+// flip through a lossy link: 20 ms one-way delay and 5% random loss each way (netem.sh's
+// loss5, cmd/linkemu between the server's and Firefox's namespaces). The camera is
+// badlink.mjs's 640x480@30 canvas with a frame counter (firefox-link.mjs); after a warm-up
+// from ICE connected, a measured window: decoded fps (inbound-rtp framesDecoded), frozen time
+// (inbound-rtp totalFreezesDuration; the same counted from the frames on screen is printed
+// beside it), camera-to-screen lag (the counter read from the page's remote <video>),
+// received height; the browser's and the server's loss-recovery counts, to say why.
+// E2E_FF_LINK_WARMUP, E2E_FF_LINK_SECONDS: other lengths (the floor's frozen time scales).
+const LINK_WARMUP = +(process.env.E2E_FF_LINK_WARMUP || 8);
+const LINK_SECONDS = +(process.env.E2E_FF_LINK_SECONDS || 20);
+const LINKEMU_PID = +(process.env.E2E_FF_LINKEMU_PID || 0); // SIGUSR2: linkemu snapshots its counters
+const markLink = () => { if (LINKEMU_PID) { try { process.kill(LINKEMU_PID, 'SIGUSR2'); } catch (e) { log('linkemu mark: ' + e.message); } } };
+const linkScenario = (profile) => scenario('flip-' + profile, { kind: 'flip', link: profile, init: linkCamera, initArg: () => !!process.env.E2E_FF_CAMERA_TIMER, timeout: (LINK_WARMUP + LINK_SECONDS + 35) * 1000 }, async ({ open }) => {
+  const page = await open();
+  await connect(page, 25000);
+  check(await page.evaluate(() => window.__cam.gum.length === 1 && !!window.__cam.gum[0].video), 'the page asked for the camera');
+  await page.evaluate(linkMeter);
+  await sleep(LINK_WARMUP * 1000);
+  markLink();
+  await page.evaluate(() => window.__meter.mark('windowStart'));
+  await sleep(LINK_SECONDS * 1000);
+  await page.evaluate(() => window.__meter.mark('windowEnd'));
+  markLink();
+  await shot(page, 'flip-' + profile);
+  const raw = JSON.parse(await page.evaluate(() => window.__meter.finish()));
+  const s = summarizeLink(raw);
+  writeFileSync(join(OUT, 'flip-' + profile + '.json'), JSON.stringify({ profile, warmup: LINK_WARMUP, seconds: LINK_SECONDS, summary: s, raw }));
+  const v = s.server || {};
+  log(`${LINK_SECONDS} s after ${LINK_WARMUP} s: ${s.fps} fps decoded (${s.shownFps} new frames/s on screen), frozen ${s.frozenS} s ` +
+    `(${s.freezes} freezes; on screen ${s.screenFrozenS} s, ${s.screenFreezes}, longest ${s.longestFreezeMs} ms), lag p50 ${s.lagP50} p95 ${s.lagP95} max ${s.lagMaxMs} ms (> 400 ms for ${s.lagOver400S} s), height ${s.height}`);
+  log(`Firefox receives: ${s.rxKbps} kbit/s, ${s.packetsLost} packets lost of ${s.packetsLost + s.packetsReceived}, sent ${s.nack} NACKs ${s.pli} PLIs, ` +
+    `${s.keyFrames} key frames, jitter buffer ${s.jitterBufferMs} ms, rtt ${s.rttMs} ms`);
+  log(`Firefox sends: ${s.sentFps} fps ${s.sentHeight}p ${s.txKbps} kbit/s (got ${s.txNack} NACKs ${s.txPli} PLIs); camera ${s.cameraFps} fps, ` +
+    `read ${s.framesCounted} new in the window (${s.undecodable} unreadable, ${s.repeated} repeats in all)`);
+  log(`server: ${v.fpsIn} fps in / ${v.fpsOut} out, estimate ${v.bweKbps} kbit/s, target ${v.targetKbps} kbit/s at ${v.heightOut}p ${v.fpsTarget} fps, ` +
+    `NACKs ${v.nacksSent} and key-frame requests ${v.keyFramesRequested} to Firefox; key-frame requests ${v.keyFrameRequests} from it, ${v.keyFramesOut} key frames out, ${v.framesDropped} frames skipped`);
+  check(s.framesCounted > 0, 'frame counters read from the screen');
+  if (profile === 'loss5') checkLoss5(s);
+});
+// loss5 in the default set; E2E_FF_LINKS=perfect,jitter,... adds other netem.sh profiles
+// (flip-<profile>, measured and printed, not asserted).
+//
+// The issue's targets for every link are >= 25 fps, <= 1 s frozen and a lag p95 <= 400 ms
+// over the 20 s. Firefox through loss5 does not meet them reliably (11 runs here, 2 cores:
+// 17.9-27.3 fps, median 24.7; frozen 1.2-6.1 s, median 2.6; lag p95 336-515 ms, median 386;
+// always 480p; Chromium through the same link and server: 25.5 fps, 1.4 s, 328 ms). What costs
+// the frames is mostly the way up: the server's receive path gives up on 5 to 19 of Firefox's
+// frames per window (a packet and its retransmission both lost) and asks for a key frame
+// (Chromium, one run: 5), and the handler gets no frames until that key frame is complete (Firefox
+// sends 2.2-3.4 Mbit/s here, Chromium 1.7, so its frames and key frames are more packets, each
+// lost at 5%): 300-1000 ms holes, 10-30 frames, on screen. Besides, the server skips 1-3
+// frames a second to hold its rate, and Firefox's jitter buffer holds 160-260 ms (35 ms on a
+// perfect link), most of the lag. So the targets are printed, met or by how much missed,
+// and the assertion is a regression floor under the worst run seen, far above what the
+// server did before its loss recovery (Chromium then: 9.5 fps, 9.4 s frozen, lag p95 1.6 s).
+const LOSS5_TARGETS = { fps: 25, frozenS: 1, lagP95: 400 };
+const LOSS5_FLOOR = { fps: 14, frozenS: 8, lagP95: 800, height: 360 };
+function checkLoss5(s) {
+  const t = LOSS5_TARGETS;
+  const miss = [];
+  if (s.fps < t.fps) miss.push(`fps ${s.fps} < ${t.fps} by ${(t.fps - s.fps).toFixed(1)}`);
+  if (s.frozenS > t.frozenS) miss.push(`frozen ${s.frozenS} s > ${t.frozenS} by ${(s.frozenS - t.frozenS).toFixed(2)} s`);
+  if (s.lagP95 == null || s.lagP95 > t.lagP95) miss.push(`lag p95 ${s.lagP95} ms > ${t.lagP95} by ${s.lagP95 - t.lagP95} ms`);
+  log(`issue targets (>= ${t.fps} fps, <= ${t.frozenS} s frozen, lag p95 <= ${t.lagP95} ms): ${miss.length ? 'missed: ' + miss.join('; ') : 'met'}`);
+  // A canvas camera that could not keep its 30 fps means a starved machine (another job on
+  // the 2 cores: seen once, 16 fps drawn, 7 decoded), not a slow server: say so.
+  const load = loadavg().map((x) => x.toFixed(1)).join(' ');
+  check(s.cameraFps >= 26, `the canvas camera drew only ${s.cameraFps} fps of 30 (load average ${load}): the machine is too busy for this measurement`);
+  const f = LOSS5_FLOOR;
+  check(s.fps >= f.fps, `decoded ${s.fps} fps through loss5, under the floor of ${f.fps}`);
+  const frozenMax = f.frozenS * LINK_SECONDS / 20;
+  check(s.frozenS <= frozenMax, `frozen ${s.frozenS} s of ${LINK_SECONDS} through loss5, over the floor of ${frozenMax} s`);
+  check(s.lagP95 != null && s.lagP95 <= f.lagP95, `lag p95 ${s.lagP95} ms through loss5, over the floor of ${f.lagP95} ms`);
+  check(s.height >= f.height, `received height ${s.height} through loss5, under ${f.height}`);
+}
+for (const p of new Set(['loss5', ...(process.env.E2E_FF_LINKS || '').split(',').filter(Boolean)])) linkScenario(p);
+
+// ---------------------------------------------------------------------------------------
 function withTimeout(p, ms, what) {
   let t;
   return Promise.race([p, new Promise((_, rej) => { t = setTimeout(() => rej(new Error(what + ' timed out after ' + ms + ' ms')), ms); })])
@@ -392,29 +485,55 @@ async function runScenario(sc) {
   log(`server freed the sessions and codecs ${ms} ms after Stop`);
 }
 
+const linkOf = (sc) => sc.opts.link || '-';
+
+/** The results table (results: {name, link, ok, ms, err}). */
+function printSummary(results, title) {
+  console.log('\n' + title + ':');
+  for (const r of results) {
+    console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name.padEnd(16)} ${(r.ms / 1000).toFixed(1).padStart(5)} s${r.link !== '-' ? '  (link ' + r.link + ')' : ''}${r.ok ? '' : '  ' + r.err}`);
+  }
+}
+
 async function main() {
+  if (argv.includes('--summary')) { // firefox.sh: the table over its passes
+    const file = argv[argv.indexOf('--summary') + 1];
+    let results = [];
+    try { results = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)); } catch (e) { /* none */ }
+    printSummary(results, 'firefox suite summary (all passes)');
+    const passed = results.filter((r) => r.ok).length;
+    console.log(`e2e firefox: ${passed} passed, ${results.length - passed} failed`);
+    process.exitCode = results.length && passed === results.length ? 0 : 1;
+    return;
+  }
   const unknown = (only || []).filter((n) => !scenarios.some((sc) => sc.name === n));
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')} (known: ${scenarios.map((sc) => sc.name).join(', ')})`);
-  for (const f of readdirSync(OUT)) if (/^fail-.*\.png$/.test(f)) unlinkSync(join(OUT, f));
-  console.log(`e2e firefox: server ${BASE}, ${FIREFOX}, puppeteer-core over WebDriver BiDi`);
+  if (argv.includes('--list')) {
+    for (const sc of scenarios) if (!only || only.includes(sc.name)) console.log(sc.name + ' ' + linkOf(sc));
+    return;
+  }
+  const selected = scenarios.filter((sc) => (!only || only.includes(sc.name)) && linkOf(sc) === (link || '-'));
+  if (!link) for (const f of readdirSync(OUT)) if (/^fail-.*\.png$/.test(f)) unlinkSync(join(OUT, f));
+  console.log(`e2e firefox: server ${BASE}${link ? ' through link ' + link : ''}, ${FIREFOX}, puppeteer-core over WebDriver BiDi`);
   const results = [];
   const t0 = Date.now();
-  for (const sc of scenarios) {
-    if (only && !only.includes(sc.name)) continue;
+  for (const sc of selected) {
     const t = Date.now();
     console.log(`--- ${sc.name}`);
+    let r;
     try {
       await runScenario(sc);
-      results.push({ name: sc.name, ok: true, ms: Date.now() - t });
+      r = { name: sc.name, link: linkOf(sc), ok: true, ms: Date.now() - t };
       console.log(`ok   ${sc.name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
     } catch (e) {
-      results.push({ name: sc.name, ok: false, ms: Date.now() - t, err: e.message });
+      r = { name: sc.name, link: linkOf(sc), ok: false, ms: Date.now() - t, err: e.message };
       console.log(`FAIL ${sc.name} (${((Date.now() - t) / 1000).toFixed(1)} s): ${e.message}`);
     }
+    results.push(r);
+    if (process.env.E2E_FF_RESULTS) appendFileSync(process.env.E2E_FF_RESULTS, JSON.stringify(r) + '\n');
   }
   const passed = results.filter((r) => r.ok).length, failed = results.length - passed;
-  console.log('\nfirefox suite summary:');
-  for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name.padEnd(16)} ${(r.ms / 1000).toFixed(1).padStart(5)} s${r.ok ? '' : '  ' + r.err}`);
+  printSummary(results, 'firefox suite summary' + (link ? ' (link ' + link + ')' : ''));
   console.log(`  total ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots and server log: ${OUT}`);
   console.log(`e2e firefox: ${passed} passed, ${failed} failed`);
   process.exitCode = failed || !results.length ? 1 : 0;

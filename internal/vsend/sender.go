@@ -89,9 +89,9 @@ type Sender struct {
 	buf     []byte
 	frames  int
 	seenIn  bool
-	lastIn  int64   // pts of the last frame given (90 kHz)
-	srcIv   float64 // the source's mean frame interval (90 kHz ticks, smoothed)
-	credit  float64 // frames the rate hold lets through now (up to 1)
+	lastIn  int64     // pts of the last frame given (90 kHz)
+	srcIv   float64   // the source's mean frame interval (90 kHz ticks, smoothed)
+	credit  float64   // frames the rate hold lets through now (up to 1)
 	peak    int       // the highest link estimate of the last drainPeakAge
 	peakAt  time.Time // when it was seen
 	drain   time.Time // until then, the target is drainFactor lower (a queue to empty)
