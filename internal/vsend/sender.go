@@ -203,8 +203,11 @@ func (s *Sender) Send(img image.Image, pts int64, rtpTS uint32) error {
 		return fmt.Errorf("vsend: empty %dx%d image", w, h)
 	}
 	link := s.link()
-	target := s.drainTarget(s.videoTarget(link), link, now)
-	ew, eh, fps := s.ctl.decide(w, h, target, now)
+	// The size and rate follow the steady target: a drain is too short to be worth the key
+	// frame a size change costs (on a 1 Mbit/s link, one froze the picture for a second).
+	steady := s.videoTarget(link)
+	ew, eh, fps := s.ctl.decide(w, h, steady, now)
+	target := s.drainTarget(steady, link, now)
 	s.stats.EstimateBps, s.stats.FPS = link, fps
 	key := s.frames == 0 || s.keyReq.Load() && now.Sub(s.lastKey) >= keyGap
 	hold := s.holdRate(pts, fps)
