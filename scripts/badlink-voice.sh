@@ -68,7 +68,7 @@ for p in "${profiles[@]}"; do
   node -e '
     const [p, floor, fc, fs] = [process.argv[1], process.argv[2] === "1", +process.argv[3], +process.argv[4]];
     // Only loss5 loses packets: audio fits every rate-limited link, and the reorder window
-    // puts the jitter profile's overtaken packets back in place.
+    // puts the overtaken packets of the jitter profile back in place.
     const fn = p === "loss5" ? +process.argv[5] : +process.argv[6];
     const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
     const f = (x, d) => x.toFixed(d);
