@@ -87,6 +87,9 @@ func (s *Stream) forwarding(ctx context.Context) bool {
 // forward hands f to the cluster; it reports false (having written nothing) when no node
 // holds the session.
 func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter) bool {
+	if checkID(f.ID) != nil { // never a subject from an id that was not checked
+		return false
+	}
 	err := s.cfg.cluster.Forward(ctx, f, w)
 	if err != nil && !errors.Is(err, ErrUnknownConnection) {
 		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)

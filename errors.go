@@ -50,7 +50,7 @@ var ErrDraining = errors.New("fastrtc: draining: not taking new sessions")
 // says whose limit it was: "node" (WithConcurrencyLimit) or "cluster" (a Cluster's).
 type LimitError struct {
 	Limit int    // the limit that was reached
-	Scope string // "node" or "cluster"
+	Scope string // "node", "cluster", or "pending" / "pending_source" (WithPendingLimit)
 }
 
 // Error says which limit was reached.

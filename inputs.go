@@ -325,6 +325,10 @@ func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id (a string)")
 		return
 	}
+	if err := checkID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "webrtc_id: "+err.Error())
+		return
+	}
 	delete(body, "webrtc_id")
 	writeInputResult(w, id, s.setInput(r.Context(), id, body))
 }

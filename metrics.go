@@ -19,7 +19,7 @@ type Metrics struct {
 	// starts) by transport; Started, those that opened a session.
 	Requests, Started map[string]uint64
 	// Refusals counts refused session requests by reason: "node_limit", "cluster_limit",
-	// "draining", "exists", "closed", "invalid_id", "error".
+	// "pending_limit" (WithPendingLimit), "draining", "exists", "closed", "invalid_id", "error".
 	Refusals map[string]uint64
 	// Media handled, over ended and live sessions.
 	VideoFramesIn, VideoFramesOut uint64
@@ -104,7 +104,7 @@ func (h *hist) snapshot() Histogram {
 var transports = [...]string{"webrtc", "websocket", "telephone"}
 
 // Refusal reasons (Metrics.Refusals).
-var refusalReasons = [...]string{"node_limit", "cluster_limit", "draining", "exists", "closed", "invalid_id", "error"}
+var refusalReasons = [...]string{"node_limit", "cluster_limit", "pending_limit", "draining", "exists", "closed", "invalid_id", "error"}
 
 // streamMetrics are a Stream's counters. All fields are safe for concurrent use.
 type streamMetrics struct {
@@ -137,6 +137,8 @@ func refusalReason(err error) int {
 	switch {
 	case errors.As(err, &le) && le.Scope == "cluster":
 		r = "cluster_limit"
+	case errors.As(err, &le) && (le.Scope == "pending" || le.Scope == "pending_source"):
+		r = "pending_limit"
 	case errors.Is(err, ErrConcurrencyLimit):
 		r = "node_limit"
 	case errors.Is(err, ErrDraining):

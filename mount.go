@@ -104,6 +104,10 @@ func getSessionID(w http.ResponseWriter, r *http.Request) (string, bool) {
 		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
 		return "", false
 	}
+	if err := checkID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "webrtc_id: "+err.Error())
+		return "", false
+	}
 	return id, true
 }
 

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -259,4 +261,76 @@ func dialAudioWS(t *testing.T, srv *httptest.Server) *websocket.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// udpPorts returns the local ports of this network namespace's UDP sockets (/proc/net/udp
+// and udp6), with how many sockets hold each.
+func udpPorts(t *testing.T) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 2 {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fs[1], ":")
+			if !ok {
+				continue
+			}
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
+				out[int(p)]++
+			}
+		}
+	}
+	return out
+}
+
+// TestOneUDPPortIsOneSocket: with a UDP mux, sessions open no UDP socket of their own, and
+// nothing listens on mDNS's port 5353 (pion's default opened two sockets per session there).
+func TestOneUDPPortIsOneSocket(t *testing.T) {
+	noLoopMDNS := func(se *webrtc.SettingEngine) { // loopback only, but pion's mDNS default left alone
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	s, err := New(VideoFunc(flipHandler), Video, SendReceive, WithUDPListenAddr("127.0.0.1:0"), WithSettingEngine(noLoopMDNS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mux := http.NewServeMux()
+	s.Mount(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	before := udpPorts(t)
+	clientPorts := map[int]bool{}
+	for range 4 {
+		c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		flipRoundTrip(t, c)
+		for _, cand := range candidates(c.PeerConnection().LocalDescription().SDP) {
+			if f := strings.Fields(cand); len(f) >= 6 {
+				p, _ := strconv.Atoi(f[5])
+				clientPorts[p] = true
+			}
+		}
+	}
+	after := udpPorts(t)
+	muxPort := s.UDPAddr().(*net.UDPAddr).Port
+	if after[5353] > 0 {
+		t.Errorf("%d sockets on mDNS's port 5353 (before: %d)", after[5353], before[5353])
+	}
+	for p, n := range after {
+		if extra := n - before[p]; extra > 0 && p != muxPort && !clientPorts[p] {
+			t.Errorf("port %d: %d new sockets, neither the mux's (%d) nor the clients'", p, extra, muxPort)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ type config struct {
 	concurrency     int
 	timeLimit       time.Duration
 	connectTimeout  time.Duration
+	pendingLimit    int            // offers answered and not connected, per stream (WithPendingLimit)
+	pendingPerSrc   int            // the same per client address
+	trustedProxies  []netip.Prefix // WithTrustedProxies
+	mdns            bool           // WithMDNS
 	skipFrames      bool
 	fps             int
 	fpsSet          bool
@@ -58,7 +63,7 @@ type config struct {
 const (
 	defaultFPS            = 30
 	defaultBitrateKbps    = 1500
-	defaultConnectTimeout = 30 * time.Second
+	defaultConnectTimeout = 15 * time.Second
 	defaultMaxBody        = 1 << 20
 	defaultWSMaxMessage   = 1 << 20
 	defaultWSPingInterval = 10 * time.Second
@@ -79,6 +84,8 @@ func defaultConfig() config {
 		bitrateKbps:    defaultBitrateKbps,
 		vp8Speed:       defaultVP8Speed,
 		connectTimeout: defaultConnectTimeout,
+		pendingLimit:   64,
+		pendingPerSrc:  8,
 		maxBody:        defaultMaxBody,
 		title:          "fastrtc",
 		audio:          audioOptions{outputRate: defaultOutputRate, opusComplexity: defaultOpusComplexity, opusBitrate: defaultOpusBitrate},
@@ -126,6 +133,8 @@ func (c *config) check() error {
 		return bad("degradation %d unknown", c.degradation)
 	case c.concurrency < 0:
 		return bad("concurrency limit %d < 0", c.concurrency)
+	case c.tel.PublicURL != "" && !validPublicURL(c.tel.PublicURL):
+		return bad("telephone PublicURL %q: want http(s)://host[:port]", c.tel.PublicURL)
 	case c.timeLimit < 0:
 		return bad("time limit %v < 0", c.timeLimit)
 	case c.connectTimeout <= 0:
@@ -209,8 +218,26 @@ func WithCluster(c Cluster) Option { return func(cfg *config) { cfg.cluster = c 
 func WithTimeLimit(d time.Duration) Option { return func(c *config) { c.timeLimit = d } }
 
 // WithConnectTimeout closes a WebRTC session that has not connected within d, and a WebSocket
-// that has not sent its start message within d (default 30 s).
+// that has not sent its start message within d (default 15 s).
 func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
+
+// WithMDNS turns on multicast DNS for ICE (query only): the server then resolves a client's
+// ".local" host candidates (browsers hide their addresses behind such names on pages
+// without camera or microphone access). Off by default: it costs each session two sockets
+// on port 5353 of every interface, and connections do without it (the client's checks
+// reach the server's candidates, which learn its address from them).
+func WithMDNS(on bool) Option { return func(c *config) { c.mdns = on } }
+
+// WithPendingLimit bounds the WebRTC offers that were answered but are not connected yet:
+// at most perStream in all (default 64) and perClient from one client address (default 8;
+// behind a load balancer, the address WithTrustedProxies says). Each holds sockets and
+// goroutines until it connects or its WithConnectTimeout passes (300 offers without
+// candidates held 2,414 file descriptors and 5,711 goroutines). Over a bound, an offer gets
+// FastRTC's concurrency_limit_reached failure (meta.reason "pending" or "pending_source").
+// Zero or negative: no bound.
+func WithPendingLimit(perStream, perClient int) Option {
+	return func(c *config) { c.pendingLimit, c.pendingPerSrc = perStream, perClient }
+}
 
 // WithSkipFrames sets whether a video handler slower than its input skips frames (the
 // default, true): it is then always given the newest frame, so latency never grows. With
@@ -420,15 +447,27 @@ type TelephoneOptions struct {
 	// AuthToken turns on the validation of Twilio's X-Twilio-Signature header (off when
 	// empty) with the account's auth token: POST /telephone/incoming and the WebSocket
 	// handshake of /telephone/handler then answer 403 to requests whose signature is missing
-	// or wrong. The signature is checked against the URL Twilio called, rebuilt from the
-	// request (scheme and host from X-Forwarded-Proto, X-Forwarded-Host or Forwarded behind
-	// a proxy), with and without the default port, as Twilio's own libraries do.
+	// or wrong. The signature is checked against the URL Twilio called: PublicURL's scheme
+	// and host when set, else rebuilt from the request (scheme and host from
+	// X-Forwarded-Proto, X-Forwarded-Host or Forwarded when a proxy named by
+	// WithTrustedProxies sent it), with and without the default port, as Twilio's own
+	// libraries do.
 	AuthToken string
+	// PublicURL is the server's public base URL as Twilio calls it, as
+	// "https://voice.example.com" (scheme and host; a path is ignored): the signatures are
+	// checked against it and the TwiML's stream URL is built on it, whatever host a request
+	// claims. Set it on a public server.
+	PublicURL string
 	// DTMF is called with every keypad digit pressed on a telephone session, after the
 	// handler's DTMF method if it has one (handlers such as ReplyOnPause, whose
 	// per-connection instances are not yours, get digits this way). It runs like
 	// DTMFReceiver.DTMF.
 	DTMF func(s *Session, digit string)
+}
+
+func validPublicURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "https" || p.Scheme == "http") && validHost(p.Host)
 }
 
 // WithTelephone sets the telephone routes' options.

@@ -3,6 +3,7 @@ package fastrtc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -77,7 +78,7 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	if err == nil {
 		return s.outputsOf(ctx, sess), nil
 	}
-	if !s.forwarding(ctx) {
+	if errors.Is(err, ErrInvalidID) || !s.forwarding(ctx) {
 		return nil, err
 	}
 	out := &remoteOutputs{more: make(chan struct{}, 1), ended: make(chan struct{})}

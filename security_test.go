@@ -1,13 +1,17 @@
 package fastrtc
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -241,10 +245,12 @@ func TestCandidateLimits(t *testing.T) {
 	if d := failed(trickle("candidate:1 1 udp 2130706431 10.1.2.3 9 typ host")); !strings.Contains(d, "refused") {
 		t.Errorf("private address trickled: detail %q, want refused", d)
 	}
-	for i := 0; i < maxTrickledCandidates; i++ {
+	// The offer's own candidates count toward the bound.
+	inOffer := strings.Count(c.pc.LocalDescription().SDP, "a=candidate:")
+	for i := 0; i < maxTrickledCandidates-inOffer; i++ {
 		r := trickle(fmt.Sprintf("candidate:%d 1 udp 2130706431 127.0.0.1 %d typ host", i+2, 20000+i))
 		if r.json["status"] != "success" {
-			t.Fatalf("candidate %d: %s", i, r.body)
+			t.Fatalf("candidate %d (after %d in the offer): %s", i, inOffer, r.body)
 		}
 	}
 	if d := failed(trickle("candidate:99 1 udp 2130706431 127.0.0.1 30000 typ host")); !strings.Contains(d, "too many") {
@@ -255,9 +261,56 @@ func TestCandidateLimits(t *testing.T) {
 	}
 	sdp := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:1 1 udp 1 10.0.0.7 5000 typ host\r\n" +
 		"a=candidate:2 1 udp 1 127.0.0.1 5001 typ host\r\na=candidate:3 1 udp 1 abc.local 5002 typ host\r\na=mid:0\r\n"
-	got := s.filterOfferCandidates(sdp)
-	if strings.Contains(got, "10.0.0.7") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") || !strings.HasSuffix(got, "a=mid:0\r\n") {
-		t.Errorf("filtered offer:\n%s", got)
+	got, n := s.filterOfferCandidates(sdp)
+	if n != 2 || strings.Contains(got, "10.0.0.7") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") || !strings.HasSuffix(got, "a=mid:0\r\n") {
+		t.Errorf("filtered offer (%d kept):\n%s", n, got)
+	}
+}
+
+// TestOfferCandidatesCapped: candidates in the offer's SDP count toward the same bound as
+// trickled ones: an offer with 500 candidates keeps 64, and the session then takes no
+// trickled candidate.
+func TestOfferCandidatesCapped(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
+	var b strings.Builder
+	b.WriteString("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+	for i := range 500 {
+		fmt.Fprintf(&b, "a=candidate:%d 1 udp 1 127.0.0.1 %d typ host\r\n", i, 20000+i)
+	}
+	got, n := s.filterOfferCandidates(b.String())
+	if n != maxTrickledCandidates || strings.Count(got, "a=candidate:") != maxTrickledCandidates {
+		t.Fatalf("kept %d (%d lines), want %d", n, strings.Count(got, "a=candidate:"), maxTrickledCandidates)
+	}
+	// Through the route: a real offer with 100 extra candidates, then one trickled.
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&extra, "a=candidate:%d 1 udp 1 127.0.0.1 %d typ host\r\n", 900+i, 30000+i)
+	}
+	sdp := strings.Replace(offer.SDP, "a=mid:0\r\n", "a=mid:0\r\n"+extra.String(), 1)
+	r := postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"type": "offer", "sdp": sdp, "webrtc_id": "many-candidates"})
+	if r.json["type"] != "answer" {
+		t.Fatalf("offer with 100 candidates: %s", r.body)
+	}
+	r = postJSON(t, srv.URL+"/webrtc/offer", map[string]any{"type": "ice-candidate", "webrtc_id": "many-candidates",
+		"candidate": map[string]any{"candidate": "candidate:5 1 udp 2130706431 127.0.0.1 40000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}})
+	meta, _ := r.json["meta"].(map[string]any)
+	if d, _ := meta["detail"].(string); r.json["status"] != "failed" || !strings.Contains(d, "too many") {
+		t.Fatalf("a trickled candidate after an offer with 100: %s, want too many", r.body)
+	}
+	if sess, err := s.Session("many-candidates"); err == nil {
+		sess.Close()
 	}
 }
 
@@ -410,4 +463,158 @@ func TestVideoQueueBytes(t *testing.T) {
 		t.Fatalf("only %d bytes ever queued: the test did not fill the queue", peak)
 	}
 	t.Logf("peak queue %d KB of %d KB allowed", peak>>10, maxQueuedVideoBytes>>10)
+}
+
+// TestIDsCheckedEverywhere: an id that is not a valid connection id (too long, or with
+// bytes outside the allowed set) is refused with 400 by every route that names a session,
+// and with ErrInvalidID by every Go method that takes one: before, only the offer and
+// WebSocket start checked it, and a cluster built NATS subjects from the rest.
+func TestIDsCheckedEverywhere(t *testing.T) {
+	s, srv := newTestStream(t, AudioFunc(func(_ *Session, in AudioFrame) (AudioFrame, error) { return in, nil }),
+		Audio, SendReceive, WithInputs(Number("n", 0)))
+	for _, id := range []string{strings.Repeat("a", MaxIDLength+1), "a b", "a/b", "x\x00"} {
+		q := url.QueryEscape(id)
+		for _, route := range []string{"/stats?webrtc_id=" + q, "/outputs?webrtc_id=" + q} {
+			resp, err := http.Get(srv.URL + route)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("GET %s: %d, want 400", route[:min(len(route), 40)], resp.StatusCode)
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"webrtc_id": id, "n": 1})
+		resp, err := http.Post(srv.URL+"/input_hook", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST /input_hook id %q: %d, want 400", id[:min(len(id), 20)], resp.StatusCode)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, errOut := s.Outputs(ctx, id)
+		cancel()
+		_, errSess := s.Session(id)
+		_, _, errLatest := s.LatestOutput(id)
+		for name, err := range map[string]error{"SetInput": s.SetInput(id, map[string]any{"n": 1.0}),
+			"Outputs": errOut, "Session": errSess, "LatestOutput": errLatest, "CheckID": CheckID(id)} {
+			if !errors.Is(err, ErrInvalidID) {
+				t.Errorf("%s(%q): %v, want ErrInvalidID", name, id[:min(len(id), 20)], err)
+			}
+		}
+	}
+}
+
+// rawOffer is a recvonly video offer from a pion peer that never connects (the test closes
+// it): an answered offer that stays pending.
+func rawOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer.SDP
+}
+
+// TestPendingOffersBounded: offers answered but not connected are bounded per client address
+// and per stream (300 of them held 2,414 file descriptors for 30 s each); past a bound the
+// offer gets FastRTC's concurrency failure, and a slot comes back when a pending session
+// ends. Behind a trusted proxy the bound is per X-Forwarded-For client.
+func TestPendingOffersBounded(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive,
+		WithPendingLimit(5, 3), WithTrustedProxies(netip.MustParsePrefix("127.0.0.1/32")))
+	offer := func(id, xff string) httpReply {
+		b, _ := json.Marshal(map[string]any{"type": "offer", "sdp": rawOffer(t), "webrtc_id": id})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webrtc/offer", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r httpReply
+		r.status = resp.StatusCode
+		_ = json.NewDecoder(resp.Body).Decode(&r.json)
+		return r
+	}
+	reason := func(r httpReply) string {
+		meta, _ := r.json["meta"].(map[string]any)
+		if r.json["status"] != "failed" || meta["error"] != failConcurrency {
+			return ""
+		}
+		v, _ := meta["reason"].(string)
+		return v
+	}
+	for i := range 3 {
+		if r := offer(fmt.Sprint("a", i), "198.51.100.1"); r.json["type"] != "answer" {
+			t.Fatalf("offer %d from client A: %v", i, r.json)
+		}
+	}
+	if got := reason(offer("a3", "198.51.100.1")); got != "pending_source" {
+		t.Fatalf("a 4th pending offer from one client: reason %q, want pending_source", got)
+	}
+	for i := range 2 {
+		if r := offer(fmt.Sprint("b", i), "198.51.100.2"); r.json["type"] != "answer" {
+			t.Fatalf("offer %d from client B: %v", i, r.json)
+		}
+	}
+	if got := reason(offer("c0", "198.51.100.3")); got != "pending" {
+		t.Fatalf("a 6th pending offer: reason %q, want pending", got)
+	}
+	if n := s.Metrics().Refusals["pending_limit"]; n != 2 {
+		t.Fatalf("pending_limit refusals %d, want 2", n)
+	}
+	sess, err := s.Session("a0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sess.Close()
+	waitFor(t, 5*time.Second, func() bool { _, err := s.Session("a0"); return err != nil })
+	if r := offer("c1", "198.51.100.3"); r.json["type"] != "answer" {
+		t.Fatalf("after one pending session ended: %v", r.json)
+	}
+	for _, id := range []string{"a1", "a2", "b0", "b1", "c1"} {
+		if sess, err := s.Session(id); err == nil {
+			_ = sess.Close()
+		}
+	}
+}
+
+// TestForwardedHeadersTrustedOnly: X-Forwarded-For counts only from a trusted proxy.
+func TestForwardedHeadersTrustedOnly(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "203.0.113.9:5000"
+	r.Header.Set("X-Forwarded-For", "198.51.100.1, 10.0.0.2")
+	r.Header.Set("X-Forwarded-Host", "evil.example")
+	untrusted := &Stream{}
+	if a := untrusted.clientAddr(r); a != netip.MustParseAddr("203.0.113.9") {
+		t.Errorf("no trusted proxy: client %v, want the peer", a)
+	}
+	if _, host := untrusted.externalOrigin(r); host == "evil.example" {
+		t.Error("no trusted proxy: X-Forwarded-Host was used")
+	}
+	trusting := &Stream{cfg: config{trustedProxies: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("10.0.0.0/8")}}}
+	if a := trusting.clientAddr(r); a != netip.MustParseAddr("198.51.100.1") {
+		t.Errorf("trusted proxies: client %v, want 198.51.100.1 (the nearest untrusted hop)", a)
+	}
+	if _, host := trusting.externalOrigin(r); host != "evil.example" {
+		t.Errorf("trusted proxy: host %q, want the forwarded one", host)
+	}
+	pinned := &Stream{cfg: config{trustedProxies: trusting.cfg.trustedProxies, tel: TelephoneOptions{PublicURL: "https://voice.example.com"}}}
+	if scheme, host := pinned.externalOrigin(r); scheme != "https" || host != "voice.example.com" {
+		t.Errorf("PublicURL: %s %s, want https voice.example.com", scheme, host)
+	}
 }

@@ -591,11 +591,11 @@ func (s *Session) markConnected() {
 func (s *Session) Go(fn func()) { s.goFn(fn) }
 
 // goFn is Go.
-func (s *Session) goFn(fn func()) {
+func (s *Session) goFn(fn func()) bool {
 	s.wgMu.Lock()
 	if s.ending {
 		s.wgMu.Unlock()
-		return
+		return false
 	}
 	s.wg.Add(1)
 	s.wgMu.Unlock()
@@ -604,6 +604,7 @@ func (s *Session) goFn(fn func()) {
 		defer s.recoverPanic()
 		fn()
 	}()
+	return true
 }
 
 // recoverPanic turns a panic into the end of this session only.

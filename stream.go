@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
@@ -54,6 +55,10 @@ type Stream struct {
 	netErr      error
 
 	metrics streamMetrics // counters and histograms (Metrics)
+
+	pendingMu sync.Mutex
+	pending   int                // offers answered, not connected yet (WithPendingLimit)
+	pendingBy map[netip.Addr]int // the same by client address
 
 	closeCtx    context.Context // done when Close begins: ends connections without a session yet
 	closeCancel context.CancelFunc
@@ -161,7 +166,7 @@ func (s *Stream) setInput(ctx context.Context, id string, values map[string]any)
 	if err == nil {
 		return sess.setInputs(values)
 	}
-	if !s.forwarding(ctx) {
+	if errors.Is(err, ErrInvalidID) || !s.forwarding(ctx) {
 		return err
 	}
 	body := make(map[string]any, len(values)+1)
@@ -198,6 +203,9 @@ func (s *Stream) Sessions() []string {
 func (s *Stream) Session(id string) (*Session, error) { return s.lookup(id) }
 
 func (s *Stream) lookup(id string) (*Session, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess, ok := s.sessions[id]
@@ -233,6 +241,9 @@ func (s *Stream) reserve(sess *Session) error {
 // waitSession returns the session id, waiting up to d for it to appear (a client may ask for
 // a connection's outputs before it starts the connection).
 func (s *Stream) waitSession(ctx context.Context, id string, d time.Duration) (*Session, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	t := time.NewTimer(max(d, 0))
 	defer t.Stop()
 	for {
@@ -426,6 +437,11 @@ func (s *Stream) codecOpened(close func() error) func() {
 
 // MaxIDLength is the longest connection id a Stream accepts.
 const MaxIDLength = 128
+
+// CheckID reports whether id is a valid connection id (see ErrInvalidID): 1 to
+// MaxIDLength bytes of ASCII letters, digits and -_.:~+=@. Every route and every method
+// that takes an id checks it before anything else (a cluster builds NATS subjects from ids).
+func CheckID(id string) error { return checkID(id) }
 
 // checkID validates a connection id a client chose (see ErrInvalidID).
 func checkID(id string) error {

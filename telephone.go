@@ -28,10 +28,11 @@ import (
 //
 // POST (or GET) /telephone/incoming is the Twilio voice webhook: it answers with TwiML that
 // says a short greeting and connects the call to /telephone/handler. The Stream URL is built
-// from the request: the host with its port (X-Forwarded-Host or the Forwarded header behind
-// a proxy), wss or ws after the scheme (X-Forwarded-Proto or Forwarded proto, else whether
-// the request came over TLS), and the path the webhook was called under (so the mount
-// prefix is kept). Twilio only connects to wss URLs: serve over HTTPS or behind a TLS proxy.
+// from TelephoneOptions.PublicURL when set, else from the request: the host with its port
+// (X-Forwarded-Host or the Forwarded header from a proxy named by WithTrustedProxies), wss
+// or ws after the scheme (X-Forwarded-Proto or Forwarded proto from such a proxy, else
+// whether the request came over TLS), and the path the webhook was called under (so the
+// mount prefix is kept). Twilio only connects to wss URLs: serve over HTTPS or behind a TLS proxy.
 //
 // GET /telephone/handler speaks Twilio Media Streams. The session's id is the stream's
 // streamSid. Twilio's audio (8 kHz mu-law) is resampled to the handler's input rate, and the
@@ -196,7 +197,7 @@ func (s *Stream) serveTelephoneIncoming(w http.ResponseWriter, r *http.Request) 
 		writeError(w, http.StatusForbidden, "invalid or missing X-Twilio-Signature")
 		return
 	}
-	scheme, host := externalOrigin(r)
+	scheme, host := s.externalOrigin(r)
 	if host == "" {
 		writeError(w, http.StatusBadRequest, "no Host in the request")
 		return
@@ -237,54 +238,6 @@ func (s *Stream) serveTelephoneIncoming(w http.ResponseWriter, r *http.Request) 
 
 func xmlEscape(b *strings.Builder, s string) {
 	_ = xml.EscapeText(b, []byte(s))
-}
-
-// externalOrigin returns the scheme ("http" or "https") and host (with its port) the client
-// used, as a proxy in front reports them (X-Forwarded-Proto and X-Forwarded-Host first, then
-// the Forwarded header), else as the request shows them.
-func externalOrigin(r *http.Request) (scheme, host string) {
-	scheme, host = "http", r.Host
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if fwd := r.Header.Get("Forwarded"); fwd != "" {
-		first, _, _ := strings.Cut(fwd, ",")
-		for _, pair := range strings.Split(first, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-			if !ok {
-				continue
-			}
-			v = strings.Trim(strings.TrimSpace(v), `"`)
-			switch strings.ToLower(k) {
-			case "proto":
-				scheme = v
-			case "host":
-				host = v
-			}
-		}
-	}
-	if v := firstHeaderValue(r, "X-Forwarded-Proto"); v != "" {
-		scheme = v
-	}
-	if v := firstHeaderValue(r, "X-Forwarded-Host"); v != "" {
-		host = v
-	}
-	// The host goes into a URL that Twilio connects to: only a DNS name or an IP literal,
-	// with an optional numeric port. Anything else (a path, a query, user info smuggled in a
-	// forwarded header) falls back to the request's own Host.
-	if !validHost(host) {
-		host = r.Host
-		if !validHost(host) {
-			host = ""
-		}
-	}
-	switch strings.ToLower(scheme) {
-	case "https", "wss":
-		scheme = "https"
-	default:
-		scheme = "http"
-	}
-	return scheme, host
 }
 
 // validHost reports whether h is host[:port] with a DNS name, an IPv4 address or a bracketed
@@ -352,7 +305,7 @@ func (s *Stream) twilioSignatureValid(r *http.Request, params url.Values, websoc
 	if sig == "" {
 		return false
 	}
-	scheme, host := externalOrigin(r)
+	scheme, host := s.externalOrigin(r)
 	uri := r.RequestURI
 	if uri == "" || !strings.HasPrefix(uri, "/") {
 		uri = r.URL.RequestURI()

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -76,8 +77,10 @@ func incoming(t *testing.T, method, u string, hdr http.Header, host string, form
 // TestTelephoneIncomingTwiML: the Stream URL is built from the request: host and port,
 // proxy headers, scheme, mount prefix; From and To become stream parameters.
 func TestTelephoneIncomingTwiML(t *testing.T) {
-	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
-	_, psrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPathPrefix("/agent"))
+	loopProxy := WithTrustedProxies(netip.MustParsePrefix("127.0.0.0/8"))
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, loopProxy)
+	_, psrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPathPrefix("/agent"), loopProxy)
+	_, usrv := newTestStream(t, echoFactory(), Audio, SendReceive) // no trusted proxy
 	hostport := strings.TrimPrefix(srv.URL, "http://")
 	cases := []struct {
 		name   string
@@ -99,6 +102,8 @@ func TestTelephoneIncomingTwiML(t *testing.T) {
 			"wss://phone.example.org:8443/telephone/handler"},
 		{"prefix", psrv.URL, "/agent", "POST", "", http.Header{"X-Forwarded-Proto": {"https"}},
 			"wss://" + strings.TrimPrefix(psrv.URL, "http://") + "/agent/telephone/handler"},
+		{"untrusted X-Forwarded", usrv.URL, "", "POST", "", http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"abc.ngrok.app"}},
+			"ws://" + strings.TrimPrefix(usrv.URL, "http://") + "/telephone/handler"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +163,8 @@ func TestTwilioSignatureVectors(t *testing.T) {
 // valid X-Twilio-Signature, checked against the URL Twilio called.
 func TestTelephoneSignature(t *testing.T) {
 	const token = "tok3n"
-	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token}))
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token}),
+		WithTrustedProxies(netip.MustParsePrefix("127.0.0.1/32")))
 	hostport := strings.TrimPrefix(srv.URL, "http://")
 	host, _, _ := strings.Cut(hostport, ":")
 	form := url.Values{"CallSid": {"CA1"}, "From": {"+15550001"}, "To": {"+15550002"}}
@@ -190,6 +196,21 @@ func TestTelephoneSignature(t *testing.T) {
 				t.Errorf("HTTP %d %s, want %d", status, body, tc.want)
 			}
 		})
+	}
+	// Without a trusted proxy, a signature for another host (another application of the
+	// same Twilio account) is refused whatever the forwarded headers claim; with PublicURL
+	// the signature is checked against it.
+	_, usrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token}))
+	if status, _, _ := incoming(t, "POST", usrv.URL+"/telephone/incoming", sign("https://abc.ngrok.app/telephone/incoming", form, proxy), "", form); status != http.StatusForbidden {
+		t.Errorf("a signature for a forwarded host from an untrusted peer: HTTP %d, want 403", status)
+	}
+	_, psrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token, PublicURL: "https://abc.ngrok.app"}))
+	if status, body, tw := incoming(t, "POST", psrv.URL+"/telephone/incoming", sign("https://abc.ngrok.app/telephone/incoming", form, nil), "", form); status != http.StatusOK ||
+		tw.Stream.URL != "wss://abc.ngrok.app/telephone/handler" {
+		t.Errorf("PublicURL: HTTP %d %s, stream %q", status, body, tw.Stream.URL)
+	}
+	if status, _, _ := incoming(t, "POST", psrv.URL+"/telephone/incoming", sign("http://"+strings.TrimPrefix(psrv.URL, "http://")+"/telephone/incoming", form, nil), "", form); status != http.StatusForbidden {
+		t.Errorf("PublicURL set, a signature for the request's own host: HTTP %d, want 403", status)
 	}
 	t.Run("websocket handshake", func(t *testing.T) {
 		_, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/telephone/handler"), nil)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
@@ -82,6 +83,18 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRequest) {
+	// A forwarded offer (another node's) counts against that node's client bound only.
+	var src netip.Addr
+	if r.Context().Value(forwardedKey{}) == nil {
+		src = s.clientAddr(r)
+	}
+	release, err := s.takePending(src)
+	if err != nil {
+		s.metrics.refusals[refusalReason(err)].Add(1)
+		_, meta := s.refusal(err)
+		writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
+		return
+	}
 	var st *rtcTransport
 	sess, err := s.openSession(r.Context(), req.WebRTCID, nil, func(sess *Session) transport {
 		st = &rtcTransport{sess: sess}
@@ -96,12 +109,14 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 				return
 			}
 		}
+		release()
 		if code, meta := s.refusal(err); code != "" {
 			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
 		} else if errors.Is(err, ErrStreamClosed) {
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 		} else {
-			writeError(w, http.StatusInternalServerError, err.Error())
+			s.log.Error("offer: opening the session", "session", req.WebRTCID, "err", err)
+			writeError(w, http.StatusInternalServerError, "internal error: the server could not open the session")
 		}
 		return
 	}
@@ -109,19 +124,71 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	defer cancel()
 	answer, err := s.startWebRTC(ctx, sess, st, req.SDP)
 	if err != nil {
+		release()
 		sess.abort(err) // the HTTP response tells the client, now
 		<-sess.done
-		status := http.StatusBadRequest
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			status = http.StatusGatewayTimeout
+		switch {
+		case errors.Is(err, errBadOffer):
+			writeError(w, http.StatusBadRequest, err.Error())
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			writeError(w, http.StatusGatewayTimeout, "the server could not answer in time")
+		default: // the server's own trouble (sockets, file descriptors): details in the log only
+			s.log.Error("offer: answering", "session", req.WebRTCID, "err", err)
+			writeError(w, http.StatusInternalServerError, "internal error: the server could not answer the offer")
 		}
-		writeError(w, status, err.Error())
 		return
+	}
+	// The pending slot is held until the session connects or ends.
+	if !sess.goFn(func() {
+		defer release()
+		select {
+		case <-sess.connected:
+		case <-sess.ctx.Done():
+		}
+	}) {
+		release()
 	}
 	if id := s.nodeID(); id != "" {
 		w.Header().Set(NodeHeader, id)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
+}
+
+// errBadOffer marks the errors of an offer the client got wrong (its text goes back to it);
+// the others are the server's own and are logged, not sent.
+var errBadOffer = errors.New("fastrtc: invalid SDP offer")
+
+// takePending takes a slot of WithPendingLimit for an offer from client address src (the zero
+// Addr: no per-client bound) and returns the function that gives it back, once.
+func (s *Stream) takePending(src netip.Addr) (release func(), err error) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if n := s.cfg.pendingLimit; n > 0 && s.pending >= n {
+		return nil, &LimitError{Limit: n, Scope: "pending"}
+	}
+	if n := s.cfg.pendingPerSrc; n > 0 && src.IsValid() && s.pendingBy[src] >= n {
+		return nil, &LimitError{Limit: n, Scope: "pending_source"}
+	}
+	s.pending++
+	if src.IsValid() {
+		if s.pendingBy == nil {
+			s.pendingBy = make(map[netip.Addr]int)
+		}
+		s.pendingBy[src]++
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.pendingMu.Lock()
+			defer s.pendingMu.Unlock()
+			s.pending--
+			if src.IsValid() {
+				if s.pendingBy[src]--; s.pendingBy[src] <= 0 {
+					delete(s.pendingBy, src)
+				}
+			}
+		})
+	}, nil
 }
 
 // maxDataChannelBuffer bounds what a session queues on its data channel for a client that
@@ -294,10 +361,12 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 			sess.end(nil, "")
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.filterOfferCandidates(offerSDP)}); err != nil {
-		return nil, fmt.Errorf("fastrtc: invalid SDP offer: %w", err)
+	offerSDP, inOffer := s.filterOfferCandidates(offerSDP)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadOffer, err)
 	}
 	st.mu.Lock()
+	st.candidates += inOffer
 	st.noDC = !strings.Contains("\n"+offerSDP, "\nm=application")
 	if st.noDC {
 		st.queued = nil
@@ -405,8 +474,8 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 }
 
-// maxTrickledCandidates bounds the candidates a client may trickle to one session: each makes
-// the server send connectivity checks to the address it names.
+// maxTrickledCandidates bounds the candidates a client may give one session, in its offer and
+// trickled together: each makes the server send connectivity checks to the address it names.
 const maxTrickledCandidates = 64
 
 // refuseCandidate returns why a client's candidate is refused ("" to take it): an address
@@ -435,20 +504,31 @@ func (s *Stream) refuseCandidate(cand string) string {
 }
 
 // filterOfferCandidates removes the offer's candidate lines whose address the operator's
-// filter refuses.
-func (s *Stream) filterOfferCandidates(sdp string) string {
-	if s.cfg.candidateFilter == nil || !strings.Contains(sdp, "a=candidate:") {
-		return sdp
+// filter refuses, and those beyond maxTrickledCandidates: the offer's candidates count
+// toward the same bound as trickled ones (a 31 KB offer with 500 candidates made the server
+// send 8,000 connectivity checks to addresses of the sender's choice). It returns the SDP
+// and the number of candidates kept.
+func (s *Stream) filterOfferCandidates(sdp string) (string, int) {
+	if !strings.Contains(sdp, "a=candidate:") {
+		return sdp, 0
 	}
 	lines := strings.SplitAfter(sdp, "\n")
 	out := lines[:0]
+	kept, dropped := 0, 0
 	for _, l := range lines {
-		if strings.HasPrefix(l, "a=candidate:") && s.refuseCandidate(strings.TrimRight(l, "\r\n")) != "" {
-			continue
+		if strings.HasPrefix(l, "a=candidate:") {
+			if kept >= maxTrickledCandidates || s.refuseCandidate(strings.TrimRight(l, "\r\n")) != "" {
+				dropped++
+				continue
+			}
+			kept++
 		}
 		out = append(out, l)
 	}
-	return strings.Join(out, "")
+	if dropped > 0 {
+		s.log.Info("offer candidates dropped", "kept", kept, "dropped", dropped)
+	}
+	return strings.Join(out, ""), kept
 }
 
 // setupMedia adds the server's tracks and media goroutines for the stream's modality and
@@ -523,6 +603,13 @@ func (s *Stream) newAPI() (*webrtc.API, error) {
 	// A client that vanishes without closing is noticed after ~4 s without traffic and its
 	// session ends ~6 s later (pion's defaults: 5 s + 25 s).
 	se.SetICETimeouts(4*time.Second, 6*time.Second, 2*time.Second)
+	// No multicast DNS unless asked for (WithMDNS): pion's default opens two sockets per
+	// session on port 5353 of every interface, to resolve .local candidates that a server
+	// does not need (the browser's checks reach the server's own candidates and are learnt
+	// as peer-reflexive).
+	if !s.cfg.mdns {
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	}
 	if err := s.listen(&se); err != nil {
 		return nil, err
 	}

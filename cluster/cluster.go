@@ -127,6 +127,22 @@ type NodeInfo struct {
 // offer that reaches a closed node gets FastRTC's draining refusal (or goes to another node).
 var ErrClosed = fmt.Errorf("cluster: node closed: %w", fastrtc.ErrDraining)
 
+// ErrNATSClosed is returned by Healthy, Admit and Forward once the node's NATS connection is
+// closed for good (nats.go closes it on a protocol error, or after its reconnect attempts).
+// It wraps fastrtc.ErrDraining: offers get FastRTC's draining refusal.
+var ErrNATSClosed = fmt.Errorf("cluster: the NATS connection is closed: %w", fastrtc.ErrDraining)
+
+// Healthy returns nil while the node's NATS connection is usable (connected, or trying to
+// reconnect), and ErrNATSClosed once it is closed for good: the node then takes no session
+// and forwards nothing. A load balancer's health check should take such a node out (the
+// examples' /healthz answers 503).
+func (n *Node) Healthy() error {
+	if n.nc.IsClosed() {
+		return ErrNATSClosed
+	}
+	return nil
+}
+
 // Connect dials NATS at url and joins the cluster; Close closes the connection.
 func Connect(ctx context.Context, url string, opts Options) (*Node, error) {
 	nc, err := nats.Connect(url, nats.Name("fastrtc "+opts.Name), nats.MaxReconnects(-1))
@@ -344,6 +360,12 @@ func (n *Node) Admit(ctx context.Context, id string) (leave func(), err error) {
 	n.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
+	}
+	if err := fastrtc.CheckID(id); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if err := n.Healthy(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.RequestTimeout)
 	defer cancel()
@@ -1030,6 +1052,14 @@ func (w *replyWriter) keepalive(ctx context.Context) (stop func()) {
 // node holds f.ID it retries until f.Wait has passed, then returns an error wrapping
 // fastrtc.ErrUnknownConnection, having written nothing.
 func (n *Node) Forward(ctx context.Context, f fastrtc.Forwarded, w http.ResponseWriter) error {
+	// A subject over the server's control-line limit (4 KiB) gets -ERR, and nats.go then
+	// closes the connection for good: no id that was not checked makes a subject.
+	if err := fastrtc.CheckID(f.ID); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := n.Healthy(); err != nil {
+		return err
+	}
 	body, err := json.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -695,5 +696,58 @@ func TestHandOver(t *testing.T) {
 	}
 	if a, b := nodes[0].stream.Sessions(), nodes[1].stream.Sessions(); len(a) != 1 || len(b) != 1 || b[0] != "h1" {
 		t.Errorf("sessions: A %v, B %v; want h0 on A, h1 on B", a, b)
+	}
+}
+
+// TestLongIDKeepsNodeConnected: ids longer than fastrtc.MaxIDLength (a ~3,100-byte one made
+// a subject over NATS's control-line limit, and nats.go closed the node's connection for
+// good) are refused with 400 on every route and by every Go entry point, the node stays
+// connected and forwards; a node whose connection is closed reports it and takes no session.
+func TestLongIDKeepsNodeConnected(t *testing.T) {
+	url := startNATS(t)
+	nodes := newCluster(t, url, 2, cluster.Options{Name: "longid"}, fastrtc.AudioFunc(echo),
+		fastrtc.WithInputs(fastrtc.Number("n", 0)))
+	long := strings.Repeat("a", 3100)
+	base := nodes[0].srv.URL
+	if code := postInput(t, base, long, 1); code != http.StatusBadRequest {
+		t.Fatalf("/input_hook with a 3100-byte id: %d, want 400", code)
+	}
+	for _, route := range []string{"/stats", "/outputs"} {
+		resp, err := http.Get(base + route + "?webrtc_id=" + long)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s with a 3100-byte id: %d, want 400", route, resp.StatusCode)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nodes[0].stream.SetInputContext(ctx, long, map[string]any{"n": 1.0}); !errors.Is(err, fastrtc.ErrInvalidID) {
+		t.Fatalf("SetInput: %v, want ErrInvalidID", err)
+	}
+	if _, err := nodes[0].stream.Outputs(ctx, long); !errors.Is(err, fastrtc.ErrInvalidID) {
+		t.Fatalf("Outputs: %v, want ErrInvalidID", err)
+	}
+	if _, err := nodes[0].node.Admit(ctx, long); !errors.Is(err, fastrtc.ErrInvalidID) {
+		t.Fatalf("Admit: %v, want ErrInvalidID", err)
+	}
+	if !nodes[0].nc.IsConnected() || nodes[0].node.Healthy() != nil {
+		t.Fatal("node A lost its NATS connection")
+	}
+	// Forwarding still works: a session on B gets an input posted to A.
+	c := dial(t, ctx, nodes[1].srv.URL, "longid-b")
+	defer c.Close()
+	if code := postInput(t, base, "longid-b", 2); code != http.StatusOK {
+		t.Fatalf("forwarded input after the long ids: %d, want 200", code)
+	}
+	// A node whose connection closed says so, and takes no session.
+	nodes[0].nc.Close()
+	if err := nodes[0].node.Healthy(); !errors.Is(err, cluster.ErrNATSClosed) {
+		t.Fatalf("Healthy after the connection closed: %v", err)
+	}
+	if _, err := nodes[0].node.Admit(ctx, "after-close"); !errors.Is(err, fastrtc.ErrDraining) {
+		t.Fatalf("Admit after the connection closed: %v, want a draining refusal", err)
 	}
 }

@@ -8,9 +8,11 @@
 // To call it, expose the server over HTTPS (Twilio only connects to wss:// streams), e.g.
 // with `ngrok http 8000`, and in the Twilio console set your number's "A call comes in"
 // webhook to https://<public host>/telephone/incoming (HTTP POST). The TwiML it answers
-// points Twilio at wss://<public host>/telephone/handler; the host is taken from the
-// request, or from X-Forwarded-Host / X-Forwarded-Proto set by the proxy. With -twilio-token
-// (or TWILIO_AUTH_TOKEN) set, requests without a valid X-Twilio-Signature are refused.
+// points Twilio at wss://<public host>/telephone/handler; the host is -public-url's, or
+// taken from the request (X-Forwarded-Host / X-Forwarded-Proto only from a proxy named by
+// -trusted-proxy, e.g. -trusted-proxy 127.0.0.1 for ngrok on this host). With -twilio-token
+// (or TWILIO_AUTH_TOKEN) set, requests without a valid X-Twilio-Signature are refused: set
+// -public-url too, so that signatures are checked against your public URL only.
 package main
 
 import (
@@ -31,6 +33,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	token := flag.String("twilio-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: validate X-Twilio-Signature (default $TWILIO_AUTH_TOKEN; empty: no validation)")
+	publicURL := flag.String("public-url", "", "the server's public base URL as Twilio calls it, e.g. https://abc.ngrok.app")
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "phone")
 	flag.Parse()
@@ -65,6 +68,7 @@ func main() {
 		fastrtc.WithTimeLimit(10 * time.Minute),
 		fastrtc.WithTelephone(fastrtc.TelephoneOptions{
 			AuthToken: *token, // empty: no signature validation
+			PublicURL: *publicURL,
 			DTMF: func(s *fastrtc.Session, digit string) {
 				log.Info("dtmf", "session", s.ID(), "digit", digit)
 				if digit == "#" {

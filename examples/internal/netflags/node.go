@@ -65,6 +65,12 @@ func (n *Node) Serve(addr, name string, s *fastrtc.Stream, h http.Handler, log *
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
+		if n.node != nil {
+			if err := n.node.Healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/", h)
