@@ -251,8 +251,8 @@ type audioIn struct {
 	conv    []int16
 	out     []int16
 
-	start        time.Time     // first input
-	received     time.Duration // audio taken since start
+	clock        time.Time     // where the audio taken so far ends, in real time (never behind now)
+	unpaced      bool          // no bound (benchmarks feeding audio faster than real time)
 	droppedAhead time.Duration // audio dropped for running ahead of real time
 	warned       time.Time     // last warning about it
 }
@@ -264,15 +264,17 @@ const maxInputAhead = 2 * time.Second
 // receive delivers pcm (interleaved, at rate with channels) to the handler. Input that runs
 // ahead of real time by more than maxInputAhead (a client pushing minutes of audio at once,
 // which would make a voice agent reply, and pay for model calls, faster than anyone speaks)
-// is dropped, and the client is warned (at most every 5 s).
+// is dropped, and the client is warned (at most every 5 s). The bound is a sliding window:
+// time without audio is not banked (one frame, 20 s idle, then 20 s of audio in 4 ms was
+// all taken when the bound counted from the first frame).
 func (a *audioIn) receive(pcm []int16, rate, channels int) error {
-	if channels > 0 && rate > 0 {
+	if channels > 0 && rate > 0 && !a.unpaced {
 		now := time.Now()
-		if a.start.IsZero() {
-			a.start = now
+		if a.clock.Before(now) {
+			a.clock = now
 		}
 		d := time.Duration(len(pcm)/channels) * time.Second / time.Duration(rate)
-		if a.received+d > now.Sub(a.start)+maxInputAhead {
+		if a.clock.Add(d).After(now.Add(maxInputAhead)) {
 			a.droppedAhead += d
 			if now.Sub(a.warned) >= 5*time.Second {
 				a.warned = now
@@ -281,7 +283,7 @@ func (a *audioIn) receive(pcm []int16, rate, channels int) error {
 			}
 			return nil
 		}
-		a.received += d
+		a.clock = a.clock.Add(d)
 		a.sess.counters.audioIn.Add(int64(d))
 	}
 	src := convertChannels(&a.conv, pcm, channels, a.ch)

@@ -618,3 +618,28 @@ func TestForwardedHeadersTrustedOnly(t *testing.T) {
 		t.Errorf("PublicURL: %s %s, want https voice.example.com", scheme, host)
 	}
 }
+
+// TestInputAheadNoBankedIdle: idle time is not banked as credit: one frame, a pause, then a
+// burst is still held to maxInputAhead (the bound counted from the first frame once let a
+// client idle 20 s and then push 20 s of audio in 4 ms).
+func TestInputAheadNoBankedIdle(t *testing.T) {
+	var got atomic.Int64
+	f := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
+		got.Add(int64(len(in.Samples)))
+		return AudioFrame{}, nil
+	})
+	_, srv := newTestStream(t, f, Audio, Send)
+	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
+	c.send(map[string]any{"event": "start", "websocket_id": "idle-burst", "format": map[string]any{"encoding": "pcm_s16le", "sample_rate": 16000}})
+	c.pingPong()
+	c.send(map[string]any{"event": "media", "media": map[string]any{"payload": base64.StdEncoding.EncodeToString(make([]byte, 640))}})
+	c.pingPong()
+	time.Sleep(3 * time.Second) // idle: this is what must not turn into credit
+	got.Store(0)
+	c.send(map[string]any{"event": "media", "media": map[string]any{"payload": base64.StdEncoding.EncodeToString(make([]byte, 2*16000*6))}})
+	c.waitType("warning", 5*time.Second)
+	c.pingPong()
+	if sec := float64(got.Load()) / 48000; sec > maxInputAhead.Seconds()+0.3 {
+		t.Errorf("after 3 s idle, a 6 s burst gave the handler %.1f s; at most %.1f s may run ahead", sec, maxInputAhead.Seconds())
+	}
+}
