@@ -1,16 +1,12 @@
 package client
 
 import (
-	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
-	"github.com/fastrtc-go/fastrtc/internal/vsend"
-
-	"github.com/fastrtc-go/fastrtc/internal/pcm"
-
 	"context"
 	"errors"
 	"fmt"
 	"image"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -19,9 +15,12 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc/internal/opus"
+	"github.com/fastrtc-go/fastrtc/internal/pcm"
 	"github.com/fastrtc-go/fastrtc/internal/resample"
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
 	"github.com/fastrtc-go/fastrtc/internal/vp8rtp"
 	"github.com/fastrtc-go/fastrtc/internal/vpx"
+	"github.com/fastrtc-go/fastrtc/internal/vsend"
 	"github.com/fastrtc-go/fastrtc/internal/yuv"
 	"github.com/fastrtc-go/fastrtc/media"
 )
@@ -84,8 +83,10 @@ type audioRecv struct {
 	pcm       []int16
 	buf       []byte
 	pkt       rtp.Packet
-	expected  uint16
-	started   bool
+	ro        rtcmedia.Reorder // puts overtaken packets back in place (as the server does)
+	jitter    float64          // RFC 3550 interarrival jitter, seconds
+	lastAt    time.Time
+	lastTS    uint32
 	frameSize int
 	closed    bool
 	rawBuf    []byte
@@ -471,9 +472,11 @@ func (c *Conn) WriteAudioRTP(p *rtp.Packet) error {
 }
 
 // ReadAudio returns the server's next audio packet decoded to 48 kHz PCM (mono, or stereo
-// with Options.Stereo; usually 20 ms). Lost packets are concealed (from the next packet's
-// in-band FEC, else Opus PLC; at most 200 ms) and returned with the packet that follows
-// them. The Samples are reused: valid until the next ReadAudio or Close.
+// with Options.Stereo; usually 20 ms). Packets pass through a reorder window (twice the
+// measured jitter, 20..100 ms), so that one overtaken on the network is decoded in its
+// place; lost packets are concealed (from the next packet's in-band FEC, else Opus PLC; at
+// most 200 ms) and returned with the packet that follows them. The Samples are reused: valid
+// until the next ReadAudio or Close.
 func (c *Conn) ReadAudio(ctx context.Context) (media.AudioFrame, error) {
 	tr, err := c.waitTrack(ctx, webrtc.RTPCodecTypeAudio)
 	if err != nil {
@@ -495,49 +498,69 @@ func (c *Conn) ReadAudio(ctx context.Context) (media.AudioFrame, error) {
 		ar.frameSize = 960
 	}
 	for {
-		n, err := c.readRTP(ctx, tr, ar.buf)
+		if payload, missing, ok := ar.ro.Next(time.Now()); ok {
+			if f, ok := c.decodeAudio(payload, missing, ch); ok {
+				return f, nil
+			}
+			continue
+		}
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if d := ar.ro.Deadline(); !d.IsZero() {
+			rctx, cancel = context.WithDeadline(ctx, d)
+		}
+		n, err := c.readRTP(rctx, tr, ar.buf)
+		cancel()
 		if err != nil {
+			if ctx.Err() == nil && rctx.Err() != nil && !c.isClosed() {
+				continue // the wait for a missing packet is over: Next gives it up
+			}
 			return media.AudioFrame{}, err
 		}
 		if ar.pkt.Unmarshal(ar.buf[:n]) != nil || len(ar.pkt.Payload) == 0 {
 			continue
 		}
-		got := 0 // samples per channel in ar.pcm
-		if ar.started {
-			gap := ar.pkt.SequenceNumber - ar.expected
-			if gap >= 0x8000 {
-				continue // late or duplicate: already concealed
-			}
-			if gap > 0 && gap < 50 {
-				for i := uint16(0); i+1 < gap && i < 10 && (got+ar.frameSize+5760)*ch <= len(ar.pcm); i++ {
-					if k, err := ar.dec.Conceal(ar.pcm[got*ch:], ar.frameSize); err == nil {
-						got += k
-					}
-				}
-				if (got+ar.frameSize+5760)*ch <= len(ar.pcm) { // room for FEC and the packet
-					if k, err := ar.dec.DecodeFEC(ar.pkt.Payload, ar.pcm[got*ch:], ar.frameSize); err == nil {
-						got += k
-					}
-				}
-			}
+		now := time.Now()
+		if !ar.lastAt.IsZero() {
+			d := now.Sub(ar.lastAt).Seconds() - float64(int32(ar.pkt.Timestamp-ar.lastTS))/48000
+			ar.jitter += (math.Abs(d) - ar.jitter) / 16
 		}
-		ar.started = true
-		ar.expected = ar.pkt.SequenceNumber + 1
-		k, err := ar.dec.Decode(ar.pkt.Payload, ar.pcm[got*ch:])
-		if err != nil {
-			c.log.Debug("Opus decode", "err", err)
-			k, err = ar.dec.Conceal(ar.pcm[got*ch:], ar.frameSize)
-		} else {
-			ar.frameSize = k
-		}
-		if err == nil {
-			got += k
-		}
-		if got == 0 {
-			continue
-		}
-		return media.AudioFrame{SampleRate: 48000, Channels: ch, Samples: ar.pcm[:got*ch]}, nil
+		ar.lastAt, ar.lastTS = now, ar.pkt.Timestamp
+		ar.ro.Window = rtcmedia.ReorderWindow(time.Duration(ar.jitter * float64(time.Second)))
+		ar.ro.Push(ar.pkt.SequenceNumber, ar.pkt.Payload, now)
 	}
+}
+
+// decodeAudio decodes payload after concealing the missing packets before it; ok is false
+// when it gave no audio.
+func (c *Conn) decodeAudio(payload []byte, missing, ch int) (media.AudioFrame, bool) {
+	ar := &c.ar
+	got := 0 // samples per channel in ar.pcm
+	if missing > 0 && missing < 50 {
+		for i := 0; i+1 < missing && i < 10 && (got+ar.frameSize+5760)*ch <= len(ar.pcm); i++ {
+			if k, err := ar.dec.Conceal(ar.pcm[got*ch:], ar.frameSize); err == nil {
+				got += k
+			}
+		}
+		if (got+ar.frameSize+5760)*ch <= len(ar.pcm) { // room for FEC and the packet
+			if k, err := ar.dec.DecodeFEC(payload, ar.pcm[got*ch:], ar.frameSize); err == nil {
+				got += k
+			}
+		}
+	}
+	k, err := ar.dec.Decode(payload, ar.pcm[got*ch:])
+	if err != nil {
+		c.log.Debug("Opus decode", "err", err)
+		k, err = ar.dec.Conceal(ar.pcm[got*ch:], ar.frameSize)
+	} else {
+		ar.frameSize = k
+	}
+	if err == nil {
+		got += k
+	}
+	if got == 0 {
+		return media.AudioFrame{}, false
+	}
+	return media.AudioFrame{SampleRate: 48000, Channels: ch, Samples: ar.pcm[:got*ch]}, true
 }
 
 // ReadAudioRTP returns the next raw RTP packet of the server's audio, valid until the next
