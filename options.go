@@ -424,9 +424,11 @@ type WebSocketOptions struct {
 	// free their slot.
 	PingInterval time.Duration
 	// CheckOrigin accepts or refuses a handshake of GET /websocket/offer by its request (for
-	// example by its Origin header). nil accepts every origin, as FastRTC does; set it when
-	// browsers of other sites must not connect. The telephone route is not affected (Twilio
-	// sends no Origin; see TelephoneOptions.AuthToken).
+	// example by its Origin header). nil accepts handshakes without an Origin (programs),
+	// from the server's own origin, and from the origins WithCORS allows: as the POST routes,
+	// pages of other sites cannot connect (FastRTC accepts every origin; return true for
+	// that). The telephone route is not affected (Twilio sends no Origin; see
+	// TelephoneOptions.AuthToken).
 	CheckOrigin func(r *http.Request) bool
 }
 

@@ -168,6 +168,10 @@ func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
 	// Twilio never sends Origin, browsers always do: a handshake with an Origin comes from a
 	// web page, which may use this route only if WebSocketOptions.CheckOrigin accepts it
 	// (otherwise any page could stream audio to the handler and take a slot).
+	release, ok := s.pendingHandshake(w, r)
+	if !ok {
+		return
+	}
 	conn, err := s.upgrader(func(r *http.Request) bool {
 		if r.Header.Get("Origin") == "" {
 			return true
@@ -175,10 +179,11 @@ func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
 		return s.cfg.ws.CheckOrigin != nil && s.cfg.ws.CheckOrigin(r)
 	}).Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		s.log.Debug("telephone upgrade", "err", err)
 		return
 	}
-	s.serveWS(conn, twilioDialect())
+	s.serveWS(conn, twilioDialect(), release)
 }
 
 // serveTelephoneIncoming is POST /telephone/incoming: the Twilio voice webhook.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/mulaw"
 )
@@ -157,12 +158,34 @@ func (s *Stream) audioRoutes() []route {
 
 // serveWebSocket is GET /websocket/offer: FastRTC's WebSocket audio protocol.
 func (s *Stream) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	release, ok := s.pendingHandshake(w, r)
+	if !ok {
+		return
+	}
 	conn, err := s.upgrader(s.cfg.ws.CheckOrigin).Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		s.log.Debug("websocket upgrade", "err", err) // the upgrader wrote the HTTP error
 		return
 	}
-	s.serveWS(conn, fastrtcDialect())
+	s.serveWS(conn, fastrtcDialect(), release)
+}
+
+// wsStartTimeout bounds the time from a WebSocket handshake to its start message.
+const wsStartTimeout = 10 * time.Second
+
+// pendingHandshake takes a slot of WithPendingLimit for a WebSocket connection until it
+// starts a session (connections that never start were unbounded: 200 of them held 520 MB).
+// When none is free it answers 503 and returns false.
+func (s *Stream) pendingHandshake(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	release, err := s.takePending(s.clientAddr(r))
+	if err != nil {
+		s.metrics.refusals[refusalReason(err)].Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "too many connections waiting to start: "+err.Error())
+		return nil, false
+	}
+	return release, true
 }
 
 // receive decodes a media payload and gives it to the handler in 20 ms pieces.

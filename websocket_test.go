@@ -499,9 +499,10 @@ func TestWebSocketBadInput(t *testing.T) {
 	})
 	big := `{"event":"media","media":{"payload":"` + strings.Repeat("A", 70<<10) + `"}}`
 	t.Run("oversized before start", func(t *testing.T) {
+		// Before start the bound is 16 KiB, whatever MaxMessageBytes: a start message is small.
 		c2 := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
-		_ = c2.trySend(big) // the server may close before the whole message is written
-		c2.waitError("larger than 65536 bytes")
+		_ = c2.trySend(`{"event":"media","media":{"payload":"` + strings.Repeat("A", 20<<10) + `"}}`)
+		c2.waitError("larger than 16384 bytes before start")
 		if ce := c2.waitClosed(5 * time.Second); ce.Code != websocket.CloseMessageTooBig {
 			t.Errorf("close %d %q, want 1009", ce.Code, ce.Text)
 		}
@@ -785,6 +786,45 @@ func TestWebSocketRoutesOnlyForAudio(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s on a video stream: HTTP %d, want 404", path, res.StatusCode)
+		}
+	}
+}
+
+// TestWebSocketPreStartBounds: handshakes that have not started a session are bounded
+// (WithPendingLimit: 200 idle ones held 520 MB), and the default origin check refuses pages
+// of other sites, as the POST routes do.
+func TestWebSocketPreStartBounds(t *testing.T) {
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPendingLimit(3, 0), WithCORS("https://app.example"))
+	var idle []*wsClient
+	for range 3 {
+		idle = append(idle, dialWS(t, wsURL(srv, "/websocket/offer"), nil, true))
+	}
+	_, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/websocket/offer"), nil)
+	if err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a 4th idle handshake: %v, want HTTP 503", err)
+	}
+	res.Body.Close()
+	// One starts: its slot is free again.
+	idle[0].send(map[string]any{"event": "start", "websocket_id": "prestart-0"})
+	idle[0].pingPong()
+	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
+	_ = c.conn.Close()
+	for _, o := range []struct {
+		origin string
+		ok     bool
+	}{{"http://evil.example", false}, {"https://app.example", true}, {srv.URL, true}} {
+		conn, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/websocket/offer"), http.Header{"Origin": {o.origin}})
+		if o.ok && err != nil {
+			t.Errorf("origin %s: %v, want accepted", o.origin, err)
+		}
+		if !o.ok && (err == nil || res == nil || res.StatusCode != http.StatusForbidden) {
+			t.Errorf("origin %s: %v, want HTTP 403", o.origin, err)
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		if res != nil {
+			res.Body.Close()
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,13 +115,35 @@ func newWSConn(s *Stream, conn *websocket.Conn, d *wsDialect) *wsConn {
 	return t
 }
 
-// upgrader returns the WebSocket upgrader of the stream's routes.
+// upgrader returns the WebSocket upgrader of the stream's routes. Its buffers are small (1
+// KiB; gorilla grows a message's read as it comes): a connection that never starts holds
+// little.
 func (s *Stream) upgrader(checkOrigin func(*http.Request) bool) *websocket.Upgrader {
 	if checkOrigin == nil {
-		checkOrigin = func(*http.Request) bool { return true }
+		checkOrigin = s.sameOrigin
 	}
-	return &websocket.Upgrader{HandshakeTimeout: 10 * time.Second, CheckOrigin: checkOrigin}
+	return &websocket.Upgrader{HandshakeTimeout: 10 * time.Second, CheckOrigin: checkOrigin,
+		ReadBufferSize: 1024, WriteBufferSize: 1024}
 }
+
+// sameOrigin is the default WebSocket origin check, as the POST routes have it: a handshake
+// without an Origin (not a browser), from the page's own origin, or from one WithCORS allows.
+func (s *Stream) sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.originAllowed(origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	_, host := s.externalOrigin(r)
+	return strings.EqualFold(u.Host, r.Host) || host != "" && strings.EqualFold(u.Host, host)
+}
+
+// maxWSStartMessage bounds a message before the session started (a start message is small):
+// a connection that never starts must not make the server buffer MaxMessageBytes.
+const maxWSStartMessage = 16 << 10
 
 // write sends one text message.
 func (t *wsConn) write(b []byte) error {
@@ -258,11 +282,15 @@ func (t *wsConn) read() ([]byte, error) {
 		return nil, err
 	}
 	t.rbuf.Reset()
-	n, err := t.rbuf.ReadFrom(io.LimitReader(r, t.max+1))
+	limit := t.max
+	if !t.live {
+		limit = min(limit, maxWSStartMessage)
+	}
+	n, err := t.rbuf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if n > t.max {
+	if n > limit {
 		return nil, errWSTooBig
 	}
 	if mt != websocket.TextMessage {
@@ -284,7 +312,7 @@ func (t *wsConn) next() (*wsMessage, bool) {
 					t.sess.end(errWSTooBig, "")
 				}
 			} else {
-				t.notice(fmt.Sprintf("message larger than %d bytes", t.max))
+				t.notice(fmt.Sprintf("message larger than %d bytes before start", min(t.max, maxWSStartMessage)))
 				t.closeAndDrain(websocket.CloseMessageTooBig, "message too big")
 			}
 			return nil, false
@@ -397,17 +425,18 @@ func (t *wsConn) isClosing() bool {
 // serveWS runs one upgraded connection on the HTTP handler's goroutine: it reads until a
 // start message opens a session, then hands reading to a goroutine of the session, starts
 // it, and waits for it to end.
-func (s *Stream) serveWS(conn *websocket.Conn, d *wsDialect) {
+func (s *Stream) serveWS(conn *websocket.Conn, d *wsDialect, release func()) {
 	t := newWSConn(s, conn, d)
 	defer func() { _ = conn.Close() }()
+	defer release() // idempotent: given back at start, or here
 	// Stream.Close ends a connection that has not started a session yet.
 	stop := context.AfterFunc(s.closeCtx, func() {
 		t.writeClose(websocket.CloseGoingAway, "stream closed")
 		_ = conn.SetReadDeadline(time.Now().Add(wsCloseWait))
 	})
 	defer stop()
-	// Before start, the connection must start within the connect timeout.
-	if err := conn.SetReadDeadline(time.Now().Add(s.cfg.connectTimeout)); err != nil {
+	// Before start, the connection must start within the start timeout.
+	if err := conn.SetReadDeadline(time.Now().Add(min(s.cfg.connectTimeout, wsStartTimeout))); err != nil {
 		return
 	}
 	for !t.live {
@@ -420,6 +449,7 @@ func (s *Stream) serveWS(conn *websocket.Conn, d *wsDialect) {
 			return // refused, or stopped before start
 		}
 	}
+	release() // started: no longer pending
 	sess := t.sess
 	if !stop() { // Stream.Close began: it ends the session itself, with 1000
 		_ = conn.SetReadDeadline(time.Time{})
