@@ -376,8 +376,10 @@ type TrackConstraints struct {
 
 // WithOnInput calls fn after a client posted inputs (POST /input_hook, Stream.SetInput, or
 // ReplyOnPause's text input from the data channel), with the names posted, on a goroutine of
-// the session (Session.Go): it may block, and a panic in it ends only that session. A handler
-// reacts there to a posted input, e.g. with s.TriggerReply().
+// the session (Session.Go): it may block, and a panic in it ends only that session. Calls
+// for one session never overlap: inputs posted while fn runs are coalesced into one more
+// call, with every name posted meanwhile. A handler reacts there to a posted input, e.g. with
+// s.TriggerReply().
 func WithOnInput(fn func(s *Session, names []string)) Option {
 	return func(c *config) { c.onInput = fn }
 }

@@ -643,3 +643,49 @@ func TestInputAheadNoBankedIdle(t *testing.T) {
 		t.Errorf("after 3 s idle, a 6 s burst gave the handler %.1f s; at most %.1f s may run ahead", sec, maxInputAhead.Seconds())
 	}
 }
+
+// TestOnInputSerialized: WithOnInput's calls for one session never overlap; posts made while
+// one runs are coalesced (2,000 posts once started 1,999 hooks at once).
+func TestOnInputSerialized(t *testing.T) {
+	var running, most, calls atomic.Int64
+	release := make(chan struct{})
+	var seen sync.Map
+	_, srv := newTestStream(t, AudioFunc(func(_ *Session, in AudioFrame) (AudioFrame, error) { return in, nil }),
+		Audio, SendReceive, WithInputs(Number("n", 0), Text("s", "")),
+		WithOnInput(func(_ *Session, names []string) {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			calls.Add(1)
+			for _, name := range names {
+				seen.Store(name, true)
+			}
+			<-release
+		}))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	post := func(body map[string]any) {
+		body["webrtc_id"] = c.id
+		if r := postJSON(t, srv.URL+"/input_hook", body); r.status != http.StatusOK {
+			t.Fatalf("input_hook: %d %s", r.status, r.body)
+		}
+	}
+	post(map[string]any{"n": 0})
+	waitFor(t, 5*time.Second, func() bool { return calls.Load() == 1 })
+	for i := range 200 {
+		post(map[string]any{"n": i})
+	}
+	post(map[string]any{"s": "x"})
+	if n := goroutinesIn("fastrtc.(*Session).runInputHook"); n > 1 {
+		t.Fatalf("%d hook goroutines while one runs", n)
+	}
+	close(release)
+	waitFor(t, 5*time.Second, func() bool { return running.Load() == 0 && calls.Load() == 2 })
+	if m := most.Load(); m != 1 {
+		t.Fatalf("%d hooks ran at once, want 1", m)
+	}
+	if _, ok := seen.Load("s"); !ok {
+		t.Fatal("the coalesced call did not name s")
+	}
+}

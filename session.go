@@ -28,10 +28,14 @@ type Session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	inputs  atomic.Pointer[Inputs]
-	inMu    sync.Mutex
-	inWait  chan struct{} // closed (and replaced) when inputs change
-	outputs *outputQueue
+	inputs atomic.Pointer[Inputs]
+	inMu   sync.Mutex
+
+	hookMu      sync.Mutex    // guards the WithOnInput hook's state
+	hookRunning bool          // a call of the hook is running or about to
+	hookNames   []string      // names posted since that call began
+	inWait      chan struct{} // closed (and replaced) when inputs change
+	outputs     *outputQueue
 
 	handler  AudioHandler // the session's audio (or audio-video) handler, if any; set under hMu
 	layout   AudioLayout
@@ -349,7 +353,55 @@ func (s *Session) postedInputs(values map[string]any) {
 		h.inputsPosted(s, names)
 	}
 	if fn := s.stream.cfg.onInput; fn != nil {
-		s.Go(func() { fn(s, names) })
+		s.runInputHook(fn, names)
+	}
+}
+
+// runInputHook calls the WithOnInput hook for names: one call at a time per session; names
+// posted while it runs are gathered and passed to one more call when it returns (2,000
+// posts once started 1,999 hooks at once).
+func (s *Session) runInputHook(fn func(*Session, []string), names []string) {
+	s.hookMu.Lock()
+	for _, n := range names {
+		if !slices.Contains(s.hookNames, n) {
+			s.hookNames = append(s.hookNames, n)
+		}
+	}
+	if s.hookRunning {
+		s.hookMu.Unlock()
+		return
+	}
+	s.hookRunning = true
+	s.hookMu.Unlock()
+	started := s.goFn(func() {
+		for {
+			s.hookMu.Lock()
+			batch := s.hookNames
+			s.hookNames = nil
+			if len(batch) == 0 || s.ctx.Err() != nil {
+				s.hookRunning = false
+				s.hookMu.Unlock()
+				return
+			}
+			s.hookMu.Unlock()
+			sort.Strings(batch)
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						s.hookMu.Lock()
+						s.hookRunning = false
+						s.hookMu.Unlock()
+						panic(r) // the session's recover ends this session only
+					}
+				}()
+				fn(s, batch)
+			}()
+		}
+	})
+	if !started {
+		s.hookMu.Lock()
+		s.hookRunning, s.hookNames = false, nil
+		s.hookMu.Unlock()
 	}
 }
 
