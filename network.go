@@ -61,7 +61,9 @@ func WithPublicIPs(ips ...string) Option {
 // servers, with fresh short-lived credentials each time if it likes (FastRTC's
 // rtc_configuration may be a callable). Without it the route returns the stream's
 // WithICEServers and, with WithTURN, the embedded TURN server with fresh credentials. An
-// error answers 500 with its text.
+// error answers 500 with a generic message (its text goes to the log: it may name accounts
+// or keys). The route is public: a function that calls a paid service should cache (package
+// turncred's Configuration does).
 func WithRTCConfiguration(fn func(r *http.Request) (RTCConfiguration, error)) Option {
 	return func(c *config) { c.net.rtcConfig = fn }
 }
@@ -169,8 +171,9 @@ func (s *Stream) serveRTCConfig(w http.ResponseWriter, r *http.Request) {
 	if fn := s.cfg.net.rtcConfig; fn != nil {
 		var err error
 		if err = safely(func() (err error) { cfg, err = fn(r); return err }); err != nil {
+			// The detail (a provider's account id, key id, URL) is for the log only.
 			s.log.Warn("rtc configuration", "err", err)
-			writeError(w, http.StatusInternalServerError, "rtc configuration: "+err.Error())
+			writeError(w, http.StatusInternalServerError, "the server could not get ICE servers")
 			return
 		}
 	}

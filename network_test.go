@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -160,7 +161,7 @@ func TestRTCConfigRoute(t *testing.T) {
 	var n atomic.Int32
 	fresh := WithRTCConfiguration(func(r *http.Request) (RTCConfiguration, error) {
 		if r.URL.Query().Get("fail") != "" {
-			return RTCConfiguration{}, fmt.Errorf("no credentials today")
+			return RTCConfiguration{}, fmt.Errorf("no credentials today for account AC0123")
 		}
 		return RTCConfiguration{ICEServers: []webrtc.ICEServer{{URLs: []string{"turn:turn.example:3478"},
 			Username: fmt.Sprintf("%d:user", n.Add(1)), Credential: "secret"}}}, nil
@@ -173,6 +174,16 @@ func TestRTCConfigRoute(t *testing.T) {
 	}
 	if code, _ := get(srv2.URL + "/webrtc/config?fail=1"); code != http.StatusInternalServerError {
 		t.Fatalf("failing config: HTTP %d, want 500", code)
+	}
+	// The provider's error (account ids, key ids, URLs) stays in the log.
+	res, err := http.Get(srv2.URL + "/webrtc/config?fail=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if strings.Contains(string(body), "AC0123") {
+		t.Fatalf("the config route leaked the provider's error: %s", body)
 	}
 }
 

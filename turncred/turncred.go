@@ -19,8 +19,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -34,13 +36,54 @@ type Provider interface {
 	ICEServers(ctx context.Context) ([]webrtc.ICEServer, error)
 }
 
-// Configuration adapts p to fastrtc.WithRTCConfiguration: every request gets fresh
-// credentials, asked for with the request's context.
+// Configuration adapts p to fastrtc.WithRTCConfiguration, through Cached: the public config
+// route calls the (paid) service at most once per half of the credentials' lifetime.
 func Configuration(p Provider) func(r *http.Request) (fastrtc.RTCConfiguration, error) {
+	c := Cached(p, 0)
 	return func(r *http.Request) (fastrtc.RTCConfiguration, error) {
-		s, err := p.ICEServers(r.Context())
+		s, err := c.ICEServers(r.Context())
 		return fastrtc.RTCConfiguration{ICEServers: s}, err
 	}
+}
+
+// Lifetimer is a Provider whose credentials live a known time.
+type Lifetimer interface {
+	Lifetime() time.Duration
+}
+
+// Cached returns a Provider that asks p again only every `every` (0: half of p's Lifetime,
+// or 30 min): credentials handed out are then valid for at least the other half. Concurrent
+// callers share one request; an error is not cached. Safe for concurrent use.
+func Cached(p Provider, every time.Duration) Provider {
+	if every <= 0 {
+		every = 30 * time.Minute
+		if l, ok := p.(Lifetimer); ok && l.Lifetime() > 0 {
+			every = l.Lifetime() / 2
+		}
+	}
+	return &cached{p: p, every: every}
+}
+
+type cached struct {
+	p     Provider
+	every time.Duration
+	mu    sync.Mutex // held across a refresh: concurrent callers wait for it
+	at    time.Time
+	val   []webrtc.ICEServer
+}
+
+func (c *cached) ICEServers(ctx context.Context) ([]webrtc.ICEServer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.val != nil && time.Since(c.at) < c.every {
+		return slices.Clone(c.val), nil
+	}
+	v, err := c.p.ICEServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.val, c.at = v, time.Now()
+	return slices.Clone(v), nil
 }
 
 // ErrService wraps an error answer of a TURN service.
@@ -56,6 +99,9 @@ type Cloudflare struct {
 	BaseURL  string        // default https://rtc.live.cloudflare.com
 	Client   *http.Client  // default http.DefaultClient
 }
+
+// Lifetime returns the credentials' lifetime.
+func (c Cloudflare) Lifetime() time.Duration { return ttl(c.TTL) }
 
 // ICEServers implements Provider.
 func (c Cloudflare) ICEServers(ctx context.Context) ([]webrtc.ICEServer, error) {
@@ -105,6 +151,9 @@ type Twilio struct {
 	// instead of the account's own credentials.
 	KeySID string
 }
+
+// Lifetime returns the credentials' lifetime.
+func (t Twilio) Lifetime() time.Duration { return ttl(t.TTL) }
 
 // ICEServers implements Provider.
 func (t Twilio) ICEServers(ctx context.Context) ([]webrtc.ICEServer, error) {

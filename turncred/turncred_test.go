@@ -3,12 +3,17 @@ package turncred
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // cloudflare answers as Cloudflare's documented generate-ice-servers endpoint does.
@@ -91,5 +96,50 @@ func TestConfiguration(t *testing.T) {
 	cfg, err := fn(httptest.NewRequest(http.MethodGet, "/webrtc/config", nil))
 	if err != nil || len(cfg.ICEServers) != 2 {
 		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+// countingProvider counts its calls and can fail.
+type countingProvider struct {
+	calls atomic.Int64
+	fail  atomic.Bool
+}
+
+func (p *countingProvider) ICEServers(context.Context) ([]webrtc.ICEServer, error) {
+	p.calls.Add(1)
+	if p.fail.Load() {
+		return nil, errors.New("service down: account AC123")
+	}
+	return []webrtc.ICEServer{{URLs: []string{"turn:example.com"}, Username: fmt.Sprint(p.calls.Load())}}, nil
+}
+func (p *countingProvider) Lifetime() time.Duration { return 200 * time.Millisecond }
+
+// TestCached: the public config route asks the paid service once per half lifetime, and an
+// error is not cached.
+func TestCached(t *testing.T) {
+	p := &countingProvider{}
+	c := Cached(p, 0)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s, err := c.ICEServers(context.Background()); err != nil || len(s) != 1 {
+				t.Errorf("%v %v", s, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := p.calls.Load(); n != 1 {
+		t.Fatalf("50 requests called the service %d times, want 1", n)
+	}
+	time.Sleep(150 * time.Millisecond) // past half the lifetime
+	p.fail.Store(true)
+	if _, err := c.ICEServers(context.Background()); err == nil {
+		t.Fatal("an expired entry served while the service fails")
+	}
+	p.fail.Store(false)
+	if s, err := c.ICEServers(context.Background()); err != nil || s[0].Username != "3" {
+		t.Fatalf("after the failure: %v %v, want a fresh credential", s, err)
 	}
 }
