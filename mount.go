@@ -36,8 +36,17 @@ func (s *Stream) Mount(r Router) {
 		if len(s.cfg.corsOrigins) > 0 {
 			h = s.cors(h)
 		}
-		r.Handle(s.cfg.prefix+rt.path, h)
+		r.Handle(s.cfg.prefix+rt.path, noSniff(h))
 	}
+}
+
+// noSniff marks every answer X-Content-Type-Options: nosniff, so that a browser never
+// reads a JSON or event-stream answer as something else.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // cors answers CORS preflights and marks responses to the allowed origins (WithCORS).

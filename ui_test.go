@@ -369,3 +369,28 @@ func TestPageURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityHeaders: the page may not be framed by other sites, and no answer is sniffed.
+func TestSecurityHeaders(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
+	page := httptest.NewServer(s.UI())
+	defer page.Close()
+	res, err := http.Get(page.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self'") || res.Header.Get("X-Frame-Options") != "SAMEORIGIN" {
+		t.Errorf("page: CSP %q, X-Frame-Options %q", csp, res.Header.Get("X-Frame-Options"))
+	}
+	for _, u := range []string{page.URL, srv.URL + "/webrtc/config", srv.URL + "/stats?webrtc_id=nobody"} {
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no X-Content-Type-Options: nosniff", u)
+		}
+	}
+}
