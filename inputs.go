@@ -1,6 +1,7 @@
 package fastrtc
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,8 @@ type Input struct {
 	Step    float64   `json:"step,omitempty"`
 	Default any       `json:"default"`
 	Choices []string  `json:"choices,omitempty"`
-	// MaxBytes bounds a JSON input's encoded size (0: DefaultJSONInputBytes).
+	// MaxBytes bounds a JSON input's encoded size (0: DefaultJSONInputBytes) and a text
+	// input's length in bytes (0: DefaultTextInputBytes).
 	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
@@ -49,7 +51,13 @@ type Input struct {
 // refused. Read it with Inputs.JSON.
 func JSON(name string, def any) Input { return Input{Name: name, Kind: KindJSON, Default: def} }
 
-// WithMaxBytes returns a copy of in bounded to n bytes of encoded JSON (for JSON inputs).
+// DefaultTextInputBytes bounds a text input (and a text message on the data channel) unless
+// Input.MaxBytes says otherwise: a 96 KB text once took a voice agent from 321 to 985 MB
+// while espeak-ng synthesized it as one sentence.
+const DefaultTextInputBytes = 4096
+
+// WithMaxBytes returns a copy of in bounded to n bytes of encoded JSON (JSON inputs) or of
+// text (text inputs).
 func (in Input) WithMaxBytes(n int) Input { in.MaxBytes = n; return in }
 
 // Slider declares a float input in [min, max] moving by step, starting at def.
@@ -128,6 +136,9 @@ func (in Input) convert(v any) (any, error) {
 		s, ok := v.(string)
 		if !ok {
 			return nil, fmt.Errorf("want a string, got %s", jsonKind(v))
+		}
+		if limit := cmp.Or(in.MaxBytes, DefaultTextInputBytes); len(s) > limit {
+			return nil, fmt.Errorf("text of %d bytes is longer than %d (Input.MaxBytes)", len(s), limit)
 		}
 		return s, nil
 	case KindCheckbox:

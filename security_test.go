@@ -689,3 +689,25 @@ func TestOnInputSerialized(t *testing.T) {
 		t.Fatal("the coalesced call did not name s")
 	}
 }
+
+// TestTextInputBounded: a text input longer than DefaultTextInputBytes (or its MaxBytes) is
+// refused with 400 naming the field; a shorter one is taken.
+func TestTextInputBounded(t *testing.T) {
+	s, srv := newTestStream(t, AudioFunc(func(_ *Session, in AudioFrame) (AudioFrame, error) { return in, nil }),
+		Audio, SendReceive, WithInputs(Text("prompt", ""), Text("short", "").WithMaxBytes(10)))
+	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
+	c.connect()
+	for _, tc := range []struct {
+		field string
+		n     int
+		want  int
+	}{{"prompt", DefaultTextInputBytes, 200}, {"prompt", 96 << 10, 400}, {"short", 10, 200}, {"short", 11, 400}} {
+		r := postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, tc.field: strings.Repeat("a", tc.n)})
+		if r.status != tc.want || tc.want == 400 && r.json["field"] != tc.field {
+			t.Errorf("%s of %d bytes: %d %s, want %d", tc.field, tc.n, r.status, r.body, tc.want)
+		}
+	}
+	if got := s.mustSession(t, c.id).Inputs().Text("short"); got != strings.Repeat("a", 10) {
+		t.Errorf("short = %q", got)
+	}
+}

@@ -423,6 +423,11 @@ func (s *Session) receivedText(msg []byte) {
 		}
 		text = m.Data
 	}
+	if len(text) > DefaultTextInputBytes {
+		s.log.Info("data channel text dropped: too long", "bytes", len(text))
+		_ = s.Warn(fmt.Sprintf("text of %d bytes dropped: longer than %d", len(text), DefaultTextInputBytes))
+		return
+	}
 	h.receiveText(s, text)
 }
 

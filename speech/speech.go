@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/fastrtc-go/fastrtc/internal/espeak"
 	"github.com/fastrtc-go/fastrtc/internal/pcm"
@@ -87,20 +88,43 @@ func (s *Espeak) Synthesize(ctx context.Context, text string) iter.Seq2[media.Au
 // Close frees the engine; it is idempotent.
 func (s *Espeak) Close() error { return s.e.Close() }
 
-// sentences splits text after ., !, ? and ; (keeping them), dropping empty pieces.
+// maxPiece bounds a piece of text synthesized at once (bytes): espeak-ng holds the
+// process-wide engine lock and buffers the whole piece, so a long text without punctuation
+// (96 KB once took the process from 321 to 985 MB and made another session's reply wait
+// 6.5 s) is cut at spaces into pieces of about this size; other sessions' pieces go between.
+const maxPiece = 300
+
+// sentences splits text after ., !, ? and ; (keeping them), and pieces longer than
+// maxPiece at the last space before it (or at maxPiece), dropping empty pieces.
 func sentences(text string) []string {
 	var out []string
+	add := func(p string) {
+		for len(p) > maxPiece {
+			cut := strings.LastIndexByte(p[:maxPiece], ' ')
+			if cut <= 0 {
+				cut = maxPiece
+				for cut > 0 && !utf8.RuneStart(p[cut]) {
+					cut--
+				}
+			}
+			if q := strings.TrimSpace(p[:cut]); q != "" {
+				out = append(out, q)
+			}
+			p = strings.TrimSpace(p[cut:])
+		}
+		if strings.IndexFunc(p, unicode.IsLetter) >= 0 || strings.IndexFunc(p, unicode.IsDigit) >= 0 {
+			out = append(out, p)
+		}
+	}
 	start := 0
 	for i, r := range text {
 		if r == '.' || r == '!' || r == '?' || r == ';' || r == '\n' {
-			if p := strings.TrimSpace(text[start : i+1]); strings.IndexFunc(p, unicode.IsLetter) >= 0 || strings.IndexFunc(p, unicode.IsDigit) >= 0 {
-				out = append(out, p)
-			}
+			add(strings.TrimSpace(text[start : i+1]))
 			start = i + 1
 		}
 	}
 	if p := strings.TrimSpace(text[start:]); p != "" {
-		out = append(out, p)
+		add(p)
 	}
 	return out
 }
