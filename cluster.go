@@ -53,6 +53,9 @@ type Forwarded struct {
 	// Wait is how long the session may take to appear anywhere (a page may open
 	// /outputs, or trickle a candidate, before its offer reached a node).
 	Wait time.Duration `json:",omitempty"`
+	// Identity is the identity WithAuth gave the request on the node it reached (nil
+	// without WithAuth): the session's node checks that it owns the session.
+	Identity *string `json:",omitempty"`
 }
 
 // The routes a Cluster forwards.
@@ -90,6 +93,9 @@ func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter
 	if checkID(f.ID) != nil { // never a subject from an id that was not checked
 		return false
 	}
+	if id, ok := identityOf(ctx); ok {
+		f.Identity = &id
+	}
 	err := s.cfg.cluster.Forward(ctx, f, w)
 	if err != nil && !errors.Is(err, ErrUnknownConnection) {
 		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)
@@ -105,6 +111,9 @@ func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter
 // goes away) and its headers are ignored.
 func (s *Stream) ServeForwarded(w http.ResponseWriter, r *http.Request, f Forwarded) {
 	ctx := context.WithValue(r.Context(), forwardedKey{}, true)
+	if f.Identity != nil {
+		ctx = withIdentity(ctx, *f.Identity)
+	}
 	switch f.Route {
 	case RouteOffer:
 		var req offerRequest
@@ -207,6 +216,10 @@ func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id strin
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 		return
 	}
+	if owns(ctx, sess) != nil {
+		writeForbidden(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
 }
 
@@ -214,6 +227,9 @@ func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id strin
 func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
 	id, ok := getSessionID(w, r)
 	if !ok {
+		return
+	}
+	if r = s.authorize(w, r, RouteStats, id); r == nil {
 		return
 	}
 	s.writeStats(r.Context(), w, id)

@@ -340,6 +340,9 @@ func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "webrtc_id: "+err.Error())
 		return
 	}
+	if r = s.authorize(w, r, RouteInputHook, id); r == nil {
+		return
+	}
 	delete(body, "webrtc_id")
 	writeInputResult(w, id, s.setInput(r.Context(), id, body))
 }
@@ -350,6 +353,8 @@ func writeInputResult(w http.ResponseWriter, id string, err error) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+	case errors.Is(err, ErrForbidden):
+		writeForbidden(w)
 	case errors.Is(err, ErrUnknownConnection):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 	case errors.Is(err, ErrForwarding):

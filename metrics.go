@@ -19,7 +19,8 @@ type Metrics struct {
 	// starts) by transport; Started, those that opened a session.
 	Requests, Started map[string]uint64
 	// Refusals counts refused session requests by reason: "node_limit", "cluster_limit",
-	// "pending_limit" (WithPendingLimit), "draining", "exists", "closed", "invalid_id", "error".
+	// "pending_limit" (WithPendingLimit), "unauthorized" (WithAuth refused any request),
+	// "draining", "exists", "closed", "invalid_id", "error".
 	Refusals map[string]uint64
 	// Media handled, over ended and live sessions.
 	VideoFramesIn, VideoFramesOut uint64
@@ -104,7 +105,17 @@ func (h *hist) snapshot() Histogram {
 var transports = [...]string{"webrtc", "websocket", "telephone"}
 
 // Refusal reasons (Metrics.Refusals).
-var refusalReasons = [...]string{"node_limit", "cluster_limit", "pending_limit", "draining", "exists", "closed", "invalid_id", "error"}
+var refusalReasons = [...]string{"node_limit", "cluster_limit", "pending_limit", "unauthorized", "draining", "exists", "closed", "invalid_id", "error"}
+
+// refusalIndex returns the index of a refusal reason.
+func refusalIndex(reason string) int {
+	for i, r := range refusalReasons {
+		if r == reason {
+			return i
+		}
+	}
+	return len(refusalReasons) - 1
+}
 
 // streamMetrics are a Stream's counters. All fields are safe for concurrent use.
 type streamMetrics struct {

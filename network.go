@@ -164,6 +164,9 @@ func (s *Stream) serveRTCConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
+	if r = s.authorize(w, r, RouteConfig, ""); r == nil {
+		return
+	}
 	cfg := RTCConfiguration{ICEServers: slices.Clone(s.cfg.iceServers)}
 	if s.turn != nil {
 		cfg.ICEServers = append(cfg.ICEServers, s.turn.iceServer())

@@ -31,6 +31,7 @@ type config struct {
 	pendingPerSrc   int            // the same per client address
 	trustedProxies  []netip.Prefix // WithTrustedProxies
 	mdns            bool           // WithMDNS
+	auth            AuthFunc       // WithAuth
 	skipFrames      bool
 	fps             int
 	fpsSet          bool

@@ -261,6 +261,9 @@ func (s *Stream) serveOutputs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if r = s.authorize(w, r, RouteOutputs, id); r == nil {
+		return
+	}
 	s.streamOutputs(r.Context(), w, id, s.cfg.outputsWait)
 }
 
@@ -282,6 +285,10 @@ func (s *Stream) streamOutputs(ctx context.Context, w http.ResponseWriter, id st
 	}
 	if err != nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+		return
+	}
+	if owns(ctx, sess) != nil {
+		writeForbidden(w)
 		return
 	}
 	ch := s.outputsOf(ctx, sess)

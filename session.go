@@ -31,6 +31,8 @@ type Session struct {
 	inputs atomic.Pointer[Inputs]
 	inMu   sync.Mutex
 
+	identity string // who opened it (WithAuth), or ""
+
 	hookMu      sync.Mutex    // guards the WithOnInput hook's state
 	hookRunning bool          // a call of the hook is running or about to
 	hookNames   []string      // names posted since that call began
@@ -639,6 +641,10 @@ func (s *Session) markConnected() {
 		}
 	})
 }
+
+// Identity returns the identity WithAuth's function gave the request that opened the
+// session ("" without WithAuth).
+func (s *Session) Identity() string { return s.identity }
 
 // Go runs fn on a goroutine owned by the session: the session's end (and so Stream.Close)
 // waits for it to return, and a panic in it ends this session only, with ErrHandlerPanic.

@@ -164,6 +164,9 @@ func (s *Stream) SetInputContext(ctx context.Context, id string, values map[stri
 func (s *Stream) setInput(ctx context.Context, id string, values map[string]any) error {
 	sess, err := s.lookup(id)
 	if err == nil {
+		if err := owns(ctx, sess); err != nil {
+			return err
+		}
 		return sess.setInputs(values)
 	}
 	if errors.Is(err, ErrInvalidID) || !s.forwarding(ctx) {
@@ -348,6 +351,7 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 		return nil, err
 	}
 	sess := s.newSession(id, meta)
+	sess.identity, _ = identityOf(ctx)
 	sess.tr = newTransport(sess)
 	ti := transportIndex(sess.tr.kind())
 	s.metrics.requests[ti].Add(1)

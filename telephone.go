@@ -168,6 +168,9 @@ func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
 	// Twilio never sends Origin, browsers always do: a handshake with an Origin comes from a
 	// web page, which may use this route only if WebSocketOptions.CheckOrigin accepts it
 	// (otherwise any page could stream audio to the handler and take a slot).
+	if r = s.authorize(w, r, RouteTelephone, ""); r == nil {
+		return
+	}
 	release, ok := s.pendingHandshake(w, r)
 	if !ok {
 		return
@@ -183,7 +186,7 @@ func (s *Stream) serveTelephoneHandler(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("telephone upgrade", "err", err)
 		return
 	}
-	s.serveWS(conn, twilioDialect(), release)
+	s.serveWS(r.Context(), conn, twilioDialect(), release)
 }
 
 // serveTelephoneIncoming is POST /telephone/incoming: the Twilio voice webhook.
@@ -191,6 +194,9 @@ func (s *Stream) serveTelephoneIncoming(w http.ResponseWriter, r *http.Request) 
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "POST, GET")
 		writeError(w, http.StatusMethodNotAllowed, "use POST (or GET)")
+		return
+	}
+	if r = s.authorize(w, r, RouteTelephone, ""); r == nil {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.maxBody)

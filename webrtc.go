@@ -68,6 +68,13 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "webrtc_id: "+err.Error())
 		return
 	}
+	route := RouteOffer
+	if req.Type == "ice-candidate" {
+		route = RouteCandidate
+	}
+	if r = s.authorize(w, r, route, req.WebRTCID); r == nil {
+		return
+	}
 	switch req.Type {
 	case "offer":
 		if req.SDP == "" {
@@ -428,6 +435,10 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 			}
 		}
 		writeFailed(w, failUnknown, nil)
+		return
+	}
+	if owns(ctx, sess) != nil {
+		writeForbidden(w)
 		return
 	}
 	st, ok := sess.tr.(*rtcTransport)

@@ -158,6 +158,9 @@ func (s *Stream) audioRoutes() []route {
 
 // serveWebSocket is GET /websocket/offer: FastRTC's WebSocket audio protocol.
 func (s *Stream) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if r = s.authorize(w, r, RouteWebSocket, ""); r == nil {
+		return
+	}
 	release, ok := s.pendingHandshake(w, r)
 	if !ok {
 		return
@@ -168,7 +171,7 @@ func (s *Stream) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade", "err", err) // the upgrader wrote the HTTP error
 		return
 	}
-	s.serveWS(conn, fastrtcDialect(), release)
+	s.serveWS(r.Context(), conn, fastrtcDialect(), release)
 }
 
 // wsStartTimeout bounds the time from a WebSocket handshake to its start message.

@@ -97,7 +97,8 @@ type wsConn struct {
 
 	sess      *Session
 	format    wsFormat
-	streamSID string // telephone
+	streamSID string  // telephone
+	identity  *string // WithAuth's identity for the handshake (nil: no WithAuth)
 	in        *audioIn
 	dec       []byte  // decoded payload
 	pcm       []int16 // its samples
@@ -425,8 +426,11 @@ func (t *wsConn) isClosing() bool {
 // serveWS runs one upgraded connection on the HTTP handler's goroutine: it reads until a
 // start message opens a session, then hands reading to a goroutine of the session, starts
 // it, and waits for it to end.
-func (s *Stream) serveWS(conn *websocket.Conn, d *wsDialect, release func()) {
+func (s *Stream) serveWS(reqCtx context.Context, conn *websocket.Conn, d *wsDialect, release func()) {
 	t := newWSConn(s, conn, d)
+	if id, ok := identityOf(reqCtx); ok {
+		t.identity = &id
+	}
 	defer func() { _ = conn.Close() }()
 	defer release() // idempotent: given back at start, or here
 	// Stream.Close ends a connection that has not started a session yet.
@@ -478,6 +482,9 @@ func (t *wsConn) open(m *wsMessage) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.closeCtx, admitTimeout)
+	if t.identity != nil {
+		ctx = withIdentity(ctx, *t.identity)
+	}
 	sess, err := s.openSession(ctx, id, meta, func(sess *Session) transport {
 		t.sess, t.log = sess, sess.log
 		return t

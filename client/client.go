@@ -80,6 +80,9 @@ type Options struct {
 	SettingEngine func(*webrtc.SettingEngine)
 	// HTTPClient makes the client's HTTP requests (default http.DefaultClient).
 	HTTPClient *http.Client
+	// Header is sent with every HTTP request (offer, candidates, inputs, outputs, stats):
+	// credentials for a server with WithAuth, as "Authorization: Bearer ...".
+	Header http.Header
 	// Logger receives the client's debug and warning logs (default: discarded).
 	Logger *slog.Logger
 	// MessageBuffer is how many received control messages are kept for Message (default
@@ -261,7 +264,7 @@ func New(baseURL string, opts *Options) (*Conn, error) {
 	}
 	est := ests.Take(pc.ID())
 	c := &Conn{
-		opts: o, log: o.Logger.With("webrtc_id", o.ID), routes: routes{base: b, id: o.ID, hc: o.HTTPClient},
+		opts: o, log: o.Logger.With("webrtc_id", o.ID), routes: routes{base: b, id: o.ID, hc: o.HTTPClient, hdr: o.Header},
 		pc: pc, dcOpen: make(chan struct{}), msgs: newQueue[Message](o.MessageBuffer),
 		connected: make(chan struct{}), done: make(chan struct{}), candWake: make(chan struct{}, 1),
 	}

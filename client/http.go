@@ -23,6 +23,14 @@ type routes struct {
 	base string // without a trailing slash
 	id   string
 	hc   *http.Client
+	hdr  http.Header // sent with every request (credentials for the server's WithAuth)
+}
+
+// header adds the connection's headers to req.
+func (r *routes) header(req *http.Request) {
+	for k, v := range r.hdr {
+		req.Header[k] = v
+	}
 }
 
 // postJSON posts v to route and returns the status and body.
@@ -35,6 +43,7 @@ func (r *routes) postJSON(ctx context.Context, route string, v any) (int, []byte
 	if err != nil {
 		return 0, nil, fmt.Errorf("client: %s: %w", route, err)
 	}
+	r.header(req)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := r.hc.Do(req)
 	if err != nil {
@@ -96,6 +105,7 @@ func (r *routes) outputs(ctx context.Context) iter.Seq2[json.RawMessage, error] 
 			yield(nil, fmt.Errorf("client: /outputs: %w", err))
 			return
 		}
+		r.header(req)
 		req.Header.Set("Accept", "text/event-stream")
 		res, err := r.hc.Do(req)
 		if err != nil {

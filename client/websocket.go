@@ -206,7 +206,7 @@ func DialWebSocket(ctx context.Context, baseURL string, opts *WebSocketOptions) 
 		return nil, fmt.Errorf("client: websocket: %w", err)
 	}
 	c := &WebSocketConn{
-		opts: o, log: o.Logger.With("websocket_id", o.ID), routes: routes{base: httpBase, id: o.ID, hc: o.HTTPClient},
+		opts: o, log: o.Logger.With("websocket_id", o.ID), routes: routes{base: httpBase, id: o.ID, hc: o.HTTPClient, hdr: o.Header},
 		conn: conn, pcm: o.Encoding == EncodingPCM16,
 		msgs: newQueue[Message](o.MessageBuffer), audio: newQueue[media.AudioFrame](o.AudioBuffer),
 		pong: make(chan struct{}, 1), readerDone: make(chan struct{}),

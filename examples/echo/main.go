@@ -17,6 +17,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "echo")
+	token := netflags.RegisterToken(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	clusterOpt, err := node.Option(log)
@@ -30,14 +31,14 @@ func main() {
 	})
 	stream, err := fastrtc.New(echo, fastrtc.Audio, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithTitle("Echo", "Speak: you hear yourself back through the Go server."),
-		fastrtc.WithLogger(log))
+		fastrtc.WithLogger(log), token.Option())
 	if err != nil {
 		log.Error("stream", "err", err)
 		os.Exit(1)
 	}
 	defer stream.Close()
 	log.Info("open http://" + *addr + "/")
-	if err := node.Serve(*addr, "echo", stream, stream.Handler(), log); err != nil {
+	if err := node.Serve(*addr, "echo", stream, token.Page(stream.Handler()), log); err != nil {
 		log.Error("serve", "err", err)
 		os.Exit(1)
 	}

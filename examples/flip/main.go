@@ -23,6 +23,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "flip")
+	token := netflags.RegisterToken(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	clusterOpt, err := node.Option(log)
@@ -36,7 +37,7 @@ func main() {
 	}
 	stream, err := fastrtc.New(fastrtc.VideoFunc(flip), fastrtc.Video, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithInputs(fastrtc.Slider("conf_threshold", 0, 1, 0.01, 0.3)),
-		fastrtc.WithLogger(log))
+		fastrtc.WithLogger(log), token.Option())
 	if err != nil {
 		log.Error("stream", "err", err)
 		os.Exit(1)
@@ -45,10 +46,10 @@ func main() {
 
 	mux := http.NewServeMux()
 	stream.Mount(mux)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /{$}", token.Page(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(page)
-	})
+	})))
 	log.Info("open http://" + *addr + "/")
 	if err := node.Serve(*addr, "flip", stream, mux, log); err != nil {
 		log.Error("serve", "err", err)
