@@ -27,25 +27,30 @@ trap cleanup EXIT
 go build -o "$tmp/echo" ./examples/echo
 go build -o "$tmp/loadtest" ./cmd/loadtest
 . scripts/ports.sh
-read -r natsport p1 p2 p3 <<<"$(free_ports 4)"
+read -r natsport p1 p2 p3 m1 m2 m3 <<<"$(free_ports 7)"
 ports=("$p1" "$p2" "$p3")
+mports=("$m1" "$m2" "$m3")
 nats-server -a 127.0.0.1 -p "$natsport" -js -sd "$tmp/js" >"$tmp/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$natsport") 2>/dev/null && break; sleep 0.1; done
 urls=()
+murls=()
 for i in 1 2 3; do
   port=${ports[$((i - 1))]}
-  "$tmp/echo" -addr "127.0.0.1:$port" -nats "nats://127.0.0.1:$natsport" -node "n$i" \
+  mport=${mports[$((i - 1))]}
+  "$tmp/echo" -addr "127.0.0.1:$port" -metrics-addr "127.0.0.1:$mport" -nats "nats://127.0.0.1:$natsport" -node "n$i" \
     -cluster-limit "$limit" -drain 2s >"$tmp/n$i.log" 2>&1 &
   pids+=($!)
   urls+=("http://127.0.0.1:$port")
+  murls+=("http://127.0.0.1:$mport")
 done
 for u in "${urls[@]}"; do
   for _ in $(seq 100); do curl -sf "$u/healthz" >/dev/null && break; sleep 0.1; done
   curl -sf "$u/healthz" >/dev/null || { echo "node $u did not start"; cat "$tmp"/n*.log; exit 1; }
 done
 nodes=$(IFS=,; echo "${urls[*]}")
-out=$("$tmp/loadtest" -kind cluster -nodes "$nodes" -n "$n" -duration "${DURATION:-5s}")
+mnodes=$(IFS=,; echo "${murls[*]}")
+out=$("$tmp/loadtest" -kind cluster -nodes "$nodes" -metrics "$mnodes" -n "$n" -duration "${DURATION:-5s}")
 echo "$out"
 python3 - "$out" "$n" "$limit" <<'PY'
 import json, sys
@@ -72,13 +77,13 @@ for _ in $(seq 100); do kill -0 "${pids[1]}" 2>/dev/null || break; sleep 0.1; do
 if kill -0 "${pids[1]}" 2>/dev/null; then echo "n1 did not exit after SIGTERM (drain 2s)"; exit 1; fi
 grep -q draining "$tmp/n1.log" || { echo "n1 did not drain"; cat "$tmp/n1.log"; exit 1; }
 # The first run's sessions end on n2 and n3 once their peers' close arrives.
-for u in "${urls[1]}" "${urls[2]}"; do
+for u in "${murls[1]}" "${murls[2]}"; do
   for _ in $(seq 150); do
     [ "$(curl -sf "$u/metrics" | awk '/^fastrtc_sessions\{/ {s += $NF} END {print s+0}')" = 0 ] && break
     sleep 0.1
   done
 done
-out=$("$tmp/loadtest" -kind cluster -nodes "${urls[1]},${urls[2]}" -n 4 -duration 2s)
+out=$("$tmp/loadtest" -kind cluster -nodes "${urls[1]},${urls[2]}" -metrics "${murls[1]},${murls[2]}" -n 4 -duration 2s)
 echo "$out"
 python3 - "$out" <<'PY'
 import json, sys

@@ -51,7 +51,7 @@ type clusterSession struct {
 // proxy over the nodes: offers and trickled candidates land on any node. It reports, per
 // node, the sessions it holds, the echoed packet rate, its CPU (process_cpu_seconds_total of
 // its /metrics) and the latency of GET /stats answered locally or forwarded over NATS.
-func runCluster(nodeURLs []string, n int, duration time.Duration) error {
+func runCluster(nodeURLs, metricsURLs []string, n int, duration time.Duration) error {
 	var p rrProxy
 	for _, u := range nodeURLs {
 		if !strings.HasPrefix(u, "http://127.0.0.1:") {
@@ -133,8 +133,8 @@ func runCluster(nodeURLs []string, n int, duration time.Duration) error {
 	}
 	time.Sleep(2 * time.Second) // warm up
 	cpu0 := make([]float64, len(nodeURLs))
-	for i, u := range nodeURLs {
-		cpu0[i] = scrapeCPU(u)
+	for i := range nodeURLs {
+		cpu0[i] = scrapeCPU(metricsURLs[i])
 	}
 	for _, s := range sessions {
 		s.packets.Store(0)
@@ -152,7 +152,7 @@ func runCluster(nodeURLs []string, n int, duration time.Duration) error {
 				return fmt.Errorf("/stats of %s: %w", s.c.ID(), err)
 			}
 			s.node = node
-			if nodeName(nodeURLs, backend) == node {
+			if nodeName(metricsURLs, backend) == node {
 				local[node] = append(local[node], d)
 			} else {
 				forwarded[node] = append(forwarded[node], d)
@@ -179,9 +179,9 @@ func runCluster(nodeURLs []string, n int, duration time.Duration) error {
 		MetricSession float64 `json:"metrics_sessions"`
 	}
 	perNode := map[string]*nodeFig{}
-	for i, u := range nodeURLs {
-		name := nodeName(nodeURLs, i)
-		f := &nodeFig{CPU: 100 * (scrapeCPU(u) - cpu0[i]) / wall.Seconds(), MetricSession: scrapeSessions(u)}
+	for i := range nodeURLs {
+		name := nodeName(metricsURLs, i)
+		f := &nodeFig{CPU: 100 * (scrapeCPU(metricsURLs[i]) - cpu0[i]) / wall.Seconds(), MetricSession: scrapeSessions(metricsURLs[i])}
 		ms := func(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
 		l, fw := local[name], forwarded[name]
 		sort.Slice(l, func(a, b int) bool { return l[a] < l[b] })

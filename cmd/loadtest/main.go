@@ -41,9 +41,19 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "measurement time, after all sessions connected")
 	audioDir := flag.String("audio", "testdata/audio", "folder of the spoken fixture (voice)")
 	nodes := flag.String("nodes", "", "cluster: the nodes' base URLs, comma-separated (named n1, n2, ... by their -node flags)")
+	metricsURLs := flag.String("metrics", "", "cluster: the nodes' metrics base URLs (their -metrics-addr), comma-separated, in -nodes' order (default: the nodes' URLs)")
 	flag.Parse()
 	if *kind == "cluster" {
-		if err := runCluster(strings.Split(*nodes, ","), *n, *duration); err != nil {
+		nodeURLs := strings.Split(*nodes, ",")
+		mURLs := nodeURLs
+		if *metricsURLs != "" {
+			mURLs = strings.Split(*metricsURLs, ",")
+		}
+		if len(mURLs) != len(nodeURLs) {
+			fmt.Fprintln(os.Stderr, "loadtest: -metrics must list one URL per node")
+			os.Exit(2)
+		}
+		if err := runCluster(nodeURLs, mURLs, *n, *duration); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 			os.Exit(1)
 		}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -23,17 +24,19 @@ type Node struct {
 	nats, id, name *string
 	limit          *int
 	drain          *time.Duration
+	metricsAddr    *string
 	node           *cluster.Node
 }
 
 // RegisterNode adds the flags to fs.
 func RegisterNode(fs *flag.FlagSet, name string) *Node {
 	return &Node{
-		nats:  fs.String("nats", "", "NATS URL: run as one node of a cluster (off when empty)"),
-		id:    fs.String("node", "", "this node's name in the cluster (default: host-pid-random)"),
-		name:  fs.String("cluster-name", name, "the stream's name in the cluster (nodes with the same name serve the same stream)"),
-		limit: fs.Int("cluster-limit", 0, "at most this many sessions across the cluster (0: no limit)"),
-		drain: fs.Duration("drain", 30*time.Second, "on SIGTERM or SIGINT: stop taking sessions, wait this long for the live ones, then end them"),
+		nats:        fs.String("nats", "", "NATS URL: run as one node of a cluster (off when empty)"),
+		id:          fs.String("node", "", "this node's name in the cluster (default: host-pid-random)"),
+		name:        fs.String("cluster-name", name, "the stream's name in the cluster (nodes with the same name serve the same stream)"),
+		limit:       fs.Int("cluster-limit", 0, "at most this many sessions across the cluster (0: no limit)"),
+		drain:       fs.Duration("drain", 30*time.Second, "on SIGTERM or SIGINT: stop taking sessions, wait this long for the live ones, then end them"),
+		metricsAddr: fs.String("metrics-addr", "127.0.0.1:9464", "serve Prometheus metrics at /metrics on this address, apart from the public one (empty: none)"),
 	}
 }
 
@@ -54,12 +57,27 @@ func (n *Node) Option(log *slog.Logger) (fastrtc.Option, error) {
 	return fastrtc.WithCluster(node), nil
 }
 
-// Serve serves h on addr, with Prometheus metrics at /metrics and a health check at /healthz
-// (503 while draining), until SIGTERM or SIGINT; then it drains the stream (and leaves the
+// Serve serves h on addr, with a health check at /healthz (503 while draining or without
+// NATS) and Prometheus metrics at /metrics on -metrics-addr (loopback by default), until
+// SIGTERM or SIGINT; then it drains the stream (and leaves the
 // cluster), shuts the server down and returns.
 func (n *Node) Serve(addr, name string, s *fastrtc.Stream, h http.Handler, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(name, s))
+	if *n.metricsAddr != "" {
+		// Metrics on their own listener (loopback by default): session counts, codec timings
+		// and the process's figures are for the operator, not for the public.
+		mmux := http.NewServeMux()
+		mmux.Handle("/metrics", metrics.Handler(name, s))
+		msrv := &http.Server{Addr: *n.metricsAddr, Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", *n.metricsAddr)
+		if err != nil {
+			log.Warn("metrics: not served", "addr", *n.metricsAddr, "err", err)
+		} else {
+			log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+			go func() { _ = msrv.Serve(ln) }()
+			defer msrv.Close()
+		}
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if s.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
