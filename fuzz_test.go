@@ -678,3 +678,34 @@ func checkStreamURL(u string) []string {
 	}
 	return problems
 }
+
+// FuzzCheckID: whatever a client sends as an id, CheckID accepts only what can name a
+// session everywhere: at most MaxIDLength bytes of the allowed set, so that a cluster's NATS
+// subject built from it (base64url, under its prefix) stays far below the server's 4 KiB
+// control-line limit and holds no space, wildcard or control byte. Every route refuses what
+// CheckID refuses, with 400 and ErrInvalidID.
+func FuzzCheckID(f *testing.F) {
+	for _, s := range []string{"a", "webrtc-1", strings.Repeat("a", 129), "a b", "a.*.>", "x\x00y", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		err := fastrtc.CheckID(id)
+		if err != nil {
+			if !errors.Is(err, fastrtc.ErrInvalidID) {
+				t.Fatalf("CheckID(%q) = %v, not ErrInvalidID", id, err)
+			}
+			return
+		}
+		if len(id) == 0 || len(id) > fastrtc.MaxIDLength {
+			t.Fatalf("accepted an id of %d bytes", len(id))
+		}
+		for i := 0; i < len(id); i++ {
+			if c := id[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' || c == '/' || c == '"' || c == '\\' {
+				t.Fatalf("accepted byte %q in %q", c, id)
+			}
+		}
+		if tok := base64.RawURLEncoding.EncodeToString([]byte(id)); len("fastrtc.<name>.s.")+len(tok) > 512 {
+			t.Fatalf("subject token of %d bytes", len(tok))
+		}
+	})
+}
