@@ -121,6 +121,8 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
 		} else if errors.Is(err, ErrStreamClosed) {
 			writeError(w, http.StatusServiceUnavailable, err.Error())
+		} else if errors.Is(err, ErrHandlerPanic) { // the application's own failure: its client is told
+			writeError(w, http.StatusInternalServerError, err.Error())
 		} else {
 			s.log.Error("offer: opening the session", "session", req.WebRTCID, "err", err)
 			writeError(w, http.StatusInternalServerError, "internal error: the server could not open the session")
@@ -135,13 +137,13 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		sess.abort(err) // the HTTP response tells the client, now
 		<-sess.done
 		switch {
-		case errors.Is(err, errBadOffer):
-			writeError(w, http.StatusBadRequest, err.Error())
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-			writeError(w, http.StatusGatewayTimeout, "the server could not answer in time")
-		default: // the server's own trouble (sockets, file descriptors): details in the log only
+		case errors.Is(err, errInternal): // the server's own trouble (sockets, file descriptors): details in the log only
 			s.log.Error("offer: answering", "session", req.WebRTCID, "err", err)
 			writeError(w, http.StatusInternalServerError, "internal error: the server could not answer the offer")
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			writeError(w, http.StatusGatewayTimeout, "the server could not answer in time")
+		default: // what the offer got wrong
+			writeError(w, http.StatusBadRequest, err.Error())
 		}
 		return
 	}
@@ -161,9 +163,14 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
 }
 
-// errBadOffer marks the errors of an offer the client got wrong (its text goes back to it);
-// the others are the server's own and are logged, not sent.
+// errBadOffer marks an offer pion could not take.
 var errBadOffer = errors.New("fastrtc: invalid SDP offer")
+
+// errInternal marks an offer's failures that are the server's own (a socket, a file
+// descriptor, gathering): they are logged, and the client gets a generic message (their
+// text once showed a server's fd exhaustion to anyone). Other errors say what the offer got
+// wrong and go back to the client.
+var errInternal = errors.New("fastrtc: internal error")
 
 // takePending takes a slot of WithPendingLimit for an offer from client address src (the zero
 // Addr: no per-client bound) and returns the function that gives it back, once.
@@ -351,7 +358,7 @@ func (st *rtcTransport) flush(d time.Duration) {
 func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTransport, offerSDP string) (*webrtc.SessionDescription, error) {
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.iceServers})
 	if err != nil {
-		return nil, fmt.Errorf("fastrtc: new peer connection: %w", err)
+		return nil, fmt.Errorf("%w: new peer connection: %w", errInternal, err)
 	}
 	est := s.estimators.Take(pc.ID())
 	if !st.attach(pc) { // the session was closed meanwhile (Stream.Close)
@@ -397,7 +404,7 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 	gathered := webrtc.GatheringCompletePromise(pc)
 	gatherStart := time.Now()
 	if err := pc.SetLocalDescription(answer); err != nil {
-		return nil, fmt.Errorf("fastrtc: set local description: %w", err)
+		return nil, fmt.Errorf("%w: set local description: %w", errInternal, err)
 	}
 	select {
 	case <-gathered:
