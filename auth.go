@@ -35,7 +35,7 @@ type AuthFunc func(r *http.Request, route, id string) (identity string, err erro
 // WithAuth sets the stream's authorization hook (FastRTC users ask for one: its routes take
 // any client who knows or guesses an id). A session belongs to the identity that opened it:
 // later requests that name it (trickled candidates, /input_hook, /outputs, /stats) from
-// another identity get 403. The handler reads it with Session.Identity. Go calls
+// another identity are answered as for an unknown id (404, unknown_connection). The handler reads it with Session.Identity. Go calls
 // (Stream.SetInput, Outputs, Session) are not checked: they are the server's own.
 func WithAuth(fn AuthFunc) Option { return func(c *config) { c.auth = fn } }
 
@@ -79,15 +79,11 @@ func (s *Stream) authorize(w http.ResponseWriter, r *http.Request, route, id str
 }
 
 // owns reports whether the request context's identity may use sess: always without WithAuth
-// or for Go calls (no identity in ctx); else only the identity that opened it.
+// or for Go calls (no identity in ctx); else only the identity that opened it. Another
+// identity's session is answered as an unknown one, so that ids cannot be probed.
 func owns(ctx context.Context, sess *Session) error {
 	if id, ok := identityOf(ctx); ok && id != sess.identity {
-		return fmt.Errorf("%w: session %q belongs to another identity", ErrForbidden, sess.id)
+		return fmt.Errorf("%w: %q", ErrUnknownConnection, sess.id)
 	}
 	return nil
-}
-
-// writeForbidden answers 403 in the protocol's failure shape.
-func writeForbidden(w http.ResponseWriter) {
-	writeJSON(w, http.StatusForbidden, map[string]any{"status": "failed", "meta": map[string]any{"error": "forbidden"}})
 }

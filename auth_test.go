@@ -100,15 +100,16 @@ func TestAuth(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the handler never ran")
 	}
-	// Bob may not touch her session; she may.
+	// Bob may not touch her session (it is unknown to him: no id probing); she may.
 	for _, route := range []struct{ method, path, body string }{
 		{"POST", "/input_hook", `{"webrtc_id":"alice-1","n":1}`},
 		{"GET", "/stats?webrtc_id=alice-1", ""},
 		{"GET", "/outputs?webrtc_id=alice-1", ""},
 		{"POST", "/webrtc/offer", `{"type":"ice-candidate","webrtc_id":"alice-1","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`},
 	} {
-		if code, body := do(route.method, route.path, "bob-token", route.body); code != http.StatusForbidden {
-			t.Errorf("bob: %s %s: %d %s, want 403", route.method, route.path, code, body)
+		code, body := do(route.method, route.path, "bob-token", route.body)
+		if !(code == http.StatusNotFound || code == http.StatusOK && strings.Contains(body, "unknown_connection")) {
+			t.Errorf("bob: %s %s: %d %s, want unknown connection", route.method, route.path, code, body)
 		}
 	}
 	if code, body := do("POST", "/input_hook", "alice-token", `{"webrtc_id":"alice-1","n":1}`); code != http.StatusOK {

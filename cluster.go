@@ -217,7 +217,7 @@ func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id strin
 		return
 	}
 	if owns(ctx, sess) != nil {
-		writeForbidden(w)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 		return
 	}
 	writeJSON(w, http.StatusOK, SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // InputKind is the widget kind of an additional input. It tells a UI what to render and the
@@ -137,6 +138,7 @@ func (in Input) convert(v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("want a string, got %s", jsonKind(v))
 		}
+		s = strings.ToValidUTF8(s, "\uFFFD")
 		if limit := cmp.Or(in.MaxBytes, DefaultTextInputBytes); len(s) > limit {
 			return nil, fmt.Errorf("text of %d bytes is longer than %d (Input.MaxBytes)", len(s), limit)
 		}
@@ -353,8 +355,6 @@ func writeInputResult(w http.ResponseWriter, id string, err error) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-	case errors.Is(err, ErrForbidden):
-		writeForbidden(w)
 	case errors.Is(err, ErrUnknownConnection):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 	case errors.Is(err, ErrForwarding):

@@ -288,7 +288,7 @@ func (s *Stream) streamOutputs(ctx context.Context, w http.ResponseWriter, id st
 		return
 	}
 	if owns(ctx, sess) != nil {
-		writeForbidden(w)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
 		return
 	}
 	ch := s.outputsOf(ctx, sess)

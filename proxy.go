@@ -65,7 +65,7 @@ func (s *Stream) clientAddr(r *http.Request) netip.Addr {
 			for _, elem := range strings.Split(v, ",") {
 				for _, pair := range strings.Split(elem, ";") {
 					if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "for") {
-						hops = append(hops, strings.Trim(val, `"[]`))
+						hops = append(hops, strings.Trim(strings.TrimSpace(val), `"`)) // "[2001:db8::17]:4711"
 					}
 				}
 			}

@@ -259,11 +259,14 @@ func TestCandidateLimits(t *testing.T) {
 	if r := trickle(""); r.json["status"] != "success" { // end-of-candidates is always taken
 		t.Errorf("end-of-candidates: %s", r.body)
 	}
-	sdp := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:1 1 udp 1 10.0.0.7 5000 typ host\r\n" +
-		"a=candidate:2 1 udp 1 127.0.0.1 5001 typ host\r\na=candidate:3 1 udp 1 abc.local 5002 typ host\r\na=mid:0\r\n"
-	got, n := s.filterOfferCandidates(sdp)
-	if n != 2 || strings.Contains(got, "10.0.0.7") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") || !strings.HasSuffix(got, "a=mid:0\r\n") {
-		t.Errorf("filtered offer (%d kept):\n%s", n, got)
+	// In the offer too, however the lines are written: a stray carriage return before a
+	// candidate line (which pion still reads) does not hide it from the filter.
+	sdp := strings.Replace(rawOffer(t), "a=mid:0\r\n", "a=mid:0\r\na=candidate:1 1 udp 1 10.0.0.7 5000 typ host\r\n"+
+		"\ra=candidate:4 1 udp 1 10.0.0.8 5000 typ host\r\n"+
+		"a=candidate:2 1 udp 1 127.0.0.1 5001 typ host\r\na=candidate:3 1 udp 1 abc.local 5002 typ host\r\n", 1)
+	got, n, err := s.filterOfferCandidates(sdp, maxTrickledCandidates)
+	if err != nil || n != 2 || strings.Contains(got, "10.0.0.7") || strings.Contains(got, "10.0.0.8") || !strings.Contains(got, "127.0.0.1 5001") || !strings.Contains(got, "abc.local") {
+		t.Errorf("filtered offer (%d kept, %v):\n%s", n, err, got)
 	}
 }
 
@@ -273,13 +276,19 @@ func TestCandidateLimits(t *testing.T) {
 func TestOfferCandidatesCapped(t *testing.T) {
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	var b strings.Builder
-	b.WriteString("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
 	for i := range 500 {
 		fmt.Fprintf(&b, "a=candidate:%d 1 udp 1 127.0.0.1 %d typ host\r\n", i, 20000+i)
+		if i%2 == 0 {
+			b.WriteString("\r") // pion reads a line after a stray carriage return too
+		}
 	}
-	got, n := s.filterOfferCandidates(b.String())
-	if n != maxTrickledCandidates || strings.Count(got, "a=candidate:") != maxTrickledCandidates {
-		t.Fatalf("kept %d (%d lines), want %d", n, strings.Count(got, "a=candidate:"), maxTrickledCandidates)
+	got, n, err := s.filterOfferCandidates(strings.Replace(rawOffer(t), "a=mid:0\r\n", "a=mid:0\r\n"+b.String(), 1), maxTrickledCandidates)
+	if err != nil || n != maxTrickledCandidates || strings.Count(got, "a=candidate:") != maxTrickledCandidates {
+		t.Fatalf("kept %d (%d lines, %v), want %d", n, strings.Count(got, "a=candidate:"), err, maxTrickledCandidates)
+	}
+	// Candidates trickled before the offer leave that much less room in it.
+	if _, n, _ := s.filterOfferCandidates(strings.Replace(rawOffer(t), "a=mid:0\r\n", "a=mid:0\r\n"+b.String(), 1), 10); n != 10 {
+		t.Fatalf("with 54 trickled first: kept %d, want 10", n)
 	}
 	// Through the route: a real offer with 100 extra candidates, then one trickled.
 	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
@@ -709,5 +718,43 @@ func TestTextInputBounded(t *testing.T) {
 	}
 	if got := s.mustSession(t, c.id).Inputs().Text("short"); got != strings.Repeat("a", 10) {
 		t.Errorf("short = %q", got)
+	}
+}
+
+// TestPendingPerClientIPv6: one IPv6 client is its /64 (it has that many addresses), and a
+// released slot comes back.
+func TestPendingPerClientIPv6(t *testing.T) {
+	s := &Stream{cfg: config{pendingLimit: 64, pendingPerSrc: 2}}
+	var releases []func()
+	for i := 1; i <= 2; i++ {
+		rel, err := s.takePending(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, rel)
+	}
+	if _, err := s.takePending(netip.MustParseAddr("2001:db8:1:2:ffff::1")); err == nil {
+		t.Fatal("a third address of the same /64 got a pending slot")
+	}
+	if rel, err := s.takePending(netip.MustParseAddr("2001:db8:1:3::1")); err != nil {
+		t.Fatalf("another /64: %v", err)
+	} else {
+		rel()
+	}
+	releases[0]()
+	releases[0]() // idempotent
+	if _, err := s.takePending(netip.MustParseAddr("2001:db8:1:2::9")); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	if s.pending != 2 {
+		t.Fatalf("pending %d, want 2", s.pending)
+	}
+	// RFC 7239's quoted, bracketed IPv6 form names the client.
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.0.0.2:5000"
+	r.Header.Set("Forwarded", `for="[2001:db8:cafe::17]:4711"`)
+	ps := &Stream{cfg: config{trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
+	if a := ps.clientAddr(r); a != netip.MustParseAddr("2001:db8:cafe::17") {
+		t.Fatalf("Forwarded for=\"[v6]:port\": client %v", a)
 	}
 }

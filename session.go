@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -425,6 +426,7 @@ func (s *Session) receivedText(msg []byte) {
 		}
 		text = m.Data
 	}
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	if len(text) > DefaultTextInputBytes {
 		s.log.Info("data channel text dropped: too long", "bytes", len(text))
 		_ = s.Warn(fmt.Sprintf("text of %d bytes dropped: longer than %d", len(text), DefaultTextInputBytes))

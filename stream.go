@@ -51,6 +51,7 @@ type Stream struct {
 	udpConn     net.PacketConn // the UDP socket every session shares (WithUDPPort), or nil
 	tcpListener net.Listener   // the ICE-TCP listener (WithICETCP), or nil
 	turn        *turnServer    // the embedded TURN server (WithTURN), or nil
+	media       mediaPorts     // the live sessions' own ports (the TURN peer policy)
 	netOnce     sync.Once
 	netErr      error
 

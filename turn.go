@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -173,6 +175,9 @@ func (s *Stream) startTURN() error {
 			p := uint16(a.(*net.UDPAddr).Port)
 			peers.MediaMin, peers.MediaMax = p, p
 		}
+		if peers.MediaMin == 0 { // sockets per session: only the live sessions' ports
+			peers.MediaPort = s.isMediaPort
+		}
 		guardCfg.Allow, guardCfg.AllowIP = peers.Allow, peers.AllowIP
 	}
 	guard, err := turnguard.New(guardCfg)
@@ -258,4 +263,51 @@ func (t *turnServer) close() error {
 		return fmt.Errorf("fastrtc: TURN: %w", err)
 	}
 	return nil
+}
+
+// mediaPorts are the local ports of the live WebRTC sessions' own sockets (without a UDP mux
+// or port range): the only ports the embedded TURN server relays to then.
+type mediaPorts struct {
+	mu    sync.Mutex
+	ports map[uint16]int
+}
+
+// isMediaPort reports whether a live session listens on port.
+func (s *Stream) isMediaPort(port uint16) bool {
+	s.media.mu.Lock()
+	defer s.media.mu.Unlock()
+	return s.media.ports[port] > 0
+}
+
+// addMediaPorts registers the ports of an answer's candidates until the session ends.
+func (s *Stream) addMediaPorts(sess *Session, answer string) {
+	if s.turn == nil {
+		return
+	}
+	var ports []uint16
+	for _, line := range strings.Split(answer, "\n") {
+		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "a="))
+		if len(f) >= 6 && strings.HasPrefix(f[0], "candidate:") {
+			if p, err := strconv.ParseUint(f[5], 10, 16); err == nil {
+				ports = append(ports, uint16(p))
+			}
+		}
+	}
+	s.media.mu.Lock()
+	if s.media.ports == nil {
+		s.media.ports = make(map[uint16]int)
+	}
+	for _, p := range ports {
+		s.media.ports[p]++
+	}
+	s.media.mu.Unlock()
+	sess.onEnd(func() {
+		s.media.mu.Lock()
+		defer s.media.mu.Unlock()
+		for _, p := range ports {
+			if s.media.ports[p]--; s.media.ports[p] <= 0 {
+				delete(s.media.ports, p)
+			}
+		}
+	})
 }

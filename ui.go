@@ -49,6 +49,11 @@ func (s *Stream) UI() http.Handler {
 		}
 		cfg.Video = tc.Video
 	}
+	if s.cfg.auth != nil {
+		// The page fetches GET /webrtc/config, which WithAuth guards; it must not carry
+		// the ICE servers' credentials to whoever loads it.
+		cfg.ICEServers = nil
+	}
 	if cfg.Inputs == nil {
 		cfg.Inputs = []Input{}
 	}

@@ -1,8 +1,6 @@
 package fastrtc
 
 import (
-	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +15,10 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
 )
 
 // offerRequest is the body of POST /webrtc/offer.
@@ -111,12 +112,12 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		// A full or draining node hands the offer to another node of the cluster: the
 		// answer then names that node's candidates, and the media goes there.
 		var le *LimitError
+		release() // handed over or refused: nothing pends here
 		if (errors.Is(err, ErrDraining) || errors.As(err, &le) && le.Scope == "node") && s.forwarding(r.Context()) {
 			if b, merr := json.Marshal(req); merr == nil && s.forward(r.Context(), Forwarded{Route: RouteOffer, ID: req.WebRTCID, Body: b}, w) {
 				return
 			}
 		}
-		release()
 		if code, meta := s.refusal(err); code != "" {
 			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
 		} else if errors.Is(err, ErrStreamClosed) {
@@ -142,6 +143,8 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 			writeError(w, http.StatusInternalServerError, "internal error: the server could not answer the offer")
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 			writeError(w, http.StatusGatewayTimeout, "the server could not answer in time")
+		case errors.Is(err, ErrSessionClosed) || errors.Is(err, ErrStreamClosed):
+			writeError(w, http.StatusServiceUnavailable, "the session was closed while the offer was answered")
 		default: // what the offer got wrong
 			writeError(w, http.StatusBadRequest, err.Error())
 		}
@@ -175,6 +178,10 @@ var errInternal = errors.New("fastrtc: internal error")
 // takePending takes a slot of WithPendingLimit for an offer from client address src (the zero
 // Addr: no per-client bound) and returns the function that gives it back, once.
 func (s *Stream) takePending(src netip.Addr) (release func(), err error) {
+	if src.Is6() && !src.Is4In6() {
+		// One IPv6 client has a /64 of addresses: it is one client.
+		src = netip.PrefixFrom(src, 64).Masked().Addr()
+	}
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
 	if n := s.cfg.pendingLimit; n > 0 && s.pending >= n {
@@ -375,7 +382,13 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 			sess.end(nil, "")
 		}
 	})
-	offerSDP, inOffer := s.filterOfferCandidates(offerSDP)
+	st.mu.Lock()
+	budget := max(maxTrickledCandidates-st.candidates, 0) // those trickled before the offer count too
+	st.mu.Unlock()
+	offerSDP, inOffer, err := s.filterOfferCandidates(offerSDP, budget)
+	if err != nil {
+		return nil, err
+	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadOffer, err)
 	}
@@ -415,6 +428,7 @@ func (s *Stream) startWebRTC(ctx context.Context, sess *Session, st *rtcTranspor
 	if sess.ctx.Err() != nil {
 		return nil, ErrSessionClosed
 	}
+	s.addMediaPorts(sess, pc.LocalDescription().SDP)
 	// Close a session that does not connect in time.
 	answered := time.Now()
 	sess.goFn(func() {
@@ -445,7 +459,7 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 		return
 	}
 	if owns(ctx, sess) != nil {
-		writeForbidden(w)
+		writeFailed(w, failUnknown, nil)
 		return
 	}
 	st, ok := sess.tr.(*rtcTransport)
@@ -521,32 +535,46 @@ func (s *Stream) refuseCandidate(cand string) string {
 	return ""
 }
 
-// filterOfferCandidates removes the offer's candidate lines whose address the operator's
-// filter refuses, and those beyond maxTrickledCandidates: the offer's candidates count
-// toward the same bound as trickled ones (a 31 KB offer with 500 candidates made the server
-// send 8,000 connectivity checks to addresses of the sender's choice). It returns the SDP
-// and the number of candidates kept.
-func (s *Stream) filterOfferCandidates(sdp string) (string, int) {
-	if !strings.Contains(sdp, "a=candidate:") {
-		return sdp, 0
+// filterOfferCandidates removes the offer's candidates whose address the operator's filter
+// refuses, and those beyond budget (maxTrickledCandidates less those trickled before the
+// offer): the offer's candidates count toward the same bound as trickled ones (a 31 KB
+// offer with 500 candidates made the server send 8,000 connectivity checks to addresses of
+// the sender's choice). It works on the SDP as pion parses it (a line-based filter missed
+// lines pion still reads, such as one preceded by a stray carriage return), and returns the
+// SDP re-encoded and the number of candidates kept.
+func (s *Stream) filterOfferCandidates(offer string, budget int) (string, int, error) {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return "", 0, fmt.Errorf("%w: %w", errBadOffer, err)
 	}
-	lines := strings.SplitAfter(sdp, "\n")
-	out := lines[:0]
 	kept, dropped := 0, 0
-	for _, l := range lines {
-		if strings.HasPrefix(l, "a=candidate:") {
-			if kept >= maxTrickledCandidates || s.refuseCandidate(strings.TrimRight(l, "\r\n")) != "" {
-				dropped++
-				continue
+	filter := func(attrs []sdp.Attribute) []sdp.Attribute {
+		out := attrs[:0]
+		for _, a := range attrs {
+			if a.Key == "candidate" {
+				if kept >= budget || s.refuseCandidate("candidate:"+a.Value) != "" {
+					dropped++
+					continue
+				}
+				kept++
 			}
-			kept++
+			out = append(out, a)
 		}
-		out = append(out, l)
+		return out
 	}
-	if dropped > 0 {
-		s.log.Info("offer candidates dropped", "kept", kept, "dropped", dropped)
+	d.Attributes = filter(d.Attributes)
+	for _, m := range d.MediaDescriptions {
+		m.Attributes = filter(m.Attributes)
 	}
-	return strings.Join(out, ""), kept
+	if dropped == 0 {
+		return offer, kept, nil
+	}
+	s.log.Info("offer candidates dropped", "kept", kept, "dropped", dropped)
+	b, err := d.Marshal()
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %w", errBadOffer, err)
+	}
+	return string(b), kept, nil
 }
 
 // setupMedia adds the server's tracks and media goroutines for the stream's modality and

@@ -3,6 +3,7 @@ package speech
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -27,6 +28,19 @@ func TestSentencesBounded(t *testing.T) {
 		if !utf8.ValidString(p) || len(p) > maxPiece {
 			t.Fatalf("piece %q", p)
 		}
+	}
+	// Invalid UTF-8 without spaces (a client's data-channel text) ends, in valid pieces.
+	done := make(chan []string, 1)
+	go func() { done <- sentences("You said: " + strings.Repeat("\x80", 400)) }()
+	select {
+	case got := <-done:
+		for _, p := range got {
+			if !utf8.ValidString(p) || len(p) > maxPiece {
+				t.Fatalf("piece of %d bytes, valid %v", len(p), utf8.ValidString(p))
+			}
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("sentences did not return on invalid UTF-8")
 	}
 	if got := sentences("Hello there. How are you? Fine"); len(got) != 3 || got[2] != "Fine" {
 		t.Fatalf("sentences %q", got)

@@ -97,14 +97,15 @@ const maxPiece = 300
 // sentences splits text after ., !, ? and ; (keeping them), and pieces longer than
 // maxPiece at the last space before it (or at maxPiece), dropping empty pieces.
 func sentences(text string) []string {
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	var out []string
 	add := func(p string) {
 		for len(p) > maxPiece {
 			cut := strings.LastIndexByte(p[:maxPiece], ' ')
 			if cut <= 0 {
 				cut = maxPiece
-				for cut > 0 && !utf8.RuneStart(p[cut]) {
-					cut--
+				for cut > maxPiece-utf8.UTFMax && !utf8.RuneStart(p[cut]) {
+					cut-- // at a rune's start when there is one nearby (invalid UTF-8 has none)
 				}
 			}
 			if q := strings.TrimSpace(p[:cut]); q != "" {

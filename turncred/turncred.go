@@ -52,8 +52,11 @@ type Lifetimer interface {
 }
 
 // Cached returns a Provider that asks p again only every `every` (0: half of p's Lifetime,
-// or 30 min): credentials handed out are then valid for at least the other half. Concurrent
-// callers share one request; an error is not cached. Safe for concurrent use.
+// or 30 min): credentials handed out are then valid for at least the other half. Callers
+// that arrive while p is being asked wait for that answer (each as long as its context
+// lets it); a failure is remembered for a second, so that an outage does not become one
+// paid request per page load. p is asked with a 10 s bound, whatever the callers'
+// contexts. Safe for concurrent use.
 func Cached(p Provider, every time.Duration) Provider {
 	if every <= 0 {
 		every = 30 * time.Minute
@@ -61,29 +64,62 @@ func Cached(p Provider, every time.Duration) Provider {
 			every = l.Lifetime() / 2
 		}
 	}
-	return &cached{p: p, every: every}
+	return &cached{p: p, every: every, failFor: time.Second}
 }
 
 type cached struct {
-	p     Provider
-	every time.Duration
-	mu    sync.Mutex // held across a refresh: concurrent callers wait for it
-	at    time.Time
-	val   []webrtc.ICEServer
+	p       Provider
+	every   time.Duration
+	failFor time.Duration
+	mu      sync.Mutex
+	at      time.Time
+	val     []webrtc.ICEServer
+	errAt   time.Time
+	err     error
+	pending chan struct{} // closed when the request in flight ends; nil when none
 }
 
 func (c *cached) ICEServers(ctx context.Context) ([]webrtc.ICEServer, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.val != nil && time.Since(c.at) < c.every {
-		return slices.Clone(c.val), nil
+	for {
+		c.mu.Lock()
+		switch {
+		case c.val != nil && time.Since(c.at) < c.every:
+			v := slices.Clone(c.val)
+			c.mu.Unlock()
+			return v, nil
+		case c.err != nil && time.Since(c.errAt) < c.failFor:
+			err := c.err
+			c.mu.Unlock()
+			return nil, err
+		case c.pending == nil:
+			done := make(chan struct{})
+			c.pending = done
+			c.mu.Unlock()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			v, err := c.p.ICEServers(rctx)
+			cancel()
+			c.mu.Lock()
+			if err == nil {
+				c.val, c.at, c.err = v, time.Now(), nil
+			} else {
+				c.err, c.errAt = err, time.Now()
+			}
+			c.pending = nil
+			close(done)
+			c.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			return slices.Clone(v), nil
+		}
+		done := c.pending
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	v, err := c.p.ICEServers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.val, c.at = v, time.Now()
-	return slices.Clone(v), nil
 }
 
 // ErrService wraps an error answer of a TURN service.

@@ -119,6 +119,7 @@ func (p *countingProvider) Lifetime() time.Duration { return 200 * time.Millisec
 func TestCached(t *testing.T) {
 	p := &countingProvider{}
 	c := Cached(p, 0)
+	c.(*cached).failFor = 50 * time.Millisecond
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Add(1)
@@ -138,7 +139,11 @@ func TestCached(t *testing.T) {
 	if _, err := c.ICEServers(context.Background()); err == nil {
 		t.Fatal("an expired entry served while the service fails")
 	}
+	if _, err := c.ICEServers(context.Background()); err == nil || p.calls.Load() != 2 {
+		t.Fatalf("a failure is remembered: %v, %d calls", err, p.calls.Load())
+	}
 	p.fail.Store(false)
+	time.Sleep(60 * time.Millisecond)
 	if s, err := c.ICEServers(context.Background()); err != nil || s[0].Username != "3" {
 		t.Fatalf("after the failure: %v %v, want a fresh credential", s, err)
 	}

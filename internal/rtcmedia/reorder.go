@@ -42,6 +42,7 @@ type Reorder struct {
 	held    [ReorderSlots]heldPacket
 	n       int        // packets held
 	over    heldPacket // a packet too far ahead to hold: releases everything before it
+	lateRun int        // late packets in a row: a run means the sender restarted its numbering
 	stats   ReorderStats
 }
 
@@ -75,10 +76,18 @@ func (r *Reorder) Push(seq uint16, payload []byte, now time.Time) bool {
 		r.started, r.next = true, seq
 	}
 	d := int(int16(seq - r.next))
+	if d < 0 {
+		// A sender that restarts its sequence numbers (or jumps by half their range) looks
+		// late forever: after a run of "late" packets, start over from this one.
+		if r.lateRun++; r.lateRun < maxLateRun {
+			r.stats.Late++
+			return false
+		}
+		r.Reset()
+		r.started, r.next, d = true, seq, 0
+	}
+	r.lateRun = 0
 	switch {
-	case d < 0:
-		r.stats.Late++
-		return false
 	case d >= ReorderSlots:
 		if r.over.ok && int16(seq-r.over.seq) <= 0 {
 			return false // an older jump is pending: keep it
@@ -97,6 +106,17 @@ func (r *Reorder) Push(seq uint16, payload []byte, now time.Time) bool {
 	h.set(seq, payload, now)
 	r.n++
 	return true
+}
+
+// maxLateRun is how many late packets in a row mean a restart (half a second of audio).
+const maxLateRun = 25
+
+// Reset forgets the stream's position and what is held (the counters stay).
+func (r *Reorder) Reset() {
+	for i := range r.held {
+		r.held[i].ok = false
+	}
+	r.n, r.over.ok, r.started, r.lateRun = 0, false, false, 0
 }
 
 // oldest returns the arrival time of the earliest packet waiting behind a gap.

@@ -117,3 +117,24 @@ func BenchmarkReorderInOrder(b *testing.B) {
 		}
 	}
 }
+
+// TestReorderRestart: a sender whose numbering jumps backwards or by half the range is
+// followed again after maxLateRun packets, not dropped as late forever.
+func TestReorderRestart(t *testing.T) {
+	for _, jump := range []uint16{32768, 40000, 65000} {
+		r := Reorder{Window: 20 * time.Millisecond}
+		t0 := time.Unix(1000, 0)
+		for i := range uint16(10) {
+			r.Push(i, []byte{byte(i)}, t0)
+			drain(&r, t0)
+		}
+		got := 0
+		for i := range uint16(100) {
+			r.Push(10+jump+i, []byte{0}, t0)
+			got += len(drain(&r, t0))
+		}
+		if want := 100 - maxLateRun + 1; got < want {
+			t.Errorf("jump %d: %d of 100 packets released, want at least %d", jump, got, want)
+		}
+	}
+}

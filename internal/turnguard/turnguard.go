@@ -59,6 +59,9 @@ type Peers struct {
 	Refused []uint16
 	// RelayMin..RelayMax are the relay ports, never reached (a relay to a relay).
 	RelayMin, RelayMax uint16
+	// MediaPort, when MediaMin is zero, says which ports are media's now (the live
+	// sessions' own sockets); nil allows any port not refused above.
+	MediaPort func(port uint16) bool
 }
 
 // AllowIP reports whether a relay may create a permission for a.
@@ -89,10 +92,10 @@ func (p *Peers) Allow(peer netip.AddrPort) bool {
 			return false
 		}
 	}
-	if p.MediaMin != 0 && (port < p.MediaMin || port > p.MediaMax) {
-		return false
+	if p.MediaMin != 0 {
+		return port >= p.MediaMin && port <= p.MediaMax
 	}
-	return true
+	return p.MediaPort == nil || p.MediaPort(port)
 }
 
 // Guard applies a peer policy, quotas and an idle timeout to a pion/turn server: wire

@@ -173,3 +173,16 @@ func TestRelayConn(t *testing.T) {
 		t.Fatalf("refusals %v, want 1 peer, 1 idle", r)
 	}
 }
+
+// TestPeersMediaPort: without a fixed media port or range, only the ports the live sessions
+// listen on are reached (the host's DNS, NTP, another node's TURN port are not).
+func TestPeersMediaPort(t *testing.T) {
+	live := map[uint16]bool{50123: true}
+	p := &Peers{Own: []netip.Addr{netip.MustParseAddr("192.0.2.10")}, Refused: []uint16{3478},
+		MediaPort: func(port uint16) bool { return live[port] }}
+	for port, want := range map[uint16]bool{50123: true, 53: false, 123: false, 3479: false, 5353: false, 50124: false} {
+		if got := p.Allow(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), port)); got != want {
+			t.Errorf("port %d: %v, want %v", port, got, want)
+		}
+	}
+}
