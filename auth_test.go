@@ -73,12 +73,19 @@ func TestAuth(t *testing.T) {
 	}
 	_, asrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithAuth(bearer))
 	for _, route := range []string{"/websocket/offer", "/telephone/handler"} {
-		if _, res, err := websocket.DefaultDialer.Dial(wsURL(asrv, route), nil); err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
+		_, res, err := websocket.DefaultDialer.Dial(wsURL(asrv, route), nil)
+		if res != nil {
+			res.Body.Close()
+		}
+		if err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s handshake without credentials: %v, want 401", route, err)
 		}
 		c, res, err := websocket.DefaultDialer.Dial(wsURL(asrv, route), http.Header{"Authorization": {"Bearer carol-token"}})
+		if res != nil {
+			res.Body.Close()
+		}
 		if err != nil {
-			t.Errorf("%s handshake with credentials: %v (%v)", route, err, res)
+			t.Errorf("%s handshake with credentials: %v", route, err)
 		} else {
 			c.Close()
 		}

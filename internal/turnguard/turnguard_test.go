@@ -97,8 +97,10 @@ func TestQuota(t *testing.T) {
 		ev.OnAllocationCreated(src(ip), nil, "UDP", user, "r", nil, 0)
 		return true
 	}
-	if !create("a", "10.0.0.1") || !create("a", "10.0.0.1") {
-		t.Fatal("first two allocations refused")
+	for i := range 2 {
+		if !create("a", "10.0.0.1") {
+			t.Fatalf("allocation %d refused", i)
+		}
 	}
 	if create("a", "10.0.0.2") {
 		t.Fatal("a third allocation of user a was allowed")

@@ -69,7 +69,8 @@ func (n *Node) Serve(addr, name string, s *fastrtc.Stream, h http.Handler, log *
 		mmux := http.NewServeMux()
 		mmux.Handle("/metrics", metrics.Handler(name, s))
 		msrv := &http.Server{Addr: *n.metricsAddr, Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
-		ln, err := net.Listen("tcp", *n.metricsAddr)
+		var lc net.ListenConfig
+		ln, err := lc.Listen(context.Background(), "tcp", *n.metricsAddr)
 		if err != nil {
 			log.Warn("metrics: not served", "addr", *n.metricsAddr, "err", err)
 		} else {
