@@ -161,11 +161,16 @@ func (s *Stream) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if r = s.authorize(w, r, RouteWebSocket, ""); r == nil {
 		return
 	}
+	up := s.upgrader(s.cfg.ws.CheckOrigin)
+	if !up.CheckOrigin(r) { // refused before it takes a pending slot
+		writeError(w, http.StatusForbidden, "origin not allowed (WebSocketOptions.CheckOrigin, WithCORS)")
+		return
+	}
 	release, ok := s.pendingHandshake(w, r)
 	if !ok {
 		return
 	}
-	conn, err := s.upgrader(s.cfg.ws.CheckOrigin).Upgrade(w, r, nil)
+	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		release()
 		s.log.Debug("websocket upgrade", "err", err) // the upgrader wrote the HTTP error

@@ -794,7 +794,7 @@ func TestWebSocketRoutesOnlyForAudio(t *testing.T) {
 // (WithPendingLimit: 200 idle ones held 520 MB), and the default origin check refuses pages
 // of other sites, as the POST routes do.
 func TestWebSocketPreStartBounds(t *testing.T) {
-	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPendingLimit(3, 0), WithCORS("https://app.example"))
+	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPendingLimit(3, 0))
 	var idle []*wsClient
 	for range 3 {
 		idle = append(idle, dialWS(t, wsURL(srv, "/websocket/offer"), nil, true))
@@ -809,11 +809,14 @@ func TestWebSocketPreStartBounds(t *testing.T) {
 	idle[0].pingPong()
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	_ = c.conn.Close()
+	// The origin check, on a stream of its own (closed connections give their slots back
+	// asynchronously).
+	_, osrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithCORS("https://app.example"))
 	for _, o := range []struct {
 		origin string
 		ok     bool
-	}{{"http://evil.example", false}, {"https://app.example", true}, {srv.URL, true}} {
-		conn, res, err := websocket.DefaultDialer.Dial(wsURL(srv, "/websocket/offer"), http.Header{"Origin": {o.origin}})
+	}{{"http://evil.example", false}, {"https://app.example", true}, {osrv.URL, true}} {
+		conn, res, err := websocket.DefaultDialer.Dial(wsURL(osrv, "/websocket/offer"), http.Header{"Origin": {o.origin}})
 		if o.ok && err != nil {
 			t.Errorf("origin %s: %v, want accepted", o.origin, err)
 		}
