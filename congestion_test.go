@@ -3,6 +3,7 @@ package fastrtc
 import (
 	"context"
 	"image"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,47 @@ func TestIncomingVideoCap(t *testing.T) {
 				t.Fatalf("client's sender without a cap: estimate %d, want above 300 kbit/s on loopback", cs.EstimateBps)
 			}
 		})
+	}
+}
+
+// TestVideoSessionsFreeMemory: sessions that send video under congestion control leave no
+// heap behind once they end. A no-op pacer shared by every estimator of the stream once
+// kept each ended connection's stream writer, and with it about 180 KB of peer connection
+// per session.
+func TestVideoSessionsFreeMemory(t *testing.T) {
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
+	img := testPattern(320, 240, 0)
+	run := func(n int) {
+		for range n {
+			c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			for i := 0; ctx.Err() == nil && i < 5; i++ {
+				_ = c.SendVideo(ctx, img, uint32(i*3000))
+			}
+			cancel()
+			_ = c.Close()
+		}
+	}
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapInuse)
+	}
+	run(10) // warm up: pools, caches, the codecs' first allocations
+	waitFor(t, 5*time.Second, func() bool { return len(s.Sessions()) == 0 })
+	before := heap()
+	const n = 40
+	run(n)
+	waitFor(t, 5*time.Second, func() bool { return len(s.Sessions()) == 0 })
+	time.Sleep(500 * time.Millisecond) // the peer connections' last timers
+	per := (heap() - before) / n
+	t.Logf("heap after %d sessions: %+d KB per session", n, per>>10)
+	if per > 40<<10 {
+		t.Fatalf("each ended video session left %d KB of heap (want < 40)", per>>10)
 	}
 }

@@ -91,9 +91,6 @@ func Interceptors(me *webrtc.MediaEngine, ir *interceptor.Registry, o Intercepto
 		return nil, nil
 	}
 	bweOpts := []gcc.Option{
-		// The sender paces itself (package vsend): the estimator's own pacer would queue
-		// without bound behind a 5 ms ticker.
-		gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
 		gcc.SendSideBWEInitialBitrate(o.StartBitrate),
 		gcc.SendSideBWEMinBitrate(o.MinBitrate),
 		gcc.SendSideBWEMaxBitrate(o.MaxBitrate),
@@ -102,7 +99,11 @@ func Interceptors(me *webrtc.MediaEngine, ir *interceptor.Registry, o Intercepto
 		bweOpts = append(bweOpts, gcc.WithLoggerFactory(o.Logger))
 	}
 	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(bweOpts...)
+		// The sender paces itself (package vsend): the estimator's own pacer would queue
+		// without bound behind a 5 ms ticker. A no-op pacer of its own per estimator: one
+		// shared by all kept every ended connection's stream writer in its map (180 KB of
+		// peer connection per video session, never freed).
+		return gcc.NewSendSideBWE(append(bweOpts[:len(bweOpts):len(bweOpts)], gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
