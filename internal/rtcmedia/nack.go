@@ -25,7 +25,7 @@ type NackTracker struct {
 	started bool
 	newest  uint16
 	rtt     time.Duration
-	resp    time.Duration       // smoothed time from a first NACK to its packet's arrival
+	resp    time.Duration       // smoothed time from the last NACK of a packet to its arrival
 	missing []nackEntry         // oldest first
 	late    [lateRing]nackEntry // the last entries given up after being asked for
 	lateN   int
