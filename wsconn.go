@@ -144,7 +144,7 @@ func (s *Stream) sameOrigin(r *http.Request) bool {
 
 // maxWSStartMessage bounds a message before the session started (a start message is small):
 // a connection that never starts must not make the server buffer MaxMessageBytes.
-const maxWSStartMessage = 16 << 10
+const maxWSStartMessage = 64 << 10
 
 // write sends one text message.
 func (t *wsConn) write(b []byte) error {
