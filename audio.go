@@ -411,7 +411,7 @@ func (s *Stream) startAudio(sess *Session) bool {
 	return true
 }
 
-// textInput is the name of ReplyOnPause's text input, or "" (for the page).
+// textInput is the name of the AudioAgent's text input, or "" (for the page).
 func (s *Stream) textInput() string {
 	if s.audio == nil {
 		return ""
@@ -419,8 +419,9 @@ func (s *Stream) textInput() string {
 	return s.audio.textInput
 }
 
-// pauseDetection reports whether the stream's handler is a ReplyOnPause (for the page).
-func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.pause }
+// pauseDetection reports whether the stream's handler takes turns (AudioAgent.TurnTaking),
+// for the page.
+func (s *Stream) pauseDetection() bool { return s.audio != nil && s.audio.turnTaking }
 
 // bindSessionHandler makes the session's audio handler (if the stream has one) and its
 // layout, and registers the shutdown hook.

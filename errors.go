@@ -30,12 +30,9 @@ var (
 	ErrStreamClosed = errors.New("fastrtc: stream closed")
 	// ErrHandlerPanic wraps the value of a handler's panic; the session that ran it ends.
 	ErrHandlerPanic = errors.New("fastrtc: handler panicked")
-	// ErrNotPauseHandler is returned by Session.TriggerReply on a session whose handler is
-	// not a ReplyOnPause (nor another ReplyTrigger).
-	ErrNotPauseHandler = errors.New("fastrtc: the session's handler is not a ReplyOnPause")
-	// ErrBadModel is returned by LoadSileroModel (and by New, for the file SileroModelEnv
-	// names) when the data is not a Silero VAD v5 ONNX model.
-	ErrBadModel = errors.New("fastrtc: not a Silero VAD v5 model")
+	// ErrNoReplyTrigger is returned by Session.TriggerReply on a session whose handler does
+	// not implement ReplyTrigger (package voice's ReplyOnPause does).
+	ErrNoReplyTrigger = errors.New("fastrtc: the session's handler takes no reply trigger")
 )
 
 // ErrForwarding is returned (and answered with HTTP 502) when a Cluster could not reach the

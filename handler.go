@@ -14,16 +14,19 @@ import (
 //
 //	modality     send-receive / send                           receive
 //	video        VideoFunc                                     VideoSource
-//	audio        AudioHandlerFactory, AudioFunc, *ReplyOnPause AudioSource
+//	audio        AudioHandlerFactory, AudioFunc, *AudioAgent   AudioSource
 //	audio-video  AudioVideoHandlerFactory                      (not supported)
 //
 // New rejects any other combination with an error that says what is allowed. In send mode a
 // handler's media output is ignored (it produces only additional outputs).
 //
 // To write a handler of your own kind (another turn-taking policy, say), implement
-// AudioHandler and pass an AudioHandlerFactory: the Session's public hooks (Go, Fail,
-// InputsChanged, ClearAudio, QueuedAudio, Log) are what ReplyOnPause itself is built on, and
-// a handler that implements ReplyTrigger answers Session.TriggerReply.
+// AudioHandler and pass an AudioHandlerFactory, or an AudioAgent when the stream must know
+// more of it (a text input to check, the built-in page's voice settings). Package voice's
+// ReplyOnPause is built that way, on nothing but the public hooks: Session.Go, Fail,
+// InputsChanged, SetInputs, ClearAudio, QueuedAudio, Log, Logger, CloseOnEnd, ReplyStarted,
+// the optional InputReceiver and TextReceiver interfaces, and ReplyTrigger (which answers
+// Session.TriggerReply).
 type Handler interface {
 	// bind checks the handler against the stream's modality and mode and installs it.
 	bind(s *Stream) error
@@ -36,7 +39,7 @@ var (
 	_ Handler = AudioHandlerFactory(nil)
 	_ Handler = AudioSource(nil)
 	_ Handler = AudioVideoHandlerFactory(nil)
-	_ Handler = (*ReplyOnPause)(nil)
+	_ Handler = (*AudioAgent)(nil)
 )
 
 // errNilHandler is the error of a nil handler of a handler type.
@@ -46,7 +49,7 @@ var errNilHandler = fmt.Errorf("%w: handler is nil", ErrInvalidConfig)
 func wrongHandler(s *Stream, h Handler) error {
 	want := map[Modality][2]string{
 		Video:      {"VideoFunc", "VideoSource"},
-		Audio:      {"AudioHandlerFactory, AudioFunc or *ReplyOnPause", "AudioSource"},
+		Audio:      {"AudioHandlerFactory, AudioFunc or *AudioAgent (voice.ReplyOnPause)", "AudioSource"},
 		AudioVideo: {"AudioVideoHandlerFactory", ""},
 	}[s.modality]
 	allowed := want[0]
@@ -111,8 +114,8 @@ func (f VideoSource) bind(s *Stream) error {
 // audio was sent; any other error ends the session with that error. Receive and Emit run
 // concurrently with each other. A panic in either ends the session with ErrHandlerPanic.
 //
-// A handler may also implement AudioStarter, AudioShutdowner, AudioLayouter, DTMFReceiver and
-// ReplyTrigger.
+// A handler may also implement AudioStarter, AudioShutdowner, AudioLayouter, DTMFReceiver,
+// InputReceiver, TextReceiver and ReplyTrigger.
 type AudioHandler interface {
 	Receive(s *Session, frame AudioFrame) error
 	Emit(ctx context.Context, s *Session) (AudioFrame, error)
@@ -166,11 +169,29 @@ type DTMFReceiver interface {
 	DTMF(s *Session, digit string)
 }
 
-// ReplyTrigger is implemented by turn-taking handlers (ReplyOnPause's per-connection
+// ReplyTrigger is implemented by turn-taking handlers (voice.ReplyOnPause's per-connection
 // handler among them) that can be told to reply now; Session.TriggerReply calls it. It may
 // be called from any goroutine.
 type ReplyTrigger interface {
 	TriggerReply(s *Session) error
+}
+
+// InputReceiver is implemented by audio handlers that react to posted inputs (POST
+// /input_hook, Stream.SetInput, Session.SetInputs): InputsPosted is called after each change
+// with the names posted, sorted, on the goroutine that posted them; it must not block (start
+// work with Session.Go). Inputs posted before the handler was made are delivered right
+// after the factory returns. Unlike WithOnInput, which serves every session of a stream, it
+// belongs to the session's own handler.
+type InputReceiver interface {
+	InputsPosted(s *Session, names []string)
+}
+
+// TextReceiver is implemented by audio handlers that take text the client sends on the data
+// channel: a plain string, or {"type": "text", "data": "..."}. ReceiveText is called on the
+// data channel's goroutine with the text made valid UTF-8; texts longer than
+// DefaultTextInputBytes are dropped (the client is warned). It must not block.
+type TextReceiver interface {
+	ReceiveText(s *Session, text string)
 }
 
 // AudioSource generates the audio of a receive-mode connection (the server speaks). The
@@ -218,36 +239,55 @@ func (f AudioVideoHandlerFactory) bind(s *Stream) error {
 	return nil
 }
 
-// bind installs a ReplyOnPause on an audio stream.
-func (r *ReplyOnPause) bind(s *Stream) error {
-	if r == nil {
+// AudioAgent is the Handler of an audio handler that the stream must know more of than its
+// factory: a turn-taking voice agent (package voice's ReplyOnPause embeds one), or a handler
+// of your own. Embedding an AudioAgent in a struct of your own makes a pointer to that struct
+// a Handler.
+//
+// An AudioAgent is read once, by New; do not change it afterwards.
+type AudioAgent struct {
+	// NewHandler makes the handler of a new connection (required); see AudioHandlerFactory.
+	NewHandler func() AudioHandler
+	// Check, if set, is called once by New with the stream being built (its Inputs and
+	// Logger are set); an error fails New.
+	Check func(s *Stream) error
+	// TextInput names a Text input that talks to the agent: the built-in page shows a text
+	// box for it. New fails if the stream does not declare it as Text.
+	TextInput string
+	// TurnTaking says the handler takes turns in speech (detects pauses, may be
+	// interrupted): the built-in page then opens the microphone with echo cancellation,
+	// noise suppression and gain control on (see TrackConstraints) and says so.
+	TurnTaking bool
+}
+
+// bind installs an AudioAgent on an audio stream.
+func (a *AudioAgent) bind(s *Stream) error {
+	if a == nil || a.NewHandler == nil {
 		return errNilHandler
 	}
 	if s.modality != Audio || s.mode == Receive {
-		return wrongHandler(s, r)
+		return wrongHandler(s, a)
 	}
-	if name := r.cfg.textInput; name != "" {
+	if name := a.TextInput; name != "" {
 		if i := slices.IndexFunc(s.cfg.inputs, func(in Input) bool { return in.Name == name }); i < 0 || s.cfg.inputs[i].Kind != KindText {
-			return fmt.Errorf("%w: WithTextInput(%q): declare it with WithInputs(fastrtc.Text(%q, \"\"))", ErrInvalidConfig, name, name)
+			return fmt.Errorf("%w: text input %q: declare it with WithInputs(fastrtc.Text(%q, \"\"))", ErrInvalidConfig, name, name)
 		}
 	}
-	newVAD, which, err := r.detector()
-	if err != nil {
-		return err
+	if a.Check != nil {
+		if err := a.Check(s); err != nil {
+			return err
+		}
 	}
-	s.log.Info("fastrtc: pause detection", "vad", which)
-	s.audio = &audioConfig{factory: func() AudioHandler {
-		return &pauseHandler{reply: r.reply, cfg: &r.cfg, newVAD: newVAD, out: make(chan genFrame)}
-	}, pause: true, textInput: r.cfg.textInput}
+	s.audio = &audioConfig{factory: a.NewHandler, turnTaking: a.TurnTaking, textInput: a.TextInput}
 	return nil
 }
 
 // audioConfig is the bound audio-side handler of a Stream.
 type audioConfig struct {
-	factory   func() AudioHandler // audio send-receive / send, audio-video
-	source    AudioSource         // audio receive
-	pause     bool                // the handler is a ReplyOnPause (the built-in page says so)
-	textInput string              // its WithTextInput, for the page's text box
+	factory    func() AudioHandler // audio send-receive / send, audio-video
+	source     AudioSource         // audio receive
+	turnTaking bool                // AudioAgent.TurnTaking (the built-in page says so)
+	textInput  string              // AudioAgent.TextInput, for the page's text box
 }
 
 // AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn

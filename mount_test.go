@@ -3,6 +3,7 @@ package fastrtc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"iter"
 	"net/http"
@@ -277,7 +278,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"nil func handler", VideoFunc(nil), Video, SendReceive, nil, "nil"},
 		{"audio handler for video", AudioFunc(nil), Video, Send, nil, "VideoFunc"},
 		{"video handler for audio", VideoFunc(echoHandler), Audio, SendReceive, nil, "AudioHandlerFactory"},
-		{"pause handler for receive", NewReplyOnPause(func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] { return nil }), Audio, Receive, nil, "AudioSource"},
+		{"agent for receive", &AudioAgent{NewHandler: echoFactory()}, Audio, Receive, nil, "AudioSource"},
+		{"agent without factory", &AudioAgent{}, Audio, SendReceive, nil, "nil"},
+		{"agent's text input undeclared", &AudioAgent{NewHandler: echoFactory(), TextInput: "textbox"}, Audio, SendReceive, nil, "textbox"},
+		{"agent's check fails", &AudioAgent{NewHandler: echoFactory(), Check: func(*Stream) error { return fmt.Errorf("%w: no model", ErrInvalidConfig) }}, Audio, SendReceive, nil, "no model"},
 		{"audio-video receive", AudioVideoHandlerFactory(func() AudioVideoHandler { return nil }), AudioVideo, Receive, nil, "not receive"},
 		{"bad ws message limit", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{MaxMessageBytes: 10})}, "WebSocket max message"},
 		{"bad ws ping", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{PingInterval: time.Microsecond})}, "ping interval"},

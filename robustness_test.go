@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"iter"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -134,10 +133,9 @@ func TestEndHookPanic(t *testing.T) {
 	if _, err := s.Session(b.id); err != nil {
 		t.Fatalf("the other session: %v", err)
 	}
-	// A VAD whose Close panics (ReplyOnPause closes it at the session's end).
-	vadStream, vsrv := newTestStream(t, NewReplyOnPause(func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] {
-		return func(func(AudioFrame, error) bool) {}
-	}, WithVAD(func() (VAD, error) { return panicVAD{}, nil })), Audio, SendReceive)
+	// A resource whose Close panics, given to the session with CloseOnEnd (as package
+	// voice does with its VAD).
+	vadStream, vsrv := newTestStream(t, AudioHandlerFactory(func() AudioHandler { return &ownsCloser{echoFactory()()} }), Audio, SendReceive)
 	c := newTestClient(t, vsrv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
 	sc := vadStream.mustSession(t, c.id)
@@ -153,10 +151,14 @@ func TestEndHookPanic(t *testing.T) {
 	}
 }
 
-type panicVAD struct{}
+// ownsCloser gives its session a panicking closer at Start.
+type ownsCloser struct{ AudioHandler }
 
-func (panicVAD) IsSpeech([]int16) (bool, error) { return false, nil }
-func (panicVAD) Close() error                   { panic("vad close failed") }
+func (ownsCloser) Start(s *Session) error { s.CloseOnEnd(panicCloser{}); return nil }
+
+type panicCloser struct{}
+
+func (panicCloser) Close() error { panic("vad close failed") }
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {

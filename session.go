@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -286,7 +287,11 @@ func (s *Session) Err() error {
 // hooks ran: from then on, input media reaches the handler.
 func (s *Session) Started() <-chan struct{} { return s.started }
 
-func (s *Session) setInputs(values map[string]any) error {
+// SetInputs validates values against the stream's declared inputs and stores them, as a POST
+// to /input_hook does: the handler sees them from its next call, InputsChanged fires, and
+// the handler's InputReceiver and the WithOnInput hook are called. It returns an error
+// wrapping ErrInvalidInput (an *InputError names the field) and stores nothing then.
+func (s *Session) SetInputs(values map[string]any) error {
 	for {
 		old := s.inputs.Load()
 		next, err := s.stream.cfg.inputs.apply(*old, values)
@@ -306,17 +311,6 @@ func (s *Session) setInputs(values map[string]any) error {
 	}
 }
 
-// inputReceiver is implemented by handlers that react to posted inputs (ReplyOnPause's text
-// input). inputsPosted must not block.
-type inputReceiver interface {
-	inputsPosted(s *Session, names []string)
-}
-
-// textReceiver is implemented by handlers that take text from the data channel.
-type textReceiver interface {
-	receiveText(s *Session, text string)
-}
-
 // boundHandler returns the session's audio handler, nil before it is made (or for streams
 // without one).
 func (s *Session) boundHandler() AudioHandler {
@@ -333,9 +327,9 @@ func (s *Session) bindHandler(h AudioHandler, layout AudioLayout) {
 	names := s.pending
 	s.pending = nil
 	s.hMu.Unlock()
-	if r, ok := h.(inputReceiver); ok && len(names) > 0 {
+	if r, ok := h.(InputReceiver); ok && len(names) > 0 {
 		slices.Sort(names)
-		r.inputsPosted(s, slices.Compact(names))
+		r.InputsPosted(s, slices.Compact(names))
 	}
 }
 
@@ -350,10 +344,10 @@ func (s *Session) postedInputs(values map[string]any) {
 	if !s.bound { // the session was found before its handler is made: deliver them then
 		s.pending = append(s.pending, names...)
 	}
-	h, ok := s.handler.(inputReceiver)
+	h, ok := s.handler.(InputReceiver)
 	s.hMu.Unlock()
 	if ok {
-		h.inputsPosted(s, names)
+		h.InputsPosted(s, names)
 	}
 	if fn := s.stream.cfg.onInput; fn != nil {
 		s.runInputHook(fn, names)
@@ -411,7 +405,7 @@ func (s *Session) runInputHook(fn func(*Session, []string), names []string) {
 // receivedText passes a data-channel message that carries text to the handler: a plain
 // string, or {"type": "text", "data": "..."}.
 func (s *Session) receivedText(msg []byte) {
-	h, ok := s.boundHandler().(textReceiver)
+	h, ok := s.boundHandler().(TextReceiver)
 	if !ok || len(msg) == 0 {
 		return
 	}
@@ -432,7 +426,7 @@ func (s *Session) receivedText(msg []byte) {
 		_ = s.Warn(fmt.Sprintf("text of %d bytes dropped: longer than %d", len(text), DefaultTextInputBytes))
 		return
 	}
-	h.receiveText(s, text)
+	h.ReceiveText(s, text)
 }
 
 // InputsChanged returns a channel that is closed at the next change of the session's inputs
@@ -610,6 +604,36 @@ func (s *Session) runEndFuncs(fns []func()) (first error) {
 		}
 	}
 	return first
+}
+
+// OnEnd registers fn to run once the session has ended, after its goroutines (and the
+// handler's Shutdown) returned, in reverse order of registration; if the session has
+// already ended, fn runs at once. A panic in fn is logged and becomes the session's Err if
+// it has none.
+func (s *Session) OnEnd(fn func()) { s.onEnd(fn) }
+
+// CloseOnEnd makes c a resource of the session: it is counted among the stream's open
+// contexts (Stats.CodecContexts, which leak checks read) until the session ends and closes
+// it. Handlers register their own detectors and codecs with it (package voice's VADs).
+func (s *Session) CloseOnEnd(c io.Closer) { s.onEnd(s.stream.codecOpened(c.Close)) }
+
+// Logger returns the session's logger: the stream's (WithLogger) with the session's id.
+func (s *Session) Logger() *slog.Logger { return s.log }
+
+// ReplyStarted records a voice agent's turn in the stream's metrics (Metrics.Turn): the
+// user's turn ended (a pause was detected) at pausedAt, and the reply's first audio is
+// handed to the session now.
+func (s *Session) ReplyStarted(pausedAt time.Time) { s.stream.metrics.turn.since(pausedAt) }
+
+// TriggerReply makes the session's handler reply now to what the user said so far, as if they
+// had paused: the handlers that implement ReplyTrigger do (package voice's ReplyOnPause). It
+// returns ErrNoReplyTrigger for other handlers.
+func (s *Session) TriggerReply() error {
+	h, ok := s.boundHandler().(ReplyTrigger)
+	if !ok {
+		return ErrNoReplyTrigger
+	}
+	return h.TriggerReply(s)
 }
 
 // onEnd registers fn to run when the session has ended, after its goroutines returned.

@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/fastrtc-go/fastrtc/internal/cmem"
-
 	"context"
 	"errors"
 	"fmt"
@@ -65,12 +63,11 @@ type Stream struct {
 	closeCancel context.CancelFunc
 }
 
-// New builds a Stream that runs handler for each connection. New sets glibc's M_ARENA_MAX to 1
-// for the process unless MALLOC_ARENA_MAX is set in the environment: the C codecs allocate
-// on whichever threads cgo uses, and glibc's per-thread arenas never gave that memory back
-// (RSS grew round after round of sessions). The handler's type must fit the
+// New builds a Stream that runs handler for each connection. The handler's type must fit the
 // modality and mode (see the table at Handler); otherwise, and for invalid options, New
-// returns an error wrapping ErrInvalidConfig that says what is allowed.
+// returns an error wrapping ErrInvalidConfig that says what is allowed. New changes nothing
+// outside the Stream: a server that runs many sessions should call LimitMallocArenas once
+// from main (the examples do).
 func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream, error) {
 	if err := modality.valid(); err != nil {
 		return nil, err
@@ -78,9 +75,6 @@ func New(handler Handler, modality Modality, mode Mode, opts ...Option) (*Stream
 	if err := mode.valid(); err != nil {
 		return nil, err
 	}
-	// One malloc arena for the C codecs (see cmem.LimitArenas): without it, RSS grows with
-	// every round of sessions though nothing leaks.
-	cmem.LimitArenas(1)
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -131,6 +125,13 @@ func (s *Stream) Modality() Modality { return s.modality }
 // Mode returns the stream's mode.
 func (s *Stream) Mode() Mode { return s.mode }
 
+// Inputs returns the stream's declared additional inputs (WithInputs), in order. Do not
+// modify the slice.
+func (s *Stream) Inputs() []Input { return s.cfg.inputs }
+
+// Logger returns the stream's logger (WithLogger; a discarding one without it).
+func (s *Stream) Logger() *slog.Logger { return s.log }
+
 // Stats is a snapshot of a Stream's resource use.
 type Stats struct {
 	Sessions         int   // live sessions
@@ -168,7 +169,7 @@ func (s *Stream) setInput(ctx context.Context, id string, values map[string]any)
 		if err := owns(ctx, sess); err != nil {
 			return err
 		}
-		return sess.setInputs(values)
+		return sess.SetInputs(values)
 	}
 	if errors.Is(err, ErrInvalidID) || !s.forwarding(ctx) {
 		return err

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"image"
 	"io"
-	"iter"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,10 +104,7 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func TestUIDefaultsAndAudioConfig(t *testing.T) {
-	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
-		return func(func(AudioFrame, error) bool) {}
-	}
-	s, err := New(NewReplyOnPause(reply), Audio, SendReceive)
+	s, err := New(&AudioAgent{NewHandler: echoFactory(), TurnTaking: true}, Audio, SendReceive)
 	if err != nil {
 		t.Fatal(err)
 	}

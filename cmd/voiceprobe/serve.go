@@ -22,6 +22,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/internal/voiceenv"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // turnsReply is GET /probe/turns: one session's turns and incoming audio figures.
@@ -117,7 +119,11 @@ func serve(args []string) error {
 	if *loopback {
 		opts = append(opts, fastrtc.WithSettingEngine(loopbackOnly))
 	}
-	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(rec.reply), fastrtc.Audio, fastrtc.SendReceive, opts...)
+	vad, err := voiceenv.Detector() // FASTRTC_SILERO_MODEL: the Silero VAD
+	if err != nil {
+		return err
+	}
+	stream, err := fastrtc.New(voice.NewReplyOnPause(rec.reply, vad...), fastrtc.Audio, fastrtc.SendReceive, opts...)
 	if err != nil {
 		return err
 	}

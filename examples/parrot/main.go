@@ -13,6 +13,8 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
+	"github.com/fastrtc-go/fastrtc/internal/voiceenv"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // parrot yields the utterance back in 20 ms frames (the stream paces them in real time).
@@ -34,6 +36,7 @@ func main() {
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "parrot")
 	flag.Parse()
+	fastrtc.LimitMallocArenas(1) // one malloc arena for the C codecs: RSS stays flat over rounds of sessions
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	clusterOpt, err := node.Option(log)
 	if err != nil {
@@ -41,7 +44,12 @@ func main() {
 		os.Exit(1)
 	}
 
-	stream, err := fastrtc.New(fastrtc.NewReplyOnPause(parrot), fastrtc.Audio, fastrtc.SendReceive, network(), clusterOpt,
+	vad, err := voiceenv.Detector() // FASTRTC_SILERO_MODEL: the Silero VAD (./scripts/run.sh sets it)
+	if err != nil {
+		log.Error("vad", "err", err)
+		os.Exit(1)
+	}
+	stream, err := fastrtc.New(voice.NewReplyOnPause(parrot, vad...), fastrtc.Audio, fastrtc.SendReceive, network(), clusterOpt,
 		fastrtc.WithTitle("Parrot", "Say something, then pause: the server says it back."),
 		fastrtc.WithLogger(log))
 	if err != nil {

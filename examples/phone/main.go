@@ -28,6 +28,8 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
+	"github.com/fastrtc-go/fastrtc/internal/voiceenv"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 func main() {
@@ -37,6 +39,7 @@ func main() {
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "phone")
 	flag.Parse()
+	fastrtc.LimitMallocArenas(1) // one malloc arena for the C codecs: RSS stays flat over rounds of sessions
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	clusterOpt, err := node.Option(log)
 	if err != nil {
@@ -78,7 +81,12 @@ func main() {
 		}),
 	}
 	// 16 kHz is plenty for speech (telephone audio is 8 kHz).
-	agent := fastrtc.NewReplyOnPause(parrot, fastrtc.WithStartup(greet), fastrtc.WithPauseInputRate(16000))
+	vad, err := voiceenv.Detector() // FASTRTC_SILERO_MODEL: the Silero VAD (./scripts/run.sh sets it)
+	if err != nil {
+		log.Error("vad", "err", err)
+		os.Exit(1)
+	}
+	agent := voice.NewReplyOnPause(parrot, append(vad, voice.WithStartup(greet), voice.WithPauseInputRate(16000))...)
 	stream, err := fastrtc.New(agent, fastrtc.Audio, fastrtc.SendReceive, opts...)
 	if err != nil {
 		log.Error("stream", "err", err)

@@ -20,12 +20,14 @@ import (
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/examples/internal/netflags"
 	"github.com/fastrtc-go/fastrtc/internal/talkagent"
+	"github.com/fastrtc-go/fastrtc/internal/voiceenv"
 	"github.com/fastrtc-go/fastrtc/speech"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // newStream builds the talk stream; wake, if set, is the phrase it waits for.
-func newStream(a *talkagent.Agent, wake string, opts ...fastrtc.Option) (*fastrtc.Stream, error) {
-	return fastrtc.New(a.Handler(wake), fastrtc.Audio, fastrtc.SendReceive, append(talkagent.Options(wake), opts...)...)
+func newStream(a *talkagent.Agent, wake string, vad []voice.Option, opts ...fastrtc.Option) (*fastrtc.Stream, error) {
+	return fastrtc.New(a.Handler(wake, vad...), fastrtc.Audio, fastrtc.SendReceive, append(talkagent.Options(wake), opts...)...)
 }
 
 func main() {
@@ -35,6 +37,7 @@ func main() {
 	network := netflags.Register(flag.CommandLine)
 	node := netflags.RegisterNode(flag.CommandLine, "talk")
 	flag.Parse()
+	fastrtc.LimitMallocArenas(1) // one malloc arena for the C codecs: RSS stays flat over rounds of sessions
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(*addr, *wake, *voice, log, node, network()); err != nil {
 		log.Error("talk", "err", err)
@@ -57,7 +60,11 @@ func run(addr, wake, voice string, log *slog.Logger, node *netflags.Node, networ
 	if err != nil {
 		return err
 	}
-	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, network, clusterOpt, fastrtc.WithLogger(log))
+	vad, err := voiceenv.Detector() // FASTRTC_SILERO_MODEL: the Silero VAD (./scripts/run.sh sets it)
+	if err != nil {
+		return err
+	}
+	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, vad, network, clusterOpt, fastrtc.WithLogger(log))
 	if err != nil {
 		return err
 	}

@@ -158,7 +158,7 @@ func newTalkServer(t *testing.T, wake string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, fastrtc.WithSettingEngine(loadgen.Loopback))
+	s, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, nil, fastrtc.WithSettingEngine(loadgen.Loopback))
 	if err != nil {
 		t.Fatal(err)
 	}

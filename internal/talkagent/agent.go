@@ -7,6 +7,7 @@ import (
 	"iter"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // TextInput is the name of the stream's text input (the page's text box, FastRTC's textbox).
@@ -16,16 +17,16 @@ const TextInput = "textbox"
 // shows both sides of the conversation and speaks the answer. Safe for concurrent use if its
 // engines are.
 type Agent struct {
-	STT fastrtc.Transcriber
-	TTS fastrtc.Synthesizer
+	STT voice.Transcriber
+	TTS voice.Synthesizer
 }
 
 // Reply is the agent's ReplyFunc.
 func (a *Agent) Reply(ctx context.Context, s *fastrtc.Session, utt fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
 	return func(yield func(fastrtc.AudioFrame, error) bool) {
-		text := fastrtc.ReplyText(ctx)
+		text := voice.ReplyText(ctx)
 		if text == "" {
-			text = fastrtc.ReplyTranscript(ctx)
+			text = voice.ReplyTranscript(ctx)
 		}
 		if text == "" && len(utt.Samples) > 0 {
 			var err error
@@ -49,12 +50,13 @@ func (a *Agent) Reply(ctx context.Context, s *fastrtc.Session, utt fastrtc.Audio
 }
 
 // Handler is the agent's turn-taking: pause detection, or, with a wake phrase, stop words;
-// typed text is answered either way.
-func (a *Agent) Handler(wake string) fastrtc.Handler {
+// typed text is answered either way. opts are more of ReplyOnPause's (a detector).
+func (a *Agent) Handler(wake string, opts ...voice.Option) fastrtc.Handler {
+	opts = append([]voice.Option{voice.WithTextInput(TextInput)}, opts...)
 	if wake != "" {
-		return fastrtc.NewReplyOnStopWords(a.Reply, a.STT, []string{wake}, fastrtc.WithTextInput(TextInput))
+		return voice.NewReplyOnStopWords(a.Reply, a.STT, []string{wake}, opts...)
 	}
-	return fastrtc.NewReplyOnPause(a.Reply, fastrtc.WithTextInput(TextInput))
+	return voice.NewReplyOnPause(a.Reply, opts...)
 }
 
 // Options are the stream options the agent needs (its title and text input).

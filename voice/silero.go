@@ -1,18 +1,15 @@
-package fastrtc
+package voice
 
 import (
+	"errors"
 	"fmt"
+	"github.com/fastrtc-go/fastrtc"
 	"io"
 	"os"
 	"time"
 
-	"github.com/fastrtc-go/fastrtc/internal/silero"
+	"github.com/fastrtc-go/fastrtc/voice/internal/silero"
 )
-
-// SileroModelEnv names the environment variable that, when set to the path of a Silero VAD
-// v5 ONNX file, makes it the default detector of every ReplyOnPause that was not given one
-// (WithSilero, WithWebRTCVAD, WithVAD). New fails if the file is not such a model.
-const SileroModelEnv = "FASTRTC_SILERO_MODEL"
 
 // SileroModel is a loaded Silero VAD v5 model: the neural voice activity detector that Python
 // FastRTC, Pipecat and LiveKit use, run here in pure Go (no ONNX runtime, no cgo) from the
@@ -28,12 +25,16 @@ const SileroModelEnv = "FASTRTC_SILERO_MODEL"
 // match onnxruntime's within 1e-5 (internal/silero's tests compare them window by window).
 type SileroModel struct{ m *silero.Model }
 
+// ErrBadModel is returned by LoadSileroModel and LoadSileroModelFile when the data is not a
+// Silero VAD v5 ONNX model.
+var ErrBadModel = errors.New("voice: not a Silero VAD v5 model")
+
 // LoadSileroModel reads a Silero VAD v5 model from its ONNX file's bytes. It returns an
 // error wrapping ErrBadModel if the data is not such a model (the older v4 model is not).
 func LoadSileroModel(r io.Reader) (*SileroModel, error) {
 	m, err := silero.Load(r)
 	if err != nil {
-		return nil, fmt.Errorf("fastrtc: %w: %w", ErrBadModel, err)
+		return nil, fmt.Errorf("voice: %w: %w", ErrBadModel, err)
 	}
 	return &SileroModel{m}, nil
 }
@@ -42,7 +43,7 @@ func LoadSileroModel(r io.Reader) (*SileroModel, error) {
 func LoadSileroModelFile(path string) (*SileroModel, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("fastrtc: Silero model: %w", err)
+		return nil, fmt.Errorf("voice: Silero model: %w", err)
 	}
 	defer f.Close()
 	return LoadSileroModel(f)
@@ -85,11 +86,11 @@ func (o SileroOptions) withDefaults() (SileroOptions, error) {
 	}
 	switch {
 	case o.Threshold <= 0 || o.Threshold >= 1:
-		return o, fmt.Errorf("%w: Silero threshold %v is not in (0, 1)", ErrInvalidConfig, o.Threshold)
+		return o, fmt.Errorf("%w: Silero threshold %v is not in (0, 1)", fastrtc.ErrInvalidConfig, o.Threshold)
 	case o.NegThreshold <= 0 || o.NegThreshold > o.Threshold:
-		return o, fmt.Errorf("%w: Silero negative threshold %v is not in (0, threshold]", ErrInvalidConfig, o.NegThreshold)
+		return o, fmt.Errorf("%w: Silero negative threshold %v is not in (0, threshold]", fastrtc.ErrInvalidConfig, o.NegThreshold)
 	case o.MinSpeech < 0 || o.MinSilence < 0:
-		return o, fmt.Errorf("%w: negative Silero durations", ErrInvalidConfig)
+		return o, fmt.Errorf("%w: negative Silero durations", fastrtc.ErrInvalidConfig)
 	}
 	return o, nil
 }
@@ -103,7 +104,7 @@ func (m *SileroModel) NewVAD(o SileroOptions) (VAD, error) {
 	}
 	d, err := m.m.NewDetector(16000)
 	if err != nil {
-		return nil, fmt.Errorf("fastrtc: Silero VAD: %w", err)
+		return nil, fmt.Errorf("voice: Silero VAD: %w", err)
 	}
 	const win = 32 * time.Millisecond
 	return &sileroVAD{d: d, o: o,
@@ -144,7 +145,7 @@ func (v *sileroVAD) Probability() float32 { return v.last }
 func (v *sileroVAD) speechWindows(frame []int16) (int, error) {
 	p, err := v.d.ProbabilityInt16(frame)
 	if err != nil {
-		return 0, fmt.Errorf("fastrtc: Silero VAD: %w", err)
+		return 0, fmt.Errorf("voice: Silero VAD: %w", err)
 	}
 	v.last = p
 	switch {

@@ -1,8 +1,9 @@
-package fastrtc
+package voice
 
 import (
 	"context"
 	"fmt"
+	"github.com/fastrtc-go/fastrtc"
 	"iter"
 	"strings"
 	"sync/atomic"
@@ -15,7 +16,7 @@ import (
 // return promptly once ctx is done. Implementations document their own concurrency; the ones
 // this module ships are safe for concurrent use.
 type Transcriber interface {
-	Transcribe(ctx context.Context, audio AudioFrame) (string, error)
+	Transcribe(ctx context.Context, audio fastrtc.AudioFrame) (string, error)
 }
 
 // Synthesizer turns text into speech (text-to-speech), streaming audio frames at any rate as
@@ -23,33 +24,14 @@ type Transcriber interface {
 // frames with media.ReadPCMFrames). Ranging may stop early (an interruption); ctx cancels
 // the synthesis.
 type Synthesizer interface {
-	Synthesize(ctx context.Context, text string) iter.Seq2[AudioFrame, error]
+	Synthesize(ctx context.Context, text string) iter.Seq2[fastrtc.AudioFrame, error]
 }
 
 // PhraseSpotter is implemented by Transcribers that can listen for a given phrase more
 // reliably than by transcribing and searching (PocketSphinx's keyword spotting). A
 // ReplyOnStopWords whose transcriber implements it hears its stop words either way.
 type PhraseSpotter interface {
-	SpotPhrase(ctx context.Context, audio AudioFrame, phrase string) (bool, error)
-}
-
-// Transcript roles for Session.Transcript.
-const (
-	RoleUser      = "user"
-	RoleAssistant = "assistant"
-)
-
-// Transcript shows the client a line of the conversation: role is RoleUser (what the user
-// said or typed) or RoleAssistant (the reply). It is sent as the control message
-// {"type": "transcript", "data": {"role": role, "text": text}} (the built-in page shows it)
-// and emitted as the additional output {"transcript": {"role": role, "text": text}}, so a page
-// that reads /outputs sees it too.
-func (s *Session) Transcript(role, text string) error {
-	line := map[string]string{"role": role, "text": text}
-	if err := s.Send("transcript", line); err != nil {
-		return err
-	}
-	return s.Emit(map[string]any{"transcript": line})
+	SpotPhrase(ctx context.Context, audio fastrtc.AudioFrame, phrase string) (bool, error)
 }
 
 // replyTextKey carries the text a reply answers (ReplyText).
@@ -72,9 +54,9 @@ func ReplyText(ctx context.Context) string {
 // for the phrase again. The reply's utterance is the turn's audio; ReplyTranscript(ctx) has
 // its text. opts are ReplyOnPause's. It panics if reply or t is nil or no stop word is given
 // (programming errors).
-func NewReplyOnStopWords(reply ReplyFunc, t Transcriber, stopWords []string, opts ...PauseOption) *ReplyOnPause {
+func NewReplyOnStopWords(reply ReplyFunc, t Transcriber, stopWords []string, opts ...Option) *ReplyOnPause {
 	if reply == nil || t == nil || len(stopWords) == 0 {
-		panic("fastrtc: NewReplyOnStopWords: nil reply or transcriber, or no stop words")
+		panic("voice: NewReplyOnStopWords: nil reply or transcriber, or no stop words")
 	}
 	var phrases [][]string
 	for _, w := range stopWords {
@@ -83,7 +65,7 @@ func NewReplyOnStopWords(reply ReplyFunc, t Transcriber, stopWords []string, opt
 		}
 	}
 	if len(phrases) == 0 {
-		panic("fastrtc: NewReplyOnStopWords: stop words have no words")
+		panic("voice: NewReplyOnStopWords: stop words have no words")
 	}
 	r := NewReplyOnPause(reply, opts...)
 	r.cfg.gate = &stopWordGate{t: t, phrases: phrases}
@@ -109,12 +91,12 @@ type stopWordGate struct {
 
 // admit transcribes the turn and returns the context the reply runs with, or ok false to
 // stay quiet. armed is the session's state: a stop word was heard and the reply is pending.
-func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, armed *atomic.Bool) (context.Context, bool, error) {
+func (g *stopWordGate) admit(ctx context.Context, s *fastrtc.Session, utt fastrtc.AudioFrame, armed *atomic.Bool) (context.Context, bool, error) {
 	text, err := g.t.Transcribe(ctx, utt)
 	if err != nil {
-		return ctx, false, fmt.Errorf("fastrtc: stop words: transcribe: %w", err)
+		return ctx, false, fmt.Errorf("voice: stop words: transcribe: %w", err)
 	}
-	s.log.Debug("stop words: turn transcribed", "text", text, "armed", armed.Load())
+	s.Logger().Debug("stop words: turn transcribed", "text", text, "armed", armed.Load())
 	if ctx.Err() != nil {
 		// The user spoke again before this turn's reply began: the turn is not answered, but
 		// the session stays armed, or becomes so if the turn held the phrase.
@@ -139,7 +121,7 @@ func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, ar
 			}
 			spotted, err := sp.SpotPhrase(ctx, utt, strings.Join(p, " "))
 			if err != nil {
-				return ctx, false, fmt.Errorf("fastrtc: stop words: spot: %w", err)
+				return ctx, false, fmt.Errorf("voice: stop words: spot: %w", err)
 			}
 			if !spotted {
 				continue
@@ -149,7 +131,7 @@ func (g *stopWordGate) admit(ctx context.Context, s *Session, utt AudioFrame, ar
 			rest = ws[min(len(p), len(ws)):]
 		}
 		_ = s.Send("stopword", "")
-		s.log.Debug("stop words: heard", "phrase", strings.Join(p, " "), "rest", strings.Join(rest, " "))
+		s.Logger().Debug("stop words: heard", "phrase", strings.Join(p, " "), "rest", strings.Join(rest, " "))
 		if len(rest) == 0 {
 			armed.Store(true) // the request comes in the next turn
 			return ctx, false, nil

@@ -1,10 +1,10 @@
-package fastrtc
+package voice
 
 import (
 	"context"
 	"fmt"
+	"github.com/fastrtc-go/fastrtc"
 	"iter"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/resample"
-	"github.com/fastrtc-go/fastrtc/internal/vad"
+	"github.com/fastrtc-go/fastrtc/voice/internal/vad"
 )
 
 // VAD classifies audio as speech or not: the voice activity detector of ReplyOnPause.
@@ -38,7 +38,7 @@ func (w webrtcVAD) Close() error { return w.v.Close() }
 func NewWebRTCVAD(mode int) (VAD, error) {
 	v, err := vad.New(mode)
 	if err != nil {
-		return nil, fmt.Errorf("fastrtc: VAD: %w", err)
+		return nil, fmt.Errorf("voice: VAD: %w", err)
 	}
 	return webrtcVAD{v}, nil
 }
@@ -48,7 +48,7 @@ func NewWebRTCVAD(mode int) (VAD, error) {
 // (yield blocks to pace it). It may call s.Emit for additional outputs, and read s.Inputs.
 // ctx is cancelled when the reply is interrupted or the session ends; the reply should stop
 // then (yield returns false). Yielding an error ends the session with that error.
-type ReplyFunc func(ctx context.Context, s *Session, utterance AudioFrame) iter.Seq2[AudioFrame, error]
+type ReplyFunc func(ctx context.Context, s *fastrtc.Session, utterance fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error]
 
 // maxUtterance bounds an utterance's length (and memory) even without
 // WithMaxContinuousSpeech: a reply is forced then.
@@ -56,10 +56,10 @@ const maxUtterance = 2 * time.Minute
 
 // StartupFunc speaks first, when a connection starts; it works like a ReplyFunc without an
 // utterance.
-type StartupFunc func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error]
+type StartupFunc func(ctx context.Context, s *fastrtc.Session) iter.Seq2[fastrtc.AudioFrame, error]
 
-// PauseOption configures ReplyOnPause.
-type PauseOption func(*pauseConfig)
+// Option configures a ReplyOnPause (and ReplyOnStopWords).
+type Option func(*pauseConfig)
 
 type pauseConfig struct {
 	chunk          time.Duration // audio_chunk_duration
@@ -73,74 +73,75 @@ type pauseConfig struct {
 	needsInputs    bool
 	inputsWait     time.Duration
 	startup        StartupFunc
-	newVAD         func() (VAD, error) // nil: Silero if SileroModelEnv names a model, else WebRTC
+	newVAD         func() (VAD, error) // nil: the WebRTC VAD
+	vadName        string              // for the log
 	minInterrupt   time.Duration
 	textInput      string        // a Text input whose posted value triggers a reply
 	gate           *stopWordGate // ReplyOnStopWords
 }
 
 // WithPauseChunk sets how much audio is judged at a time (default 0.6 s).
-func WithPauseChunk(d time.Duration) PauseOption { return func(c *pauseConfig) { c.chunk = d } }
+func WithPauseChunk(d time.Duration) Option { return func(c *pauseConfig) { c.chunk = d } }
 
 // WithStartedTalkingThreshold sets how much speech a chunk needs to start a turn (default
 // 0.2 s).
-func WithStartedTalkingThreshold(d time.Duration) PauseOption {
+func WithStartedTalkingThreshold(d time.Duration) Option {
 	return func(c *pauseConfig) { c.startThreshold = d }
 }
 
 // WithPauseThreshold sets the speech below which a chunk is a pause (default 0.1 s).
-func WithPauseThreshold(d time.Duration) PauseOption {
+func WithPauseThreshold(d time.Duration) Option {
 	return func(c *pauseConfig) { c.pauseThreshold = d }
 }
 
 // WithMaxContinuousSpeech makes a reply start after d of continuous speech even without a
 // pause (default: no limit).
-func WithMaxContinuousSpeech(d time.Duration) PauseOption {
+func WithMaxContinuousSpeech(d time.Duration) Option {
 	return func(c *pauseConfig) { c.maxSpeech = d }
 }
 
 // WithCanInterrupt sets whether the user's new speech stops a reply and drops its queued
 // audio (default true). With false, audio that arrives while a reply plays is ignored.
-func WithCanInterrupt(on bool) PauseOption { return func(c *pauseConfig) { c.canInterrupt = on } }
+func WithCanInterrupt(on bool) Option { return func(c *pauseConfig) { c.canInterrupt = on } }
 
 // WithInterruptOnSpeechStart sets when an interruption happens: true (the default) cuts the
 // reply as soon as the user starts talking ("started_talking"); false waits, as FastRTC does,
 // until the new utterance ends.
-func WithInterruptOnSpeechStart(on bool) PauseOption {
+func WithInterruptOnSpeechStart(on bool) Option {
 	return func(c *pauseConfig) { c.cutInOnStart = on }
 }
 
 // WithUtterancePadding sets how much audio around the detected speech an utterance keeps
 // (default 0.1 s before the first and after the last speech frame). A negative value keeps
 // whole chunks, as FastRTC does.
-func WithUtterancePadding(d time.Duration) PauseOption { return func(c *pauseConfig) { c.pad = d } }
+func WithUtterancePadding(d time.Duration) Option { return func(c *pauseConfig) { c.pad = d } }
 
 // WithPauseInputRate sets the rate of the utterances given to the reply (default 48000).
-func WithPauseInputRate(hz int) PauseOption { return func(c *pauseConfig) { c.inputRate = hz } }
+func WithPauseInputRate(hz int) Option { return func(c *pauseConfig) { c.inputRate = hz } }
 
 // WithReplyInputs makes each reply wait for the client's current additional inputs: the
 // client is sent "send_input" and the reply starts once it posted them (or after a second).
-func WithReplyInputs() PauseOption {
+func WithReplyInputs() Option {
 	return func(c *pauseConfig) { c.needsInputs, c.inputsWait = true, time.Second }
 }
 
 // WithStartup speaks first: fn's audio is played when a connection starts.
-func WithStartup(fn StartupFunc) PauseOption { return func(c *pauseConfig) { c.startup = fn } }
+func WithStartup(fn StartupFunc) Option { return func(c *pauseConfig) { c.startup = fn } }
 
 // WithVAD replaces the voice activity detector; newVAD is called once per session. A VAD
 // that implements WindowedVAD is given windows of its own length.
-func WithVAD(newVAD func() (VAD, error)) PauseOption {
-	return func(c *pauseConfig) { c.newVAD = newVAD }
+func WithVAD(newVAD func() (VAD, error)) Option {
+	return func(c *pauseConfig) { c.newVAD, c.vadName = newVAD, "configured (WithVAD)" }
 }
 
 // WithSilero makes the Silero VAD the detector, with the given options (the zero value for
-// the defaults). Without it (nor WithVAD or WithWebRTCVAD), ReplyOnPause uses Silero when
-// SileroModelEnv names a model file, and the WebRTC VAD otherwise.
-func WithSilero(m *SileroModel, o SileroOptions) PauseOption {
+// the defaults). Without it (nor WithVAD), ReplyOnPause uses the WebRTC VAD.
+func WithSilero(m *SileroModel, o SileroOptions) Option {
 	return func(c *pauseConfig) {
+		c.vadName = "Silero VAD"
 		c.newVAD = func() (VAD, error) {
 			if m == nil {
-				return nil, fmt.Errorf("%w: WithSilero: nil model", ErrInvalidConfig)
+				return nil, fmt.Errorf("%w: WithSilero: nil model", fastrtc.ErrInvalidConfig)
 			}
 			return m.NewVAD(o)
 		}
@@ -148,55 +149,60 @@ func WithSilero(m *SileroModel, o SileroOptions) PauseOption {
 }
 
 // WithWebRTCVAD makes the classic WebRTC VAD the detector, at aggressiveness mode 0 (least)
-// to 3 (most), even when a Silero model is installed.
-func WithWebRTCVAD(mode int) PauseOption {
-	return func(c *pauseConfig) { c.newVAD = func() (VAD, error) { return NewWebRTCVAD(mode) } }
+// to 3 (most; the default detector is this at mode 3).
+func WithWebRTCVAD(mode int) Option {
+	return func(c *pauseConfig) {
+		c.newVAD, c.vadName = func() (VAD, error) { return NewWebRTCVAD(mode) }, fmt.Sprintf("WebRTC VAD (mode %d)", mode)
+	}
 }
 
 // WithTextInput makes the named input (declare it with Text, e.g. fastrtc.Text("textbox",
 // "")) a way to talk to the agent by typing: whenever a client posts it non-empty (to
-// /input_hook, as FastRTC's send_text_or_audio page does, or with Stream.SetInput), or sends
+// /input_hook, as FastRTC's send_text_or_audio page does, or with fastrtc.Stream.SetInput), or sends
 // text on the data channel (a plain string, or {"type": "text", "data": "..."}), a reply
 // starts as if the user had spoken and paused. The reply gets an empty utterance and reads
 // the text with ReplyText(ctx); it interrupts a reply in progress (WithCanInterrupt).
-func WithTextInput(name string) PauseOption { return func(c *pauseConfig) { c.textInput = name } }
+func WithTextInput(name string) Option { return func(c *pauseConfig) { c.textInput = name } }
 
 // WithMinInterruption sets how long the user must speak over a reply before it is cut
 // (default 300 ms; 0 cuts at the first speech). A shorter sound (a cough, "uh-huh", a click)
 // neither stops the reply nor starts a turn. It applies when WithCanInterrupt is on.
-func WithMinInterruption(d time.Duration) PauseOption {
+func WithMinInterruption(d time.Duration) Option {
 	return func(c *pauseConfig) { c.minInterrupt = d }
 }
 
 // ReplyOnPause is an audio handler for voice agents (FastRTC's ReplyOnPause): it buffers the
 // user's speech and, when they pause, calls a ReplyFunc with the whole utterance and streams
 // its audio back. It sends the log messages "started_talking", "pause_detected" and
-// "response_starting". Pass it to New for an audio stream; each connection gets its own copy.
+// "response_starting". Pass it to fastrtc.New for an audio stream (it embeds a
+// fastrtc.AudioAgent, which makes it a fastrtc.Handler); each connection gets its own
+// per-connection handler.
 //
 // The algorithm and defaults are FastRTC's: audio is judged in chunks of 0.6 s; a chunk with
 // more than 0.2 s of speech starts a turn; once started, a chunk with less than 0.1 s of
-// speech is a pause. The VAD runs on 16 kHz audio: the Silero VAD when SileroModelEnv names
-// its model (or WithSilero gives one), else the WebRTC VAD. While a reply plays, the user
-// interrupts it only by speaking for WithMinInterruption (300 ms); a shorter sound neither
-// cuts the reply nor starts a turn.
+// speech is a pause. The VAD runs on 16 kHz audio: the Silero VAD with WithSilero, else the
+// WebRTC VAD (mode 3). While a reply plays, the user interrupts it only by speaking for
+// WithMinInterruption (300 ms); a shorter sound neither cuts the reply nor starts a turn.
 //
-// A ReplyOnPause is immutable and safe for concurrent use; each session's copy runs Receive
-// on the audio input goroutine, Emit on the output goroutine and each reply on a goroutine
-// of its own.
+// It is built only on the fastrtc package's public hooks, which any handler may use.
+//
+// A ReplyOnPause is immutable once made and safe for concurrent use; each session's handler
+// runs Receive on the audio input goroutine, Emit on the output goroutine and each reply on a
+// goroutine of its own.
 type ReplyOnPause struct {
+	// AudioAgent is what the stream reads of the agent; NewReplyOnPause sets it. Do not
+	// change it.
+	fastrtc.AudioAgent
+
 	reply ReplyFunc
 	cfg   pauseConfig
-
-	once     sync.Once // loads the model SileroModelEnv names, for the default detector
-	model    *SileroModel
-	modelErr error
 }
 
 // NewReplyOnPause returns a pause-detecting handler that answers with reply. It panics if
 // reply is nil (a programming error).
-func NewReplyOnPause(reply ReplyFunc, opts ...PauseOption) *ReplyOnPause {
+func NewReplyOnPause(reply ReplyFunc, opts ...Option) *ReplyOnPause {
 	if reply == nil {
-		panic("fastrtc: NewReplyOnPause: nil reply")
+		panic("voice: NewReplyOnPause: nil reply")
 	}
 	cfg := pauseConfig{
 		chunk: 600 * time.Millisecond, startThreshold: 200 * time.Millisecond,
@@ -206,30 +212,34 @@ func NewReplyOnPause(reply ReplyFunc, opts ...PauseOption) *ReplyOnPause {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &ReplyOnPause{reply: reply, cfg: cfg}
+	r := &ReplyOnPause{reply: reply, cfg: cfg}
+	newVAD, which := r.detector()
+	r.AudioAgent = fastrtc.AudioAgent{
+		NewHandler: func() fastrtc.AudioHandler {
+			return &pauseHandler{reply: r.reply, cfg: &r.cfg, newVAD: newVAD, out: make(chan genFrame)}
+		},
+		Check: func(s *fastrtc.Stream) error {
+			s.Logger().Info("voice: pause detection", "vad", which)
+			return nil
+		},
+		TextInput:  cfg.textInput,
+		TurnTaking: true,
+	}
+	return r
 }
 
-// detector returns how sessions make their VAD: the configured one, else Silero from the
-// model SileroModelEnv names (loaded once per ReplyOnPause), else the WebRTC VAD (mode 3).
-func (r *ReplyOnPause) detector() (func() (VAD, error), string, error) {
+// detector returns how sessions make their VAD: the configured one, else the WebRTC VAD
+// (mode 3), and its name for the log.
+func (r *ReplyOnPause) detector() (func() (VAD, error), string) {
 	if r.cfg.newVAD != nil {
-		return r.cfg.newVAD, "configured", nil
+		return r.cfg.newVAD, r.cfg.vadName
 	}
-	path := os.Getenv(SileroModelEnv)
-	if path == "" {
-		return func() (VAD, error) { return NewWebRTCVAD(3) }, "WebRTC VAD (no " + SileroModelEnv + ")", nil
-	}
-	r.once.Do(func() { r.model, r.modelErr = LoadSileroModelFile(path) })
-	if r.modelErr != nil {
-		return nil, "", fmt.Errorf("%w: %s: %w", ErrInvalidConfig, SileroModelEnv, r.modelErr)
-	}
-	m := r.model
-	return func() (VAD, error) { return m.NewVAD(SileroOptions{}) }, "Silero VAD (" + path + ")", nil
+	return func() (VAD, error) { return NewWebRTCVAD(3) }, "WebRTC VAD"
 }
 
 // genFrame is a reply's audio frame, tagged with the reply it belongs to.
 type genFrame struct {
-	f   AudioFrame
+	f   fastrtc.AudioFrame
 	gen int
 }
 
@@ -239,7 +249,7 @@ type pauseHandler struct {
 	reply  ReplyFunc
 	cfg    *pauseConfig
 	newVAD func() (VAD, error)
-	sess   *Session
+	sess   *fastrtc.Session
 	vad    VAD
 	res    *resample.Resampler // input rate -> 16 kHz
 	out    chan genFrame
@@ -265,12 +275,12 @@ type pauseHandler struct {
 }
 
 // AudioLayout asks for mono input at the configured rate.
-func (h *pauseHandler) AudioLayout() AudioLayout {
-	return AudioLayout{InputRate: h.cfg.inputRate, InputChannels: 1}
+func (h *pauseHandler) AudioLayout() fastrtc.AudioLayout {
+	return fastrtc.AudioLayout{InputRate: h.cfg.inputRate, InputChannels: 1}
 }
 
 // Start creates the VAD and speaks the start-up reply, if any.
-func (h *pauseHandler) Start(s *Session) error {
+func (h *pauseHandler) Start(s *fastrtc.Session) error {
 	v, err := h.newVAD()
 	if err != nil {
 		return err
@@ -278,17 +288,17 @@ func (h *pauseHandler) Start(s *Session) error {
 	res, err := resample.New(h.cfg.inputRate, 16000, 1)
 	if err != nil {
 		_ = v.Close()
-		return fmt.Errorf("fastrtc: pause detection: %w", err)
+		return fmt.Errorf("voice: pause detection: %w", err)
 	}
 	h.mu.Lock()
 	h.sess, h.vad, h.res, h.turn = s, v, res, newTurnDetector(h.cfg, v)
 	pending := h.pendingText
 	h.pendingText = ""
 	h.mu.Unlock()
-	s.onEnd(s.stream.codecOpened(v.Close))
+	s.CloseOnEnd(v)
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
-		h.startReply(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return start(ctx, s) }, false, nil)
+		h.startReply(func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error] { return start(ctx, s) }, false, nil)
 	}
 	if pending != "" { // text posted before the start: answered now, as later text is (over the greeting)
 		h.mu.Lock()
@@ -299,7 +309,7 @@ func (h *pauseHandler) Start(s *Session) error {
 }
 
 // Receive runs pause detection on the user's audio.
-func (h *pauseHandler) Receive(s *Session, f AudioFrame) error {
+func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.vad == nil {
@@ -340,7 +350,7 @@ func (h *pauseHandler) resetTurn() {
 }
 
 // utteranceLocked returns the current turn's audio, trimmed to the speech plus padding.
-func (h *pauseHandler) utteranceLocked() AudioFrame {
+func (h *pauseHandler) utteranceLocked() fastrtc.AudioFrame {
 	audio := append(h.utter, h.chunk...)
 	if d := h.turn; h.cfg.pad >= 0 && d.first >= 0 {
 		rate := h.cfg.inputRate
@@ -351,7 +361,7 @@ func (h *pauseHandler) utteranceLocked() AudioFrame {
 			audio = audio[start:end]
 		}
 	}
-	return AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1, Samples: append([]int16(nil), audio...)}
+	return fastrtc.AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1, Samples: append([]int16(nil), audio...)}
 }
 
 // unaddressed reports whether the agent answers only turns that hold its stop phrase
@@ -379,7 +389,7 @@ func (h *pauseHandler) replyLocked() {
 			return g.admit(ctx, s, utt, &h.armed)
 		}
 	}
-	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] { return h.reply(ctx, s, utt) }, true, prepare)
+	h.startReplyLocked(func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error] { return h.reply(ctx, s, utt) }, true, prepare)
 	h.pausedAt, h.pausedGen = paused, h.gen // Emit times this reply's first frame
 }
 
@@ -387,14 +397,14 @@ func (h *pauseHandler) replyLocked() {
 // before the stop phrase was heard (a bystander, the user talking to someone else): it is
 // transcribed aside, the reply playing on; only a turn that holds the phrase then cuts the
 // reply and is answered (FastRTC's ReplyOnStopWords does not hear a pause before the phrase).
-func (h *pauseHandler) admitOverReplyLocked(utt AudioFrame, paused time.Time) {
+func (h *pauseHandler) admitOverReplyLocked(utt fastrtc.AudioFrame, paused time.Time) {
 	s, g := h.sess, h.cfg.gate
 	s.Go(func() {
 		h.gateMu.Lock()
-		actx, ok, err := g.admit(s.ctx, s, utt, &h.armed)
+		actx, ok, err := g.admit(s.Context(), s, utt, &h.armed)
 		h.gateMu.Unlock()
 		if err != nil {
-			if s.ctx.Err() == nil {
+			if s.Context().Err() == nil {
 				s.Fail(err)
 			}
 			return
@@ -406,15 +416,15 @@ func (h *pauseHandler) admitOverReplyLocked(utt AudioFrame, paused time.Time) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.interruptLocked()
-		h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] {
+		h.startReplyLocked(func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error] {
 			return h.reply(context.WithValue(ctx, replyTranscriptKey{}, transcript), s, utt)
 		}, true, nil)
 		h.pausedAt, h.pausedGen = paused, h.gen
 	})
 }
 
-// inputsPosted starts a text reply when the text input was posted non-empty.
-func (h *pauseHandler) inputsPosted(s *Session, names []string) {
+// InputsPosted starts a text reply when the text input was posted non-empty.
+func (h *pauseHandler) InputsPosted(s *fastrtc.Session, names []string) {
 	name := h.cfg.textInput
 	if name == "" || !slices.Contains(names, name) {
 		return
@@ -442,7 +452,7 @@ func (h *pauseHandler) inputsPosted(s *Session, names []string) {
 			s.Go(func() {
 				select {
 				case <-time.After(wait):
-				case <-s.ctx.Done():
+				case <-s.Context().Done():
 					return
 				}
 				h.mu.Lock()
@@ -463,25 +473,25 @@ func (h *pauseHandler) inputsPosted(s *Session, names []string) {
 const textReplyGap = 250 * time.Millisecond
 
 // textReplyLocked starts a reply to typed text.
-func (h *pauseHandler) textReplyLocked(s *Session, text string) {
+func (h *pauseHandler) textReplyLocked(s *fastrtc.Session, text string) {
 	h.lastText, h.lastTextAt = text, time.Now()
 	if h.cfg.canInterrupt {
 		h.interruptLocked()
 	}
 	h.resetTurn()
-	empty := AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1}
-	h.startReplyLocked(func(ctx context.Context) iter.Seq2[AudioFrame, error] {
+	empty := fastrtc.AudioFrame{SampleRate: h.cfg.inputRate, Channels: 1}
+	h.startReplyLocked(func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error] {
 		return h.reply(context.WithValue(ctx, replyTextKey{}, text), s, empty)
 	}, true, nil)
 }
 
-// receiveText takes text the client sent on the data channel: with a text input, it is
+// ReceiveText takes text the client sent on the data channel: with a text input, it is
 // posted to it (and so answered).
-func (h *pauseHandler) receiveText(s *Session, text string) {
+func (h *pauseHandler) ReceiveText(s *fastrtc.Session, text string) {
 	if h.cfg.textInput == "" {
 		return
 	}
-	if err := s.setInputs(map[string]any{h.cfg.textInput: text}); err != nil {
+	if err := s.SetInputs(map[string]any{h.cfg.textInput: text}); err != nil {
 		_ = s.Warn("text input: " + err.Error())
 	}
 }
@@ -497,7 +507,7 @@ func (h *pauseHandler) interruptLocked() {
 	h.sess.ClearAudio()
 }
 
-func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool,
+func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error], announce bool,
 	prepare func(context.Context) (context.Context, bool, error)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -506,13 +516,13 @@ func (h *pauseHandler) startReply(gen func(ctx context.Context) iter.Seq2[AudioF
 
 // startReplyLocked runs a reply generator on its own goroutine, feeding Emit. prepare, if
 // set, runs first on that goroutine and may veto the reply (stop words) or give it a context.
-func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[AudioFrame, error], announce bool,
+func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error], announce bool,
 	prepare func(context.Context) (context.Context, bool, error)) {
 	s := h.sess
 	if h.cancel != nil { // never leave a reply running unseen (it may be calling a model)
 		h.cancel()
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(s.Context())
 	h.gen++
 	id := h.gen
 	h.cancel, h.responding = cancel, true
@@ -551,7 +561,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 		for f, err := range gen(ctx) {
 			if err != nil {
 				if ctx.Err() == nil {
-					s.Fail(handlerError(err))
+					s.Fail(fmt.Errorf("handler: %w", err))
 				}
 				return
 			}
@@ -579,7 +589,7 @@ func (h *pauseHandler) awaitInputs(ctx context.Context) {
 }
 
 // Emit passes on the current reply's audio.
-func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
+func (h *pauseHandler) Emit(ctx context.Context, s *fastrtc.Session) (fastrtc.AudioFrame, error) {
 	for {
 		select {
 		case gf := <-h.out:
@@ -592,35 +602,24 @@ func (h *pauseHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error)
 			h.mu.Unlock()
 			if !stale {
 				if !paused.IsZero() {
-					s.stream.metrics.turn.since(paused)
+					s.ReplyStarted(paused)
 				}
 				return gf.f, nil
 			}
 		case <-ctx.Done():
-			return AudioFrame{}, ctx.Err()
+			return fastrtc.AudioFrame{}, ctx.Err()
 		}
 	}
 }
 
-// TriggerReply replies now to whatever the user said so far (ReplyTrigger).
-func (h *pauseHandler) TriggerReply(*Session) error {
+// TriggerReply replies now to whatever the user said so far (fastrtc.ReplyTrigger).
+func (h *pauseHandler) TriggerReply(*fastrtc.Session) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.vad == nil {
-		return fmt.Errorf("fastrtc: trigger reply: session not started")
+		return fmt.Errorf("voice: trigger reply: session not started")
 	}
 	h.turn.absorbChunk()
 	h.replyLocked()
 	return nil
-}
-
-// TriggerReply makes the session's handler reply now to what the user said so far, as if they
-// had paused: ReplyOnPause does, and so does any handler that implements ReplyTrigger. It
-// returns ErrNotPauseHandler for other handlers.
-func (s *Session) TriggerReply() error {
-	h, ok := s.boundHandler().(ReplyTrigger)
-	if !ok {
-		return ErrNotPauseHandler
-	}
-	return h.TriggerReply(s)
 }

@@ -1,4 +1,4 @@
-package fastrtc
+package voice
 
 import (
 	"fmt"
@@ -90,7 +90,7 @@ func (d *turnDetector) process(pcm []int16, audible bool, on func(turnEvent)) er
 		} else {
 			speech, err := d.vad.IsSpeech(frame)
 			if err != nil {
-				return fmt.Errorf("fastrtc: VAD: %w", err)
+				return fmt.Errorf("voice: VAD: %w", err)
 			}
 			if speech {
 				n = 1

@@ -1,4 +1,4 @@
-package fastrtc
+package voice
 
 import (
 	"context"

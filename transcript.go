@@ -1,0 +1,20 @@
+package fastrtc
+
+// Transcript roles for Session.Transcript.
+const (
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+)
+
+// Transcript shows the client a line of the conversation: role is RoleUser (what the user
+// said or typed) or RoleAssistant (the reply). It is sent as the control message
+// {"type": "transcript", "data": {"role": role, "text": text}} (the built-in page shows it)
+// and emitted as the additional output {"transcript": {"role": role, "text": text}}, so a page
+// that reads /outputs sees it too.
+func (s *Session) Transcript(role, text string) error {
+	line := map[string]string{"role": role, "text": text}
+	if err := s.Send("transcript", line); err != nil {
+		return err
+	}
+	return s.Emit(map[string]any{"transcript": line})
+}
