@@ -19,7 +19,7 @@ import (
 // The model and onnxruntime-node are installed by scripts/silero.sh into
 // testdata/silero/node_modules. FASTRTC_REQUIRE_SILERO=1 (set by
 // scripts/test.sh) makes their absence a failure instead of a skip.
-const npmDir = "../../testdata/silero"
+const npmDir = "../../../testdata/silero"
 
 func modelPath(t testing.TB) string {
 	t.Helper()
@@ -54,7 +54,7 @@ func mixedAudio(t testing.TB, rate int) []int16 {
 	t.Helper()
 	var speech []int16
 	for _, name := range []string{"hello48k.wav", "two_utterances48k.wav"} {
-		s, r, ch, err := wav.ReadFile(filepath.Join("../../testdata/audio", name))
+		s, r, ch, err := wav.ReadFile(filepath.Join("../../../testdata/audio", name))
 		if err != nil || ch != 1 {
 			t.Fatalf("%s: %v (channels %d)", name, err, ch)
 		}

@@ -22,7 +22,7 @@ type utterances struct {
 
 func fixture(t testing.TB) ([]int16, utterances) {
 	t.Helper()
-	dir := filepath.Join("..", "..", "testdata", "audio")
+	dir := filepath.Join("..", "..", "..", "testdata", "audio")
 	s, rate, ch, err := wav.ReadFile(filepath.Join(dir, "two_utterances48k.wav"))
 	if err != nil {
 		t.Fatal(err)
