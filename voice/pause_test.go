@@ -1,14 +1,30 @@
 package voice
 
+import (
+	"context"
+	"encoding/json"
+	"iter"
+	"math"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/internal/wav"
+)
+
 func TestReplyOnPauseTwoUtterances(t *testing.T) {
+	t.Parallel()
 	for _, loss := range []bool{false, true} {
 		name := "clean"
 		if loss {
 			name = "10% loss"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			rec := &replyRecorder{replyLen: 500 * time.Millisecond}
-			s, srv := newTestStream(t, NewReplyOnPause(rec.reply), Audio, SendReceive)
+			s, srv := newTestStream(t, NewReplyOnPause(rec.reply), fastrtc.Audio, fastrtc.SendReceive)
 			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 			c.connect()
 			ctx, cancel := context.WithCancel(context.Background())
@@ -21,13 +37,19 @@ func TestReplyOnPauseTwoUtterances(t *testing.T) {
 			logs := c.collectLogs(ctx)
 			pcm, truth := speechFixture(t)
 			var drop func(int) bool
+			sent := pcmDuration(len(pcm))
 			if loss {
 				drop = func(i int) bool { return i%10 == 5 }
 			}
 			done := c.sendAudio(ctx, pcm, drop)
-			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+			capt := c.receiveAudio(5 * time.Second)
 			<-done
-			time.Sleep(1500 * time.Millisecond)
+			heard(t, s, sent) // lost packets count too: the server conceals them
+			// Both replies generated, their log messages sent, their audio arrived.
+			eventually(10*time.Second, func() bool {
+				_, finished, _ := rec.snapshot()
+				return finished >= 2 && len(logs()) >= 6 && capt.quiet(300*time.Millisecond)
+			})
 			utts, finished, _ := rec.snapshot()
 			if len(utts) != 2 {
 				t.Fatalf("%d replies (utterances %v), want 2", len(utts), utts)
@@ -59,21 +81,32 @@ func TestReplyOnPauseTwoUtterances(t *testing.T) {
 // TestReplyOnPauseInterrupt: the first utterance's reply is long (6 s); the second
 // utterance starts 1.5 s after the first ends, during the reply.
 func TestReplyOnPauseInterrupt(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"on", "on-at-pause", "off"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			canInterrupt := mode != "off"
 			rec := &replyRecorder{replyLen: 6 * time.Second}
-			_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithCanInterrupt(canInterrupt),
-				WithInterruptOnSpeechStart(mode == "on")), Audio, SendReceive)
+			s, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithCanInterrupt(canInterrupt),
+				WithInterruptOnSpeechStart(mode == "on")), fastrtc.Audio, fastrtc.SendReceive)
 			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 			c.connect()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			pcm, _ := speechFixture(t)
 			done := c.sendAudio(ctx, pcm, nil)
-			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+			capt := c.receiveAudio(5 * time.Second)
 			<-done
-			time.Sleep(6 * time.Second)
+			heard(t, s, pcmDuration(len(pcm)))
+			// Every reply started has ended (finished or cut), and its audio arrived.
+			replies := 1
+			if canInterrupt {
+				replies = 2
+			}
+			eventually(15*time.Second, func() bool {
+				utts, finished, cancelled := rec.snapshot()
+				return len(utts) >= replies && finished+cancelled == len(utts) && capt.quiet(300*time.Millisecond)
+			})
 			utts, _, cancelled := rec.snapshot()
 			out, _, _ := capt.snapshot()
 			got := float64(len(out)) / 48000
@@ -82,7 +115,7 @@ func TestReplyOnPauseInterrupt(t *testing.T) {
 					t.Errorf("replies %d, cancelled %d; want 2 replies, the first cancelled", len(utts), cancelled)
 				}
 				// The first reply is cut when the second utterance starts (~1.2 s in) or, at
-				// pause, when it ends (~2.4 s in); the second reply plays its 4 s.
+				// pause, when it ends (~2.4 s in); the second reply plays its 6 s.
 				lo, hi := 6.6, 7.8
 				if mode == "on-at-pause" {
 					lo, hi = 8.2, 9.6
@@ -106,26 +139,31 @@ func TestReplyOnPauseInterrupt(t *testing.T) {
 // answers at once; with WithReplyInputs the client is asked for its inputs first and the
 // reply sees them.
 func TestReplyOnPauseStartupTriggerAndInputs(t *testing.T) {
-	var gotVoice atomic.Value
-	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
-		gotVoice.Store(s.Inputs().Text("voice"))
-		return func(yield func(AudioFrame, error) bool) {
-			yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 500, 0.3, 24000/2, 0)}, nil)
+	t.Parallel()
+	gotVoice := make(chan string, 1)
+	reply := func(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		select {
+		case gotVoice <- s.Inputs().Text("voice"):
+		default:
+		}
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
+			yield(fastrtc.AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 500, 0.3, 24000/2, 0)}, nil)
 		}
 	}
-	startup := func(ctx context.Context, s *Session) iter.Seq2[AudioFrame, error] {
-		return func(yield func(AudioFrame, error) bool) {
-			yield(AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 250, 0.3, 16000/2, 0)}, nil)
+	startup := func(ctx context.Context, s *fastrtc.Session) iter.Seq2[fastrtc.AudioFrame, error] {
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
+			yield(fastrtc.AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 250, 0.3, 16000/2, 0)}, nil)
 		}
 	}
-	s, srv := newTestStream(t, NewReplyOnPause(reply, WithStartup(startup), WithReplyInputs()), Audio, SendReceive,
-		WithInputs(Dropdown("voice", []string{"alto", "bass"}, "alto")))
+	s, srv := newTestStream(t, NewReplyOnPause(reply, WithStartup(startup), WithReplyInputs()), fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithInputs(fastrtc.Dropdown("voice", []string{"alto", "bass"}, "alto")))
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
-	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
-	time.Sleep(800 * time.Millisecond)
+	capt := c.receiveAudio(5 * time.Second)
+	// The start-up audio (0.5 s) arrives: the part measured below.
+	eventually(5*time.Second, func() bool { pcm, _, _ := capt.snapshot(); return len(pcm) >= 19200 })
 	pcm, _, _ := capt.snapshot()
-	if f := zeroCrossFreq(pcm[2400:min(len(pcm), 19200)], 48000); math.Abs(f-250) > 5 {
+	if f := zeroCrossFreq(pcm[min(len(pcm), 2400):min(len(pcm), 19200)], 48000); math.Abs(f-250) > 5 {
 		t.Fatalf("start-up audio at %.1f Hz, want 250 (%d samples)", f, len(pcm))
 	}
 	c.waitMsg("send_input", 2*time.Second) // on open, for the declared inputs
@@ -133,29 +171,34 @@ func TestReplyOnPauseStartupTriggerAndInputs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c.sendAudio(ctx, make([]int16, 48000), nil)
-	time.Sleep(200 * time.Millisecond)
-	if err := s.mustSession(t, c.id).TriggerReply(); err != nil {
+	heard(t, s, 200*time.Millisecond) // the handler has some of it
+	sess, err := s.Session(c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.TriggerReply(); err != nil {
 		t.Fatal(err)
 	}
 	c.waitMsg("send_input", 2*time.Second)
 	postJSON(t, srv.URL+"/input_hook", map[string]any{"webrtc_id": c.id, "voice": "bass"})
-	deadline := time.Now().Add(3 * time.Second)
-	for gotVoice.Load() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if v := gotVoice.Load(); v != "bass" {
-		t.Errorf("reply saw voice %v, want the client's posted \"bass\"", v)
+	select {
+	case v := <-gotVoice:
+		if v != "bass" {
+			t.Errorf("reply saw voice %v, want the client's posted \"bass\"", v)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("no reply within 3 s of the posted inputs")
 	}
 }
 
 // speechFixture loads the two-utterance fixture and its truth.
-func speechFixture(t *testing.T) ([]int16, []float64) {
+func speechFixture(t testing.TB) ([]int16, []float64) {
 	t.Helper()
-	pcm, rate, ch, err := wav.ReadFile("testdata/audio/two_utterances48k.wav")
+	pcm, rate, ch, err := wav.ReadFile("../testdata/audio/two_utterances48k.wav")
 	if err != nil || rate != 48000 || ch != 1 {
 		t.Fatalf("fixture: %v (%d Hz, %d ch)", err, rate, ch)
 	}
-	b, err := os.ReadFile("testdata/audio/two_utterances.json")
+	b, err := os.ReadFile("../testdata/audio/two_utterances.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,14 +228,14 @@ type replyRecorder struct {
 	replyLen   time.Duration
 }
 
-func (r *replyRecorder) reply(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+func (r *replyRecorder) reply(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
 	r.mu.Lock()
 	r.utterances = append(r.utterances, u.Duration())
 	r.mu.Unlock()
-	return func(yield func(AudioFrame, error) bool) {
+	return func(yield func(fastrtc.AudioFrame, error) bool) {
 		n := int(r.replyLen / (20 * time.Millisecond))
 		for i := 0; i < n; i++ {
-			if !yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 300, 0.3, 480, i*480)}, nil) {
+			if !yield(fastrtc.AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, 300, 0.3, 480, i*480)}, nil) {
 				r.mu.Lock()
 				r.cancelled++
 				r.mu.Unlock()

@@ -1,6 +1,7 @@
 package voice
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"iter"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fastrtc-go/fastrtc"
 )
 
 // scriptVAD says speech for the windows its script marks.
@@ -23,7 +26,10 @@ func (v *scriptVAD) Close() error                   { return nil }
 // interruption (with breaks under 200 ms) neither starts a turn nor interrupts; 300 ms does,
 // at the moment it reaches 300 ms; a break over 200 ms starts the count again.
 func TestTurnDetectorMinInterruption(t *testing.T) {
-	cfg := NewReplyOnPause(func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] { return nil }).cfg
+	t.Parallel()
+	cfg := NewReplyOnPause(func(context.Context, *fastrtc.Session, fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		return nil
+	}).cfg
 	cases := []struct {
 		name    string
 		bursts  [][2]int // speech [from, to) in 20 ms windows
@@ -77,6 +83,7 @@ func TestTurnDetectorMinInterruption(t *testing.T) {
 // cough, an "uh") does not cut the reply nor start a turn; a whole utterance does. With
 // WithMinInterruption(0) the same sound cuts the reply (so the test can tell).
 func TestReplyOnPauseMinInterruption(t *testing.T) {
+	t.Parallel()
 	pcm, _ := speechFixture(t)
 	// Utterance A and its pause (0-3.0 s), then during the reply a 160 ms slice of utterance B
 	// at 4.0 s, silence, and the whole of utterance B at 5.5 s.
@@ -89,16 +96,20 @@ func TestReplyOnPauseMinInterruption(t *testing.T) {
 	audio = append(audio, make([]int16, 2*r)...)
 	for _, minInt := range []time.Duration{300 * time.Millisecond, 0} {
 		t.Run(minInt.String(), func(t *testing.T) {
+			t.Parallel()
 			rec := &replyRecorder{replyLen: 5 * time.Second}
-			_, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithMinInterruption(minInt)), Audio, SendReceive)
+			s, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithMinInterruption(minInt)), fastrtc.Audio, fastrtc.SendReceive)
 			c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 			c.connect()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			logs := c.collectLogs(ctx)
 			done := c.sendAudio(ctx, audio, nil)
-			capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+			capt := c.receiveAudio(5 * time.Second)
 			<-done
+			heard(t, s, pcmDuration(len(audio)))
+			// What played until 0.5 s after the audio ended is measured: B's reply is still
+			// playing then (a measuring time, not a wait for an event).
 			time.Sleep(500 * time.Millisecond)
 			utts, _, cancelled := rec.snapshot()
 			started := strings.Count(strings.Join(logs(), ","), "started_talking")
@@ -122,18 +133,24 @@ func TestReplyOnPauseMinInterruption(t *testing.T) {
 // TestReplyOnPauseSilero: the two-utterance fixture over WebRTC with the Silero VAD: two
 // replies, each to its utterance (length within 0.3 s of the speech plus padding).
 func TestReplyOnPauseSilero(t *testing.T) {
+	t.Parallel()
 	m := sileroForTest(t)
 	rec := &replyRecorder{replyLen: 500 * time.Millisecond}
-	s, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithSilero(m, SileroOptions{})), Audio, SendReceive)
+	s, srv := newTestStream(t, NewReplyOnPause(rec.reply, WithSilero(m, SileroOptions{})), fastrtc.Audio, fastrtc.SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pcm, truth := speechFixture(t)
 	done := c.sendAudio(ctx, pcm, nil)
-	capt := receiveAudio(t, c.remoteTrack(5*time.Second))
+	capt := c.receiveAudio(5 * time.Second)
 	<-done
-	time.Sleep(1500 * time.Millisecond)
+	heard(t, s, pcmDuration(len(pcm)))
+	// Both replies generated and their audio arrived.
+	eventually(10*time.Second, func() bool {
+		_, finished, _ := rec.snapshot()
+		return finished >= 2 && capt.quiet(300*time.Millisecond)
+	})
 	utts, finished, _ := rec.snapshot()
 	if len(utts) != 2 || finished != 2 {
 		t.Fatalf("%d replies (utterances %v), %d finished; want 2", len(utts), utts, finished)
@@ -153,43 +170,72 @@ func TestReplyOnPauseSilero(t *testing.T) {
 
 func abs(x float64) float64 { return max(x, -x) }
 
-// TestSileroModelEnv: SileroModelEnv makes Silero the default detector; a bad file makes New
-// fail with ErrBadModel; an explicit detector wins over the variable.
-func TestSileroModelEnv(t *testing.T) {
-	sileroForTest(t)
-	reply := func(context.Context, *Session, AudioFrame) iter.Seq2[AudioFrame, error] { return nil }
-	t.Setenv(SileroModelEnv, "testdata/silero/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx")
-	r := NewReplyOnPause(reply)
-	newVAD, which, err := r.detector()
-	if err != nil || !strings.HasPrefix(which, "Silero") {
-		t.Fatalf("detector %q, %v; want Silero", which, err)
+// TestSileroModel: WithSilero makes the Silero VAD (a 512-sample WindowedVAD) the
+// detector; without it (nor WithVAD) the detector is the WebRTC VAD, and WithWebRTCVAD picks
+// its mode; a file that is not a model is ErrBadModel; bad thresholds are ErrInvalidConfig.
+func TestSileroModel(t *testing.T) {
+	t.Parallel()
+	m := sileroForTest(t)
+	reply := func(context.Context, *fastrtc.Session, fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		return nil
+	}
+	newVAD, which := NewReplyOnPause(reply, WithSilero(m, SileroOptions{})).detector()
+	if !strings.HasPrefix(which, "Silero") {
+		t.Errorf("WithSilero: detector %q, want Silero", which)
 	}
 	v, err := newVAD()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if w, ok := v.(WindowedVAD); !ok || w.WindowSamples() != 512 {
-		t.Errorf("default VAD %T is not Silero's", v)
+		t.Errorf("WithSilero's VAD %T is not Silero's", v)
 	}
-	if _, which, _ := NewReplyOnPause(reply, WithWebRTCVAD(2)).detector(); which != "configured" {
-		t.Errorf("WithWebRTCVAD gave %q", which)
+	_ = v.Close()
+	for _, c := range []struct {
+		name  string
+		opts  []Option
+		which string
+	}{
+		{"default", nil, "WebRTC VAD"},
+		{"WithWebRTCVAD(2)", []Option{WithWebRTCVAD(2)}, "WebRTC VAD (mode 2)"},
+		{"WithSilero then WithWebRTCVAD", []Option{WithSilero(m, SileroOptions{}), WithWebRTCVAD(1)}, "WebRTC VAD (mode 1)"},
+	} {
+		newVAD, which := NewReplyOnPause(reply, c.opts...).detector()
+		if which != c.which {
+			t.Errorf("%s: detector %q, want %q", c.name, which, c.which)
+		}
+		v, err := newVAD()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if _, ok := v.(webrtcVAD); !ok {
+			t.Errorf("%s: VAD %T, want the WebRTC VAD", c.name, v)
+		}
+		if _, ok := v.(WindowedVAD); ok {
+			t.Errorf("%s: the WebRTC VAD is windowed", c.name)
+		}
+		_ = v.Close()
+	}
+	if _, err := NewWebRTCVAD(4); err == nil {
+		t.Errorf("WebRTC VAD mode 4: no error")
+	}
+	if _, err := NewReplyOnPause(reply, WithSilero(nil, SileroOptions{})).cfg.newVAD(); !errors.Is(err, fastrtc.ErrInvalidConfig) {
+		t.Errorf("WithSilero(nil): %v, want ErrInvalidConfig", err)
 	}
 	bad := t.TempDir() + "/bad.onnx"
 	if err := os.WriteFile(bad, []byte("not a model"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(SileroModelEnv, bad)
-	if _, err := New(NewReplyOnPause(reply), Audio, SendReceive); !errors.Is(err, ErrBadModel) || !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("New with a bad model file: %v, want ErrBadModel and ErrInvalidConfig", err)
-	}
 	if _, err := LoadSileroModelFile(bad); !errors.Is(err, ErrBadModel) {
-		t.Errorf("LoadSileroModelFile: %v", err)
+		t.Errorf("LoadSileroModelFile: %v, want ErrBadModel", err)
 	}
-	m := sileroForTest(t)
-	if _, err := m.NewVAD(SileroOptions{Threshold: 1.5}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := LoadSileroModel(bytes.NewReader([]byte("not a model"))); !errors.Is(err, ErrBadModel) {
+		t.Errorf("LoadSileroModel: %v, want ErrBadModel", err)
+	}
+	if _, err := m.NewVAD(SileroOptions{Threshold: 1.5}); !errors.Is(err, fastrtc.ErrInvalidConfig) {
 		t.Errorf("threshold 1.5: %v", err)
 	}
-	if _, err := m.NewVAD(SileroOptions{Threshold: 0.5, NegThreshold: 0.7}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := m.NewVAD(SileroOptions{Threshold: 0.5, NegThreshold: 0.7}); !errors.Is(err, fastrtc.ErrInvalidConfig) {
 		t.Errorf("negative threshold above threshold: %v", err)
 	}
 }
