@@ -1,10 +1,27 @@
 package voice
 
+import (
+	"context"
+	"fmt"
+	"iter"
+	"math"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/internal/resample"
+)
+
 // TestTelephoneCall emulates Twilio: connected, start (with streamSid and custom parameters),
 // the two-utterance fixture as 8 kHz mu-law media every 20 ms, a mark and a DTMF digit, then
 // stop. The first reply (4 s) is interrupted by the second utterance: the server sends
 // "clear". The second reply (2 s) arrives whole, as 8 kHz mu-law paced in real time.
 func TestTelephoneCall(t *testing.T) {
+	t.Parallel()
 	type replyInfo struct {
 		meta map[string]string
 		id   string
@@ -16,29 +33,29 @@ func TestTelephoneCall(t *testing.T) {
 	)
 	freqs := []float64{400, 1000}
 	lens := []time.Duration{4 * time.Second, 2 * time.Second}
-	reply := func(ctx context.Context, s *Session, u AudioFrame) iter.Seq2[AudioFrame, error] {
+	reply := func(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
 		mu.Lock()
 		n := len(replies)
 		replies = append(replies, replyInfo{meta: s.Metadata(), id: s.ID()})
 		mu.Unlock()
-		return func(yield func(AudioFrame, error) bool) {
+		return func(yield func(fastrtc.AudioFrame, error) bool) {
 			if n >= len(freqs) {
 				return
 			}
 			for i := 0; i < int(lens[n]/(20*time.Millisecond)); i++ {
-				if !yield(AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, freqs[n], 0.3, 480, i*480)}, nil) {
+				if !yield(fastrtc.AudioFrame{SampleRate: 24000, Channels: 1, Samples: tone(24000, freqs[n], 0.3, 480, i*480)}, nil) {
 					return
 				}
 			}
 		}
 	}
-	s, srv := newTestStream(t, NewReplyOnPause(reply), Audio, SendReceive,
-		WithTelephone(TelephoneOptions{DTMF: func(s *Session, d string) {
+	s, srv := newTestStream(t, NewReplyOnPause(reply), fastrtc.Audio, fastrtc.SendReceive,
+		fastrtc.WithTelephone(fastrtc.TelephoneOptions{DTMF: func(s *fastrtc.Session, d string) {
 			mu.Lock()
 			digits = append(digits, s.ID()+":"+d)
 			mu.Unlock()
 		}}))
-	c := dialWS(t, wsURL(srv, "/telephone/handler"), nil, true)
+	c := dialWS(t, wsURL(srv, "/telephone/handler"))
 	const sid = "MZ00000000000000000000000000000001"
 	c.send(map[string]any{"event": "connected", "protocol": "Call", "version": "1.0.0"})
 	c.send(map[string]any{"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": map[string]any{
@@ -57,13 +74,13 @@ func TestTelephoneCall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seq := 1
-	done := c.streamAudio(ctx, pcm, 8000, false, func(i int, payload string) any {
+	done := c.streamAudio(ctx, pcm, 8000, func(i int, payload string) any {
 		seq++
 		return map[string]any{"event": "media", "sequenceNumber": strconv.Itoa(seq), "streamSid": sid,
 			"media": map[string]string{"track": "inbound", "chunk": strconv.Itoa(i + 1),
 				"timestamp": strconv.Itoa(i * 20), "payload": payload}}
 	})
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second into the call (test input)
 	c.send(map[string]any{"event": "mark", "sequenceNumber": "900", "streamSid": sid, "mark": map[string]string{"name": "m1"}})
 	c.send(map[string]any{"event": "dtmf", "sequenceNumber": "901", "streamSid": sid, "dtmf": map[string]string{"track": "inbound_track", "digit": "5"}})
 	<-done
@@ -91,7 +108,7 @@ func TestTelephoneCall(t *testing.T) {
 		}
 		switch m.str("event") {
 		case "media":
-			p := mediaPCM(t, m, false)
+			p := mediaPCM(t, m)
 			if len(p) != 160 {
 				t.Fatalf("media of %d samples, want 160 (20 ms at 8 kHz)", len(p))
 			}
@@ -157,7 +174,7 @@ func TestTelephoneCall(t *testing.T) {
 	if len(replies) != 2 {
 		t.Fatalf("%d replies, want 2", len(replies))
 	}
-	want := map[string]string{MetaStreamSID: sid, MetaCallSID: "CA123", MetaAccountSID: "AC123", "From": "+15550001", "To": "+15550002"}
+	want := map[string]string{fastrtc.MetaStreamSID: sid, fastrtc.MetaCallSID: "CA123", fastrtc.MetaAccountSID: "AC123", "From": "+15550001", "To": "+15550002"}
 	if got := fmt.Sprint(replies[0].meta); got != fmt.Sprint(want) || replies[0].id != sid {
 		t.Errorf("session %s metadata %v, want id %s and %v", replies[0].id, got, sid, want)
 	}

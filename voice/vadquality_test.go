@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/internal/wav"
 )
 
@@ -97,7 +98,7 @@ func snrLabel(snr float64) string {
 // makes that a failure).
 func sileroForTest(tb testing.TB) *SileroModel {
 	tb.Helper()
-	p := "testdata/silero/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx"
+	p := "../testdata/silero/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx"
 	if _, err := os.Stat(p); err != nil {
 		if os.Getenv("FASTRTC_REQUIRE_SILERO") != "" {
 			tb.Fatalf("Silero model missing (./scripts/silero.sh): %v", err)
@@ -279,7 +280,9 @@ type qualityResult struct {
 // detector's replies per utterance.
 func (sc *qualityScene) evaluate(tb testing.TB, newVAD func() (VAD, error), pcm []int16) qualityResult {
 	tb.Helper()
-	cfg := NewReplyOnPause(func(_ context.Context, _ *Session, _ AudioFrame) iter.Seq2[AudioFrame, error] { return nil }).cfg
+	cfg := NewReplyOnPause(func(_ context.Context, _ *fastrtc.Session, _ fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+		return nil
+	}).cfg
 	// Frame decisions: each window's verdict covers its samples (a run confirmed later
 	// covers its earlier windows too).
 	v, err := newVAD()
@@ -403,6 +406,7 @@ func benchSileroOpts() SileroOptions {
 // chords and clicks between the sentences) every sentence gets exactly one reply with Silero,
 // while the WebRTC VAD, on the same audio, answers none (so the audio is hard).
 func TestSileroTurnsAt0dB(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"espeak-ng", "sox"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
