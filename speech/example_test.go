@@ -10,9 +10,10 @@ import (
 	"net/http"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
-// OpenAI is a fastrtc.Transcriber on OpenAI's transcription API (POST
+// OpenAI is a voice.Transcriber on OpenAI's transcription API (POST
 // https://api.openai.com/v1/audio/transcriptions, multipart: file, model; the answer is
 // {"text": "..."}): the utterance goes up as a WAV file. Any cloud speech-to-text service
 // fits the same way; a text-to-speech service's PCM response becomes frames with
@@ -57,8 +58,8 @@ func (o OpenAI) Transcribe(ctx context.Context, audio fastrtc.AudioFrame) (strin
 
 // A cloud transcriber in place of PocketSphinx (not run: the service is not reachable here).
 func Example_cloudTranscriber() {
-	var stt fastrtc.Transcriber = OpenAI{Key: "sk-...", Model: "gpt-4o-mini-transcribe"}
-	_ = fastrtc.NewReplyOnStopWords(func(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
+	var stt voice.Transcriber = OpenAI{Key: "sk-...", Model: "gpt-4o-mini-transcribe"}
+	_ = voice.NewReplyOnStopWords(func(ctx context.Context, s *fastrtc.Session, u fastrtc.AudioFrame) iter.Seq2[fastrtc.AudioFrame, error] {
 		return func(func(fastrtc.AudioFrame, error) bool) {}
 	}, stt, []string{"hello computer"})
 }

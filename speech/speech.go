@@ -208,7 +208,7 @@ func to16k(audio media.AudioFrame) ([]int16, error) {
 }
 
 // SpotPhrase reports whether phrase was said in audio, with PocketSphinx's keyword spotting
-// (fastrtc.PhraseSpotter): more reliable for a wake phrase than transcribing and searching.
+// (voice.PhraseSpotter): more reliable for a wake phrase than transcribing and searching.
 // Each phrase gets its own decoder on first use; spotting one phrase runs one call at a time.
 func (p *PocketSphinx) SpotPhrase(ctx context.Context, audio media.AudioFrame, phrase string) (bool, error) {
 	mono, err := to16k(audio)
