@@ -16,6 +16,7 @@ import (
 // TestVideoRejectsHugeFrame: a key frame declaring 16383x16383 (which libvpx would allocate
 // gigabytes for) ends only that session, with a message saying why.
 func TestVideoRejectsHugeFrame(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	c.connect()
@@ -41,6 +42,7 @@ func TestVideoRejectsHugeFrame(t *testing.T) {
 }
 
 func TestPathPrefixRoot(t *testing.T) {
+	t.Parallel()
 	for _, p := range []string{"/", "", "//"} {
 		s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithPathPrefix(p))
 		if err != nil {
@@ -56,6 +58,7 @@ func TestPathPrefixRoot(t *testing.T) {
 
 // TestHandlerFactoryPanic: a panic while making a session's handler refuses that offer only.
 func TestHandlerFactoryPanic(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	f := AudioHandlerFactory(func() AudioHandler {
 		if calls.Add(1) == 1 {
@@ -93,6 +96,7 @@ func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 // TestEmitEOFClientGone: a client leaving while the last of a handler's audio is queued does
 // not hold its session open.
 func TestEmitEOFClientGone(t *testing.T) {
+	t.Parallel()
 	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
@@ -115,6 +119,7 @@ func (panicShutdown) Shutdown(*Session) { panic("shutdown failed") }
 // TestEndHookPanic: a panic in an end-of-session hook (AudioShutdowner.Shutdown, a VAD's
 // Close) ends only its own session: the process, the stream and the other sessions go on.
 func TestEndHookPanic(t *testing.T) {
+	t.Parallel()
 	f := AudioHandlerFactory(func() AudioHandler { return panicShutdown{echoFactory()()} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
 	a := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
