@@ -81,12 +81,19 @@ func TestHandlerFactoryPanic(t *testing.T) {
 	c2.connect() // the slot is free
 }
 
-// eofHandler emits a long clip, then io.EOF.
-type eofHandler struct{ sent bool }
+// eofHandler emits a long clip, then io.EOF; eof, if set, is closed when it returns io.EOF.
+type eofHandler struct {
+	sent, ended bool
+	eof         chan struct{}
+}
 
 func (h *eofHandler) Receive(*Session, AudioFrame) error { return nil }
 func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 	if h.sent {
+		if !h.ended && h.eof != nil {
+			close(h.eof)
+		}
+		h.ended = true
 		return AudioFrame{}, io.EOF
 	}
 	h.sent = true
@@ -97,12 +104,17 @@ func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 // not hold its session open.
 func TestEmitEOFClientGone(t *testing.T) {
 	t.Parallel()
-	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{} })
+	eof := make(chan struct{})
+	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{eof: eof} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
 	sess := s.mustSession(t, c.id)
-	time.Sleep(100 * time.Millisecond) // the clip is queued, Emit has returned io.EOF
+	select { // the clip is queued, Emit has returned io.EOF
+	case <-eof:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Emit was not called after the clip")
+	}
 	_ = c.pc.Close()
 	select {
 	case <-sess.Done():

@@ -317,6 +317,33 @@ func TestTURNQuotas(t *testing.T) {
 
 // TestExternalCoturn: the same REST credentials (TURNCredentials) work with coturn's
 // use-auth-secret: a relay-only client connects through a coturn this test starts.
+// waitSTUN waits until a STUN server answers a binding request at addr.
+func waitSTUN(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, Conn: conn, RTO: 100 * time.Millisecond})
+		if err == nil {
+			if err = cl.Listen(); err == nil {
+				_, err = cl.SendBindingRequest()
+			}
+			cl.Close()
+		}
+		conn.Close()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no STUN answer from %s within %v: %v", addr, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestExternalCoturn(t *testing.T) {
 	t.Parallel()
 	bin, err := exec.LookPath("turnserver")
@@ -347,7 +374,7 @@ func TestExternalCoturn(t *testing.T) {
 			t.Logf("coturn:\n%s", out.String())
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitSTUN(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second) // coturn is up
 	cfg := WithRTCConfiguration(func(*http.Request) (RTCConfiguration, error) {
 		u, p := TURNCredentials("coturn-secret", "alice", time.Minute)
 		return RTCConfiguration{ICEServers: []webrtc.ICEServer{{URLs: []string{fmt.Sprintf("turn:127.0.0.1:%d?transport=udp", port)}, Username: u, Credential: p}}}, nil
