@@ -162,6 +162,7 @@ func echoFactory() AudioHandlerFactory {
 }
 
 func TestAudioEchoTone(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
@@ -191,6 +192,7 @@ func TestAudioEchoTone(t *testing.T) {
 
 // TestAudioOutputAt24k: a handler returning 24 kHz audio reaches the client intact.
 func TestAudioOutputAt24k(t *testing.T) {
+	t.Parallel()
 	var phase atomic.Int64
 	h := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
 		n := len(in.Samples) * 24000 / in.SampleRate
@@ -222,6 +224,7 @@ func TestAudioOutputAt24k(t *testing.T) {
 // TestAudioSourcePacing: a receive-mode source produces 3 s of audio at once; the client
 // gets 150 packets over 3 s of wall time.
 func TestAudioSourcePacing(t *testing.T) {
+	t.Parallel()
 	src := AudioSource(func(s *Session) iter.Seq2[AudioFrame, error] {
 		return func(yield func(AudioFrame, error) bool) {
 			yield(AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 500, 0.5, 16000*3, 0)}, nil)
@@ -252,6 +255,7 @@ type avEcho struct{ AudioHandler }
 func (avEcho) Video(s *Session, f *VideoFrame) (image.Image, error) { return f.FlipVertical(), nil }
 
 func TestAudioVideoSendReceive(t *testing.T) {
+	t.Parallel()
 	factory := AudioVideoHandlerFactory(func() AudioVideoHandler { return avEcho{echoFactory()()} })
 	_, srv := newTestStream(t, factory, AudioVideo, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true, sendAudio: true, recvAudio: true})
@@ -298,6 +302,7 @@ func TestAudioVideoSendReceive(t *testing.T) {
 // TestAudioStereoSource: stereo audio from a source reaches a mono output with both
 // channels mixed.
 func TestAudioStereoSource(t *testing.T) {
+	t.Parallel()
 	src := AudioSource(func(s *Session) iter.Seq2[AudioFrame, error] {
 		return func(yield func(AudioFrame, error) bool) {
 			const n = 48000
@@ -337,6 +342,7 @@ func (h hookedEcho) Start(s *Session) error { h.started.Add(1); return nil }
 func (h hookedEcho) Shutdown(s *Session)    { h.stopped.Add(1) }
 
 func TestAudioHandlerHooks(t *testing.T) {
+	t.Parallel()
 	var started, stopped atomic.Int32
 	f := AudioHandlerFactory(func() AudioHandler { return hookedEcho{echoFactory()(), &started, &stopped} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
@@ -366,6 +372,7 @@ func (stereoEcho) AudioLayout() AudioLayout {
 // TestAudioStereoEcho: a stereo handler gets both channels of the client's stereo Opus and
 // its stereo output reaches the client with the channels apart.
 func TestAudioStereoEcho(t *testing.T) {
+	t.Parallel()
 	f := AudioHandlerFactory(func() AudioHandler { return stereoEcho{echoFactory()()} })
 	_, srv := newTestStream(t, f, Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
@@ -444,6 +451,7 @@ func TestAudioStereoEcho(t *testing.T) {
 // TestAudioSendModeOutputs: in send mode the handler hears the client and reports over
 // /outputs; no audio goes back.
 func TestAudioSendModeOutputs(t *testing.T) {
+	t.Parallel()
 	h := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
 		if err := s.Emit(math.Round(rms(in.Samples))); err != nil {
 			return AudioFrame{}, err

@@ -32,6 +32,7 @@ func bearer(r *http.Request, route, id string) (string, error) {
 // opened it (another identity's inputs, outputs, stats and candidates get 403), and the
 // handler sees its identity.
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	seen := make(chan string, 1)
 	s, srv := newTestStream(t, VideoFunc(func(sess *Session, f *VideoFrame) (image.Image, error) {
 		select {

@@ -112,7 +112,8 @@ func dialFlip(t *testing.T, base string, o client.Options) *client.Conn {
 
 // TestCongestionControlPerfectLink: on loopback the estimate comes from the client's
 // transport-wide feedback, the video stays at the handler's size and the page's figures
-// (Session.Stats, Metrics) show it.
+// (Session.Stats, Metrics) show it. Not parallel: the other tests' load on the CPU and on
+// loopback reads as congestion (the estimate falls, the video is scaled down).
 func TestCongestionControlPerfectLink(t *testing.T) {
 	s, srv := newTestStream(t, VideoFunc(func(_ *Session, f *VideoFrame) (image.Image, error) {
 		return yuv.FlipVertical(nil, f.Image), nil
@@ -148,7 +149,8 @@ func TestCongestionControlPerfectLink(t *testing.T) {
 
 // TestCongestionControlScalesHandlerFrames: with the bit rate held low (as a slow link's
 // estimate would), the handler's 640x480 frames go out scaled down, still flipped, and the
-// handler still gets and returns full-size frames.
+// handler still gets and returns full-size frames. Not parallel: the other tests' load reads
+// as congestion to the client's sender too, which then scales its own frames down.
 func TestCongestionControlScalesHandlerFrames(t *testing.T) {
 	var mu sync.Mutex
 	var handlerH int
@@ -185,13 +187,15 @@ func TestCongestionControlScalesHandlerFrames(t *testing.T) {
 
 // TestIncomingVideoCap: the server asks its client to send no more than
 // Bandwidth.MaxInKbps (RTCP REMB), and the Go client's sender holds to it; with a negative
-// cap it follows its own estimate above it.
+// cap it follows its own estimate above it. Not parallel with other tests (their load reads
+// as congestion, and the uncapped estimate falls); its two cases run at once.
 func TestIncomingVideoCap(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		maxIn int
 	}{{"capped", 300}, {"uncapped", -1}} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			_, srv := newTestStream(t, VideoFunc(func(_ *Session, f *VideoFrame) (image.Image, error) {
 				return yuv.FlipVertical(nil, f.Image), nil
 			}), Video, SendReceive, WithBandwidth(Bandwidth{MaxInKbps: c.maxIn}))
@@ -214,7 +218,7 @@ func TestIncomingVideoCap(t *testing.T) {
 // TestVideoSessionsFreeMemory: sessions that send video under congestion control leave no
 // heap behind once they end. A no-op pacer shared by every estimator of the stream once
 // kept each ended connection's stream writer, and with it about 180 KB of peer connection
-// per session.
+// per session. Not parallel: it measures the process's heap.
 func TestVideoSessionsFreeMemory(t *testing.T) {
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
 	img := testPattern(320, 240, 0)

@@ -11,6 +11,7 @@ import (
 // "draining"), counts the refusal, ends the live session with end_stream at the deadline,
 // and returns the deadline's error.
 func TestDrain(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()

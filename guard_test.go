@@ -77,6 +77,7 @@ func allStacks() []byte {
 
 // TestGuardDeadlockQuiet: a test that ends in time is not disturbed, and the timer is gone.
 func TestGuardDeadlockQuiet(t *testing.T) {
+	t.Parallel()
 	t.Run("inner", func(t *testing.T) {
 		guardDeadlock(t, 50*time.Millisecond)
 	})
@@ -104,6 +105,7 @@ func guardStuckHere(ch chan struct{}) { <-ch }
 // quickly, failed, with the stacks of every goroutine (the stuck one included) and the
 // test's name.
 func TestGuardDeadlockFires(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a child test binary")
 	}

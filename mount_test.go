@@ -20,6 +20,7 @@ func echoHandler(s *Session, f *VideoFrame) (image.Image, error) { return f.Imag
 // TestOfferFailures sends every kind of bad request while a session runs, and checks each
 // reply and that the session keeps streaming.
 func TestOfferFailures(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithMaxBodyBytes(64<<10),
 		WithInputs(Slider("x", 0, 1, 0.1, 0.5)))
 	live := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
@@ -147,6 +148,7 @@ func TestOfferFailures(t *testing.T) {
 }
 
 func TestConcurrencyLimit(t *testing.T) {
+	t.Parallel()
 	const limit = 2
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithConcurrencyLimit(limit))
 	clients := make([]*testClient, limit+1)
@@ -201,6 +203,7 @@ func TestConcurrencyLimit(t *testing.T) {
 }
 
 func TestTimeLimit(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithTimeLimit(time.Second))
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	c.connect()
@@ -220,6 +223,7 @@ func TestTimeLimit(t *testing.T) {
 }
 
 func TestConnectTimeout(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithConnectTimeout(500*time.Millisecond))
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	// Offer, but never apply the answer: the server never connects.
@@ -244,6 +248,7 @@ func TestConnectTimeout(t *testing.T) {
 }
 
 func TestMountOnChiWithPrefix(t *testing.T) {
+	t.Parallel()
 	s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithPathPrefix("/cam/"), WithSettingEngine(loopbackOnly))
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +266,7 @@ func TestMountOnChiWithPrefix(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	src := VideoSource(func(s *Session) iter.Seq2[image.Image, error] { return func(func(image.Image, error) bool) {} })
 	cases := []struct {
 		name    string

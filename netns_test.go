@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,6 +133,9 @@ func netnsClient(t *testing.T) {
 		pair.Remote.Typ, pair.Remote.Address, pair.Remote.Port, connected.Round(time.Millisecond))
 }
 
+// netnsSeq numbers the networks a process builds (newNATNetwork).
+var netnsSeq atomic.Int32
+
 // netns is a set of namespaces made by one test, removed by its cleanup.
 type netns struct {
 	t     testing.TB
@@ -157,9 +161,11 @@ func (n *netns) run(args ...string) {
 	}
 }
 
-// newNATNetwork builds server, router and client namespaces; filter is an nft rule set for
-// the router's forward chain (what the router lets through besides NAT).
-func newNATNetwork(t testing.TB, forward string) *netns {
+// newNATNetwork builds server, router and client namespaces; allow is the match of an nft
+// rule of the router's forward chain (what the router lets through from the client besides
+// NAT, e.g. "udp dport 3479"). Each network has names of its own (the process id and a
+// sequence number), so that the tests of one process can build theirs at the same time.
+func newNATNetwork(t testing.TB, allow string) *netns {
 	t.Helper()
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -172,7 +178,7 @@ func newNATNetwork(t testing.TB, forward string) *netns {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
 	}
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, netnsSeq.Add(1))
 	n := &netns{t: t, names: []string{"frs" + id, "frr" + id, "frc" + id}}
 	srv, rtr, cli := n.names[0], n.names[1], n.names[2]
 	t.Cleanup(n.close)
@@ -202,10 +208,10 @@ table ip filter {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related accept
 		iifname "frr1%s" tcp dport 8080 accept
-		%s
+		iifname "frr1%s" %s accept
 	}
 }
-`, id, id, forward)
+`, id, id, id, allow)
 	cmd := exec.Command("ip", "netns", "exec", rtr, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -288,7 +294,8 @@ func (n *netns) call(mode string) string {
 
 // TestNATThroughUDPMux: a client behind a NAT reaches the server's one UDP port.
 func TestNATThroughUDPMux(t *testing.T) {
-	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsUDP))
+	t.Parallel()
+	n := newNATNetwork(t, fmt.Sprintf("udp dport %d", nsUDP))
 	pair := n.call("udp")
 	if !strings.Contains(pair, "PAIR udp") || !strings.Contains(pair, fmt.Sprintf("%s:%d", nsServerIP, nsUDP)) {
 		t.Fatalf("selected %q, want UDP to %s:%d", pair, nsServerIP, nsUDP)
@@ -297,7 +304,8 @@ func TestNATThroughUDPMux(t *testing.T) {
 
 // TestNATUDPBlocked: with UDP blocked, the call connects over ICE-TCP.
 func TestNATUDPBlocked(t *testing.T) {
-	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" tcp dport %d accept`, os.Getpid()%100000, nsTCP))
+	t.Parallel()
+	n := newNATNetwork(t, fmt.Sprintf("tcp dport %d", nsTCP))
 	pair := n.call("tcp")
 	if !strings.Contains(pair, "PAIR tcp") || !strings.Contains(pair, fmt.Sprintf("%s:%d", nsServerIP, nsTCP)) {
 		t.Fatalf("selected %q, want TCP to %s:%d", pair, nsServerIP, nsTCP)
@@ -307,7 +315,8 @@ func TestNATUDPBlocked(t *testing.T) {
 // TestNATOnlyTURN: no direct path (only the TURN port passes): the call connects through the
 // embedded TURN server, and the client's selected candidate is a relay.
 func TestNATOnlyTURN(t *testing.T) {
-	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsTURN))
+	t.Parallel()
+	n := newNATNetwork(t, fmt.Sprintf("udp dport %d", nsTURN))
 	pair := n.call("turn")
 	if !strings.Contains(pair, " relay ") {
 		t.Fatalf("selected %q, want the client's relay candidate", pair)
@@ -321,11 +330,10 @@ func TestNATOnlyTURN(t *testing.T) {
 //
 //	go test -run '^$' -bench NATICE -benchtime 3x .
 func BenchmarkNATICE(b *testing.B) {
-	id := os.Getpid() % 100000
 	for _, tc := range []struct{ mode, rule string }{
-		{"udp", fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsUDP)},
-		{"tcp", fmt.Sprintf(`iifname "frr1%d" tcp dport %d accept`, id, nsTCP)},
-		{"turn", fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsTURN)},
+		{"udp", fmt.Sprintf("udp dport %d", nsUDP)},
+		{"tcp", fmt.Sprintf("tcp dport %d", nsTCP)},
+		{"turn", fmt.Sprintf("udp dport %d", nsTURN)},
 	} {
 		b.Run(tc.mode, func(b *testing.B) {
 			var total time.Duration
@@ -349,6 +357,7 @@ func BenchmarkNATICE(b *testing.B) {
 // port open, connects through the built-in page (which takes its ICE servers from
 // /webrtc/config) via a relay, and the server's video plays.
 func TestNATOnlyTURNChromium(t *testing.T) {
+	t.Parallel()
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -362,8 +371,7 @@ func TestNATOnlyTURNChromium(t *testing.T) {
 		}
 		t.Skip("node, Chromium or e2e/node_modules missing")
 	}
-	id := os.Getpid() % 100000
-	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, id, nsTURN))
+	n := newNATNetwork(t, fmt.Sprintf("udp dport %d", nsTURN))
 	n.startServer()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -378,7 +386,8 @@ func TestNATOnlyTURNChromium(t *testing.T) {
 
 // TestNATTURNExpired: the same network with expired TURN credentials does not connect.
 func TestNATTURNExpired(t *testing.T) {
-	n := newNATNetwork(t, fmt.Sprintf(`iifname "frr1%d" udp dport %d accept`, os.Getpid()%100000, nsTURN))
+	t.Parallel()
+	n := newNATNetwork(t, fmt.Sprintf("udp dport %d", nsTURN))
 	if pair := n.call("turn-expired"); !strings.Contains(pair, "refused") {
 		t.Fatalf("client said %q", pair)
 	}

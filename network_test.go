@@ -67,6 +67,7 @@ func flipRoundTrip(t *testing.T, c *client.Conn) {
 
 // TestUDPMux: every session's candidates name the one shared UDP port, and media flows.
 func TestUDPMux(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithUDPListenAddr("127.0.0.1:0"))
 	port := s.UDPAddr().(*net.UDPAddr).Port
 	for i := 0; i < 2; i++ {
@@ -99,6 +100,7 @@ func TestUDPMux(t *testing.T) {
 
 // TestICETCP: a client that can only use TCP connects through the ICE-TCP listener.
 func TestICETCP(t *testing.T) {
+	t.Parallel()
 	tcpOnly := func(se *webrtc.SettingEngine) {
 		loopbackOnly(se)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
@@ -126,6 +128,7 @@ func TestICETCP(t *testing.T) {
 
 // TestPublicIPs: the answer announces the public address instead of the local one.
 func TestPublicIPs(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithPublicIPs("203.0.113.7"))
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	ans := c.offer()
@@ -142,6 +145,7 @@ func TestPublicIPs(t *testing.T) {
 // TestRTCConfigRoute: GET /webrtc/config returns the stream's ICE servers, or what the
 // configured function builds, fresh on every request.
 func TestRTCConfigRoute(t *testing.T) {
+	t.Parallel()
 	get := func(url string) (int, RTCConfiguration) {
 		t.Helper()
 		res, err := http.Get(url)
@@ -189,6 +193,7 @@ func TestRTCConfigRoute(t *testing.T) {
 
 // TestUDPPortRange: without a shared port, every session's sockets stay within the range.
 func TestUDPPortRange(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive, WithUDPPortRange(41000, 41020))
 	for i := 0; i < 2; i++ {
 		c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
@@ -216,6 +221,7 @@ func TestUDPPortRange(t *testing.T) {
 // TestSessionStats: a session's stats count the frames and audio that went through and, on
 // WebRTC, the network figures of the selected pair.
 func TestSessionStats(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
 	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
 	if err != nil {
@@ -303,6 +309,7 @@ func udpPorts(t *testing.T) map[int]int {
 
 // TestOneUDPPortIsOneSocket: with a UDP mux, sessions open no UDP socket of their own, and
 // nothing listens on mDNS's port 5353 (pion's default opened two sockets per session there).
+// Not parallel: it counts every UDP socket of the machine.
 func TestOneUDPPortIsOneSocket(t *testing.T) {
 	noLoopMDNS := func(se *webrtc.SettingEngine) { // loopback only, but pion's mDNS default left alone
 		se.SetIncludeLoopbackCandidate(true)

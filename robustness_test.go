@@ -15,6 +15,7 @@ import (
 // TestVideoRejectsHugeFrame: a key frame declaring 16383x16383 (which libvpx would allocate
 // gigabytes for) ends only that session, with a message saying why.
 func TestVideoRejectsHugeFrame(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	c.connect()
@@ -40,6 +41,7 @@ func TestVideoRejectsHugeFrame(t *testing.T) {
 }
 
 func TestPathPrefixRoot(t *testing.T) {
+	t.Parallel()
 	for _, p := range []string{"/", "", "//"} {
 		s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithPathPrefix(p))
 		if err != nil {
@@ -55,6 +57,7 @@ func TestPathPrefixRoot(t *testing.T) {
 
 // TestHandlerFactoryPanic: a panic while making a session's handler refuses that offer only.
 func TestHandlerFactoryPanic(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	f := AudioHandlerFactory(func() AudioHandler {
 		if calls.Add(1) == 1 {
@@ -77,12 +80,19 @@ func TestHandlerFactoryPanic(t *testing.T) {
 	c2.connect() // the slot is free
 }
 
-// eofHandler emits a long clip, then io.EOF.
-type eofHandler struct{ sent bool }
+// eofHandler emits a long clip, then io.EOF; eof, if set, is closed when it returns io.EOF.
+type eofHandler struct {
+	sent, ended bool
+	eof         chan struct{}
+}
 
 func (h *eofHandler) Receive(*Session, AudioFrame) error { return nil }
 func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 	if h.sent {
+		if !h.ended && h.eof != nil {
+			close(h.eof)
+		}
+		h.ended = true
 		return AudioFrame{}, io.EOF
 	}
 	h.sent = true
@@ -92,12 +102,18 @@ func (h *eofHandler) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 // TestEmitEOFClientGone: a client leaving while the last of a handler's audio is queued does
 // not hold its session open.
 func TestEmitEOFClientGone(t *testing.T) {
-	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{} })
+	t.Parallel()
+	eof := make(chan struct{})
+	f := AudioHandlerFactory(func() AudioHandler { return &eofHandler{eof: eof} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	c.connect()
 	sess := s.mustSession(t, c.id)
-	time.Sleep(100 * time.Millisecond) // the clip is queued, Emit has returned io.EOF
+	select { // the clip is queued, Emit has returned io.EOF
+	case <-eof:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Emit was not called after the clip")
+	}
 	_ = c.pc.Close()
 	select {
 	case <-sess.Done():
@@ -114,6 +130,7 @@ func (panicShutdown) Shutdown(*Session) { panic("shutdown failed") }
 // TestEndHookPanic: a panic in an end-of-session hook (AudioShutdowner.Shutdown, a VAD's
 // Close) ends only its own session: the process, the stream and the other sessions go on.
 func TestEndHookPanic(t *testing.T) {
+	t.Parallel()
 	f := AudioHandlerFactory(func() AudioHandler { return panicShutdown{echoFactory()()} })
 	s, srv := newTestStream(t, f, Audio, SendReceive)
 	a := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})

@@ -29,6 +29,7 @@ import (
 // TestCORS: without WithCORS no CORS header is sent; with it, allowed origins get them and
 // their preflights are answered, others are refused.
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	// reply is what the checks read of a response, whose body do has closed.
 	type reply struct {
 		StatusCode int
@@ -82,6 +83,7 @@ func TestCORS(t *testing.T) {
 // route unless the WebSocket origin check accepts it; Twilio (no Origin) can; and a stream
 // can leave the telephone routes out.
 func TestTelephoneOriginCheck(t *testing.T) {
+	t.Parallel()
 	dial := func(url string, origin string) (int, error) {
 		h := http.Header{}
 		if origin != "" {
@@ -149,6 +151,7 @@ func TestTelephoneOriginCheck(t *testing.T) {
 // to wait a second for a data channel that never opens), and a session whose client opened
 // no data channel ends at once on CloseStream (it used to wait 5 s).
 func TestRefusalsAtOnce(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithConcurrencyLimit(1))
 	// An offer pion cannot take (a video-only SDP for an audio stream fails after the
 	// session was opened, so it goes through the session's end path).
@@ -226,6 +229,7 @@ func rawAudioPeer(t *testing.T) *webrtc.PeerConnection {
 // TestCandidateLimits: a client may trickle a bounded number of candidates, and the
 // operator's filter refuses addresses (trickled or in the offer).
 func TestCandidateLimits(t *testing.T) {
+	t.Parallel()
 	noPrivate := WithCandidateFilter(func(a netip.Addr) bool { return !a.IsPrivate() })
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, noPrivate)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
@@ -274,6 +278,7 @@ func TestCandidateLimits(t *testing.T) {
 // trickled ones: an offer with 500 candidates keeps 64, and the session then takes no
 // trickled candidate.
 func TestOfferCandidatesCapped(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	var b strings.Builder
 	for i := range 500 {
@@ -324,7 +329,8 @@ func TestOfferCandidatesCapped(t *testing.T) {
 }
 
 // TestOutputsReaderStalls: Stream.Outputs with a reader that stopped reading lets go of the
-// session (its goroutine returns) at most a few seconds after the session ended.
+// session (its goroutine returns) at most a few seconds after the session ended. Not
+// parallel: it counts the process's Outputs goroutines, which other tests' /outputs start.
 func TestOutputsReaderStalls(t *testing.T) {
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
@@ -382,6 +388,7 @@ func goroutinesIn(fn string) int {
 // TestInputAheadOfRealTime: a WebSocket client pushing 10 s of audio in one message gets at
 // most the allowed burst through to the handler, and a warning.
 func TestInputAheadOfRealTime(t *testing.T) {
+	t.Parallel()
 	var got atomic.Int64 // samples the handler received
 	f := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
 		got.Add(int64(len(in.Samples)))
@@ -405,7 +412,8 @@ func TestInputAheadOfRealTime(t *testing.T) {
 
 // TestVideoQueueBytes: while the handler is busy, a client's large frames queue for the
 // decoder up to maxQueuedVideoBytes, not 64 frames of any size (64 x 8 MiB would pin half a
-// gigabyte).
+// gigabyte). Not parallel: with other tests loading the CPU, the server does not read its
+// socket fast enough, packets are dropped, and the queue never fills.
 func TestVideoQueueBytes(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
@@ -479,6 +487,7 @@ func TestVideoQueueBytes(t *testing.T) {
 // and with ErrInvalidID by every Go method that takes one: before, only the offer and
 // WebSocket start checked it, and a cluster built NATS subjects from the rest.
 func TestIDsCheckedEverywhere(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, AudioFunc(func(_ *Session, in AudioFrame) (AudioFrame, error) { return in, nil }),
 		Audio, SendReceive, WithInputs(Number("n", 0)))
 	for _, id := range []string{strings.Repeat("a", MaxIDLength+1), "a b", "a/b", "x\x00"} {
@@ -540,6 +549,7 @@ func rawOffer(t *testing.T) string {
 // offer gets FastRTC's concurrency failure, and a slot comes back when a pending session
 // ends. Behind a trusted proxy the bound is per X-Forwarded-For client.
 func TestPendingOffersBounded(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive,
 		WithPendingLimit(5, 3), WithTrustedProxies(netip.MustParsePrefix("127.0.0.1/32")))
 	offer := func(id, xff string) httpReply {
@@ -604,6 +614,7 @@ func TestPendingOffersBounded(t *testing.T) {
 
 // TestForwardedHeadersTrustedOnly: X-Forwarded-For counts only from a trusted proxy.
 func TestForwardedHeadersTrustedOnly(t *testing.T) {
+	t.Parallel()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.RemoteAddr = "203.0.113.9:5000"
 	r.Header.Set("X-Forwarded-For", "198.51.100.1, 10.0.0.2")
@@ -632,6 +643,7 @@ func TestForwardedHeadersTrustedOnly(t *testing.T) {
 // burst is still held to maxInputAhead (the bound counted from the first frame once let a
 // client idle 20 s and then push 20 s of audio in 4 ms).
 func TestInputAheadNoBankedIdle(t *testing.T) {
+	t.Parallel()
 	var got atomic.Int64
 	f := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
 		got.Add(int64(len(in.Samples)))
@@ -656,6 +668,7 @@ func TestInputAheadNoBankedIdle(t *testing.T) {
 // TestOnInputSerialized: WithOnInput's calls for one session never overlap; posts made while
 // one runs are coalesced (2,000 posts once started 1,999 hooks at once).
 func TestOnInputSerialized(t *testing.T) {
+	t.Parallel()
 	var running, most, calls atomic.Int64
 	release := make(chan struct{})
 	var seen sync.Map
@@ -686,6 +699,7 @@ func TestOnInputSerialized(t *testing.T) {
 		post(map[string]any{"n": i})
 	}
 	post(map[string]any{"s": "x"})
+	// Process-wide, but no other parallel test has an input hook (WithOnInput).
 	if n := goroutinesIn("fastrtc.(*Session).runInputHook"); n > 1 {
 		t.Fatalf("%d hook goroutines while one runs", n)
 	}
@@ -702,6 +716,7 @@ func TestOnInputSerialized(t *testing.T) {
 // TestTextInputBounded: a text input longer than DefaultTextInputBytes (or its MaxBytes) is
 // refused with 400 naming the field; a shorter one is taken.
 func TestTextInputBounded(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, AudioFunc(func(_ *Session, in AudioFrame) (AudioFrame, error) { return in, nil }),
 		Audio, SendReceive, WithInputs(Text("prompt", ""), Text("short", "").WithMaxBytes(10)))
 	c := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
@@ -724,6 +739,7 @@ func TestTextInputBounded(t *testing.T) {
 // TestPendingPerClientIPv6: one IPv6 client is its /64 (it has that many addresses), and a
 // released slot comes back.
 func TestPendingPerClientIPv6(t *testing.T) {
+	t.Parallel()
 	s := &Stream{cfg: config{pendingLimit: 64, pendingPerSrc: 2}}
 	var releases []func()
 	for i := 1; i <= 2; i++ {

@@ -70,6 +70,7 @@ func incoming(t *testing.T, method, u string, hdr http.Header, host string, form
 // TestTelephoneIncomingTwiML: the Stream URL is built from the request: host and port,
 // proxy headers, scheme, mount prefix; From and To become stream parameters.
 func TestTelephoneIncomingTwiML(t *testing.T) {
+	t.Parallel()
 	loopProxy := WithTrustedProxies(netip.MustParsePrefix("127.0.0.0/8"))
 	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, loopProxy)
 	_, psrv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPathPrefix("/agent"), loopProxy)
@@ -140,6 +141,7 @@ func TestTelephoneIncomingTwiML(t *testing.T) {
 
 // TestTwilioSignatureVectors checks the algorithm against Twilio's published examples.
 func TestTwilioSignatureVectors(t *testing.T) {
+	t.Parallel()
 	u := "https://mycompany.com/myapp.php?foo=1&bar=2"
 	params := url.Values{"CallSid": {"CA1234567890ABCDE"}, "Caller": {"+14158675309"}, "Digits": {"1234"},
 		"From": {"+14158675309"}, "To": {"+18005551212"}}
@@ -155,6 +157,7 @@ func TestTwilioSignatureVectors(t *testing.T) {
 // TestTelephoneSignature: with an auth token, the webhook and the WebSocket handshake need a
 // valid X-Twilio-Signature, checked against the URL Twilio called.
 func TestTelephoneSignature(t *testing.T) {
+	t.Parallel()
 	const token = "tok3n"
 	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithTelephone(TelephoneOptions{AuthToken: token}),
 		WithTrustedProxies(netip.MustParsePrefix("127.0.0.1/32")))
@@ -229,6 +232,7 @@ func (h *dtmfEcho) DTMF(s *Session, digit string) { h.got <- digit }
 // TestTelephoneDTMFReceiver: a handler implementing DTMFReceiver gets the digits, and a
 // telephone session with bad input from "Twilio" only logs it.
 func TestTelephoneDTMFReceiver(t *testing.T) {
+	t.Parallel()
 	got := make(chan string, 4)
 	factory := AudioHandlerFactory(func() AudioHandler { return &dtmfEcho{AudioHandler: echoFactory()(), got: got} })
 	s, srv := newTestStream(t, factory, Audio, SendReceive)
@@ -257,6 +261,7 @@ func TestTelephoneDTMFReceiver(t *testing.T) {
 }
 
 func TestValidHost(t *testing.T) {
+	t.Parallel()
 	for h, want := range map[string]bool{
 		"example.com": true, "example.com:8443": true, "127.0.0.1:8000": true, "[::1]:443": true, "[::1]": true,
 		"a_b.example": true, "evil.example/x?y=1#": false, "user@host": false, "host:": false, "host:99999": false,

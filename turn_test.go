@@ -24,6 +24,7 @@ import (
 // TestTURNRelay: a client that may only use relayed candidates connects through the
 // embedded TURN server with the credentials of GET /webrtc/config, and media flows.
 func TestTURNRelay(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
 		WithTURN(TURNOptions{Addr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40000, RelayPortMax: 40100, AllowPeer: loopbackMedia}))
 	res, err := http.Get(srv.URL + "/webrtc/config")
@@ -57,6 +58,7 @@ func TestTURNRelay(t *testing.T) {
 
 // TestTURNOverTCP: a client that reaches the TURN server only over TCP relays through it.
 func TestTURNOverTCP(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
 		WithTURN(TURNOptions{Addr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40400, RelayPortMax: 40500, AllowPeer: loopbackMedia}))
 	res, err := http.Get(srv.URL + "/webrtc/config")
@@ -131,6 +133,7 @@ func configCredentials(t *testing.T, url string) (user, pass string) {
 // TestTURNCredentials: expired or forged credentials get no allocation, fresh ones do, and
 // the relay goes only to the server's own addresses.
 func TestTURNCredentials(t *testing.T) {
+	t.Parallel()
 	s, _ := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
 		WithTURN(TURNOptions{Addr: "127.0.0.1:0", Secret: "s3cret", RelayPortMin: 40200, RelayPortMax: 40300, AllowPeer: loopbackMedia}))
 	allocate := func(user, pass string) (net.PacketConn, error) {
@@ -181,6 +184,7 @@ func udpSink(t *testing.T) (*net.UDPAddr, func() int) {
 // one (the red team's port scan and NATS banner went through loopback). Each refusal is
 // counted.
 func TestTURNDefaultPeerPolicy(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
 		WithTURN(TURNOptions{Addr: "127.0.0.1:0", RelayPortMin: 40800, RelayPortMax: 40850}))
 	sink, received := udpSink(t)
@@ -208,6 +212,7 @@ func TestTURNDefaultPeerPolicy(t *testing.T) {
 // TestTURNRefusesTCPAllocations: RFC 6062 TCP allocations (TCP CONNECT to peers, which
 // port-scanned and opened streams to loopback services) are refused unless enabled.
 func TestTURNRefusesTCPAllocations(t *testing.T) {
+	t.Parallel()
 	for _, enabled := range []bool{false, true} {
 		t.Run(fmt.Sprint("AllowTCPRelay=", enabled), func(t *testing.T) {
 			s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
@@ -260,6 +265,7 @@ func TestTURNRefusesTCPAllocations(t *testing.T) {
 // client address at most MaxAllocationsPerSource; a closed allocation frees its place, and
 // an idle one ends after RelayIdleTimeout.
 func TestTURNQuotas(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive,
 		WithTURN(TURNOptions{Addr: "127.0.0.1:0", RelayPortMin: 40900, RelayPortMax: 40950,
 			MaxAllocationsPerUser: 2, MaxAllocationsPerSource: 3, RelayIdleTimeout: 2 * time.Second}))
@@ -311,7 +317,35 @@ func TestTURNQuotas(t *testing.T) {
 
 // TestExternalCoturn: the same REST credentials (TURNCredentials) work with coturn's
 // use-auth-secret: a relay-only client connects through a coturn this test starts.
+// waitSTUN waits until a STUN server answers a binding request at addr.
+func waitSTUN(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, Conn: conn, RTO: 100 * time.Millisecond})
+		if err == nil {
+			if err = cl.Listen(); err == nil {
+				_, err = cl.SendBindingRequest()
+			}
+			cl.Close()
+		}
+		conn.Close()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no STUN answer from %s within %v: %v", addr, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestExternalCoturn(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("turnserver")
 	if err != nil {
 		if os.Getenv("FASTRTC_NETNS") != "" {
@@ -340,7 +374,7 @@ func TestExternalCoturn(t *testing.T) {
 			t.Logf("coturn:\n%s", out.String())
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitSTUN(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second) // coturn is up
 	cfg := WithRTCConfiguration(func(*http.Request) (RTCConfiguration, error) {
 		u, p := TURNCredentials("coturn-secret", "alice", time.Minute)
 		return RTCConfiguration{ICEServers: []webrtc.ICEServer{{URLs: []string{fmt.Sprintf("turn:127.0.0.1:%d?transport=udp", port)}, Username: u, Credential: p}}}, nil

@@ -46,6 +46,7 @@ func pageConfig(t *testing.T, h http.Handler, path string) (string, map[string]a
 }
 
 func TestUIInjectsConfig(t *testing.T) {
+	t.Parallel()
 	s, err := New(VideoFunc(echoHandler), Video, SendReceive,
 		WithTitle("Detect", "Objects, live"),
 		WithPathPrefix("/cam"),
@@ -104,6 +105,7 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func TestUIDefaultsAndAudioConfig(t *testing.T) {
+	t.Parallel()
 	s, err := New(&AudioAgent{NewHandler: echoFactory(), TurnTaking: true}, Audio, SendReceive)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +133,7 @@ func TestUIDefaultsAndAudioConfig(t *testing.T) {
 // TestUITrackConstraints: a plain audio stream keeps the microphone's processing off;
 // WithTrackConstraints replaces the constraints; values JSON cannot carry are refused.
 func TestUITrackConstraints(t *testing.T) {
+	t.Parallel()
 	s, err := New(echoFactory(), Audio, SendReceive)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +165,7 @@ func TestUITrackConstraints(t *testing.T) {
 
 // A title cannot end the page's script element or inject markup.
 func TestUIEscapesConfig(t *testing.T) {
+	t.Parallel()
 	evil := `</script><script>alert("x")</script><!--`
 	s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithTitle(evil, "a & b <i>"))
 	if err != nil {
@@ -178,6 +182,7 @@ func TestUIEscapesConfig(t *testing.T) {
 }
 
 func TestUIOffAndMethods(t *testing.T) {
+	t.Parallel()
 	s, err := New(VideoFunc(echoHandler), Video, SendReceive, WithoutUI())
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +224,7 @@ func TestUIOffAndMethods(t *testing.T) {
 
 // The page is self-contained: nothing is loaded from the network at run time.
 func TestUIPageSelfContained(t *testing.T) {
+	t.Parallel()
 	page, err := uiFiles.ReadFile("ui/index.html")
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +268,7 @@ func (c captureURL) WithAttrs([]slog.Attr) slog.Handler { return c }
 func (c captureURL) WithGroup(string) slog.Handler      { return c }
 
 func TestListenAndServe(t *testing.T) {
+	t.Parallel()
 	logs := captureURL{urls: make(chan string, 4)}
 	s, err := New(VideoFunc(func(s *Session, f *VideoFrame) (image.Image, error) { return f.Image, s.Emit(f.Index) }),
 		Video, SendReceive, WithPathPrefix("/v"), WithSettingEngine(loopbackOnly), WithLogger(slog.New(logs)),
@@ -338,6 +345,7 @@ func TestListenAndServe(t *testing.T) {
 }
 
 func TestListenAndServeBadAddr(t *testing.T) {
+	t.Parallel()
 	s, err := New(VideoFunc(echoHandler), Video, SendReceive)
 	if err != nil {
 		t.Fatal(err)
@@ -349,6 +357,7 @@ func TestListenAndServeBadAddr(t *testing.T) {
 }
 
 func TestPageURL(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ addr, prefix, want string }{
 		{"127.0.0.1:8000", "", "http://127.0.0.1:8000/"},
 		{"0.0.0.0:8000", "/cam", "http://127.0.0.1:8000/cam/"},
@@ -368,6 +377,7 @@ func TestPageURL(t *testing.T) {
 
 // TestSecurityHeaders: the page may not be framed by other sites, and no answer is sniffed.
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
 	page := httptest.NewServer(s.UI())
 	defer page.Close()

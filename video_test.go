@@ -123,6 +123,7 @@ func receiveVideo(t *testing.T, tr *webrtc.TrackRemote) <-chan receivedFrame {
 func flipHandler(s *Session, f *VideoFrame) (image.Image, error) { return f.FlipVertical(), nil }
 
 func TestVideoFlipRoundTrip(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	c.connect()
@@ -164,6 +165,7 @@ func TestVideoFlipRoundTrip(t *testing.T) {
 }
 
 func TestVideoReceiveModePacing(t *testing.T) {
+	t.Parallel()
 	src := VideoSource(func(s *Session) iter.Seq2[image.Image, error] {
 		return func(yield func(image.Image, error) bool) {
 			for i := 0; ; i++ {
@@ -240,6 +242,7 @@ func readSSE(t *testing.T, ctx context.Context, url string) (<-chan string, int)
 }
 
 func TestVideoSendModeOutputs(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	h := func(s *Session, f *VideoFrame) (image.Image, error) {
 		calls.Add(1)
@@ -282,6 +285,7 @@ func TestVideoSendModeOutputs(t *testing.T) {
 }
 
 func TestVideoInputsChangeNextFrame(t *testing.T) {
+	t.Parallel()
 	// The handler paints the whole frame with luma = 16 + level*200.
 	h := func(s *Session, f *VideoFrame) (image.Image, error) {
 		img := image.NewYCbCr(f.Image.Rect, image.YCbCrSubsampleRatio420)
@@ -348,6 +352,7 @@ func (s *Stream) mustSession(t *testing.T, id string) *Session {
 }
 
 func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
+	t.Parallel()
 	h := func(s *Session, f *VideoFrame) (image.Image, error) {
 		if s.Inputs().Bool("boom") && f.Index > 3 {
 			panic("boom")
@@ -395,6 +400,7 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 // packet makes the server ask the client for one; a resolution change mid-stream comes back
 // at the new size.
 func TestVideoKeyFramesAndResolutionChange(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
 	c := newTestClient(t, srv.URL, clientOpts{sendVideo: true, recvVideo: true})
 	c.connect()
@@ -457,8 +463,10 @@ func TestVideoKeyFramesAndResolutionChange(t *testing.T) {
 // TestSkipFrames: a handler slower than the input is given the newest frame (latency does
 // not grow); with skipping off it gets every frame in order.
 func TestSkipFrames(t *testing.T) {
+	t.Parallel()
 	for _, skip := range []bool{true, false} {
 		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
+			t.Parallel()
 			var mu sync.Mutex
 			var seen []uint32
 			slow := func(s *Session, f *VideoFrame) (image.Image, error) {
@@ -509,6 +517,7 @@ func TestSkipFrames(t *testing.T) {
 // TestDataChannelMessages: every client message is answered with "Server received", and a
 // handler error reaches the client as an error message and ends the session.
 func TestDataChannelMessages(t *testing.T) {
+	t.Parallel()
 	h := func(s *Session, f *VideoFrame) (image.Image, error) {
 		if s.Inputs().Bool("fail") {
 			return nil, errors.New("model not loaded")

@@ -299,6 +299,7 @@ func waitSessions(t *testing.T, s *Stream, n int) {
 // level, in FastRTC's default format (mu-law in at the handler's 48 kHz, out at 24 kHz) and
 // in a declared one (16-bit PCM at 16 kHz both ways).
 func TestWebSocketEchoTone(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		format  map[string]any
@@ -311,6 +312,7 @@ func TestWebSocketEchoTone(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 			c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 			start := map[string]any{"event": "start", "websocket_id": "echo-" + strings.ReplaceAll(tc.name, " ", "-")}
@@ -353,6 +355,7 @@ func TestWebSocketEchoTone(t *testing.T) {
 // TestWebSocketPingPong: ping is answered before and after start; stop ends the session
 // with a normal close.
 func TestWebSocketPingPong(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	c.pingPong()
@@ -388,6 +391,7 @@ func TestWebSocketPingPong(t *testing.T) {
 // an error message and the connection goes on, except an oversized message, which closes
 // its own connection (1009) and nothing else.
 func TestWebSocketBadInput(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithWebSocket(WebSocketOptions{MaxMessageBytes: 64 << 10}))
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	binary := func(c *wsClient) {
@@ -484,6 +488,7 @@ func TestWebSocketBadInput(t *testing.T) {
 // TestWebSocketConcurrencyLimit: the limit counts WebRTC, WebSocket and telephone sessions
 // together, and a slot is free again as soon as a session ends.
 func TestWebSocketConcurrencyLimit(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithConcurrencyLimit(2))
 	rtc := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	rtc.connect()
@@ -559,6 +564,7 @@ func (h *emitOnce) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 // TestWebSocketCloseStream: CloseStream from the handler ends the session after the queued
 // audio was sent: all of it arrives, then a normal close.
 func TestWebSocketCloseStream(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, AudioHandlerFactory(func() AudioHandler { return &emitOnce{} }), Audio, SendReceive)
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	c.send(map[string]any{"event": "start", "websocket_id": "cs"})
@@ -585,6 +591,7 @@ func TestWebSocketCloseStream(t *testing.T) {
 // TestWebSocketPacing: a receive-mode source that produces 3 s at once is sent in real time
 // (150 messages over 3 s ± 5%), then the session ends normally.
 func TestWebSocketPacing(t *testing.T) {
+	t.Parallel()
 	src := AudioSource(func(s *Session) iter.Seq2[AudioFrame, error] {
 		return func(yield func(AudioFrame, error) bool) {
 			yield(AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 500, 0.5, 16000*3, 0)}, nil)
@@ -607,6 +614,7 @@ func TestWebSocketPacing(t *testing.T) {
 // TestWebSocketInputsOutputs: the websocket_id works with /input_hook and /outputs, and the
 // client gets send_input and fetch_output.
 func TestWebSocketInputsOutputs(t *testing.T) {
+	t.Parallel()
 	var emitted atomic.Bool
 	h := AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) {
 		if x := s.Inputs().Float("x"); x != 0.5 && !emitted.Swap(true) {
@@ -662,6 +670,7 @@ func (h *shutdownEcho) Shutdown(*Session) { close(h.down) }
 // drops, or the peer goes silent and stops answering pings) free their session, handler
 // and slot; TestMain then finds no goroutine left.
 func TestWebSocketClientVanishes(t *testing.T) {
+	t.Parallel()
 	downs := make(chan chan struct{}, 8)
 	factory := AudioHandlerFactory(func() AudioHandler {
 		h := &shutdownEcho{AudioHandler: echoFactory()(), down: make(chan struct{})}
@@ -708,6 +717,7 @@ func TestWebSocketClientVanishes(t *testing.T) {
 
 // TestWebSocketStreamClose: Stream.Close ends WebSocket sessions with a close frame.
 func TestWebSocketStreamClose(t *testing.T) {
+	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive)
 	c := dialWS(t, wsURL(srv, "/websocket/offer"), nil, true)
 	c.send(map[string]any{"event": "start", "websocket_id": "sc"})
@@ -730,6 +740,7 @@ func TestWebSocketStreamClose(t *testing.T) {
 
 // TestWebSocketRoutesOnlyForAudio: video streams have no WebSocket or telephone routes.
 func TestWebSocketRoutesOnlyForAudio(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, VideoFunc(echoHandler), Video, SendReceive, WithoutUI())
 	for _, path := range []string{"/websocket/offer", "/telephone/incoming", "/telephone/handler"} {
 		res, err := http.Get(srv.URL + path)
@@ -747,6 +758,7 @@ func TestWebSocketRoutesOnlyForAudio(t *testing.T) {
 // (WithPendingLimit: 200 idle ones held 520 MB), and the default origin check refuses pages
 // of other sites, as the POST routes do.
 func TestWebSocketPreStartBounds(t *testing.T) {
+	t.Parallel()
 	_, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithPendingLimit(3, 0))
 	var idle []*wsClient
 	for range 3 {
