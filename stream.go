@@ -5,8 +5,6 @@ import (
 
 	"encoding/json"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Stream serves one handler to many connections over WebRTC (and, for audio, WebSocket and
@@ -177,19 +176,19 @@ func (s *Stream) setInput(ctx context.Context, id string, values map[string]any)
 	for k, v := range values {
 		body[k] = v
 	}
-	body["webrtc_id"] = id
+	body[wire.FieldWebRTCID] = id
 	b, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
-	rec := httptest.NewRecorder()
-	if !s.forward(ctx, Forwarded{Route: RouteInputHook, ID: id, Body: b}, rec) {
-		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	rep, err := s.call(ctx, Forwarded{Route: RouteInputHook, ID: id, Body: b})
+	if err != nil {
+		return err
 	}
-	if rec.Code == http.StatusOK {
+	if rep.OK() {
 		return nil
 	}
-	return forwardedError(rec, id)
+	return replyError(rep, id)
 }
 
 // Sessions returns the ids of the live sessions.
