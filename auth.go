@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Errors an AuthFunc returns to refuse a request.
@@ -19,9 +21,9 @@ var (
 // Routes an AuthFunc sees, besides RouteOffer, RouteCandidate, RouteInputHook, RouteOutputs
 // and RouteStats.
 const (
-	RouteConfig    = "config"    // GET /webrtc/config
-	RouteWebSocket = "websocket" // GET /websocket/offer (the handshake; the id comes later)
-	RouteTelephone = "telephone" // POST /telephone/incoming and GET /telephone/handler
+	RouteConfig    = wire.RouteConfig    // GET /webrtc/config
+	RouteWebSocket = wire.RouteWebSocket // GET /websocket/offer (the handshake; the id comes later)
+	RouteTelephone = wire.RouteTelephone // POST /telephone/incoming and GET /telephone/handler
 )
 
 // AuthFunc decides who may use a stream's routes (WithAuth). It sees every request, with the

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"time"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Cluster joins a Stream to the other nodes that serve the same stream, so that a load
@@ -38,6 +38,8 @@ type Cluster interface {
 	// that holds it (for RouteOffer: from any node that takes new sessions), writing that node's response (status, headers and body, streamed as
 	// it comes for RouteOutputs) to w. When no node holds f.ID, after waiting up to f.Wait
 	// for one to, it writes nothing and returns an error wrapping ErrUnknownConnection.
+	// A request with f.Typed set is carried the same way: only its response's body is a
+	// typed answer (see Forwarded.Typed) rather than the route's HTTP body.
 	Forward(ctx context.Context, f Forwarded, w http.ResponseWriter) error
 }
 
@@ -56,15 +58,21 @@ type Forwarded struct {
 	// Identity is the identity WithAuth gave the request on the node it reached (nil
 	// without WithAuth): the session's node checks that it owns the session.
 	Identity *string `json:",omitempty"`
+	// Typed asks for a typed answer instead of the route's HTTP response: ServeForwarded
+	// then writes HTTP 200 and the JSON of the route's answer as a value (one value for
+	// RouteInputHook and RouteStats; for RouteOutputs a stream of them, one a line,
+	// flushed as they come). The Go calls (SetInput, Lookup, Outputs) ask for it; a
+	// Cluster carries it as it carries any response.
+	Typed bool `json:",omitempty"`
 }
 
 // The routes a Cluster forwards.
 const (
-	RouteOffer     = "offer"      // POST /webrtc/offer that a full or draining node hands to another
-	RouteCandidate = "candidate"  // POST /webrtc/offer with type ice-candidate
-	RouteInputHook = "input_hook" // POST /input_hook, and Stream.SetInput
-	RouteOutputs   = "outputs"    // GET /outputs (Server-Sent Events), and Stream.Outputs
-	RouteStats     = "stats"      // GET /stats, and Stream.Lookup
+	RouteOffer     = wire.RouteOffer     // POST /webrtc/offer that a full or draining node hands to another
+	RouteCandidate = wire.RouteCandidate // POST /webrtc/offer with type ice-candidate
+	RouteInputHook = wire.RouteInputHook // POST /input_hook, and Stream.SetInput
+	RouteOutputs   = wire.RouteOutputs   // GET /outputs (Server-Sent Events), and Stream.Outputs
+	RouteStats     = wire.RouteStats     // GET /stats, and Stream.Lookup
 )
 
 // candidateWait is how long a trickled candidate for a session no node holds yet waits for
@@ -136,15 +144,19 @@ func (s *Stream) ServeForwarded(w http.ResponseWriter, r *http.Request, f Forwar
 		dec := json.NewDecoder(bytes.NewReader(f.Body))
 		dec.UseNumber()
 		if err := dec.Decode(&values); err != nil {
-			writeError(w, http.StatusBadRequest, "forwarded input: "+err.Error())
+			writeReply(w, f.Typed, wire.ForwardReply{Status: http.StatusBadRequest, Kind: wire.KindFailed, Error: "forwarded input: " + err.Error()})
 			return
 		}
-		delete(values, "webrtc_id")
-		writeInputResult(w, f.ID, s.setInput(ctx, f.ID, values))
+		delete(values, wire.FieldWebRTCID)
+		writeInputResult(w, f.Typed, inputReply(f.ID, s.setInput(ctx, f.ID, values)))
 	case RouteOutputs:
+		if f.Typed {
+			s.streamOutputsTyped(ctx, w, f.ID)
+			return
+		}
 		s.streamOutputs(ctx, w, f.ID, 0)
 	case RouteStats:
-		s.writeStats(ctx, w, f.ID)
+		writeReply(w, f.Typed, s.statsReply(ctx, f.ID))
 	default:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown forwarded route %q", f.Route))
 	}
@@ -167,15 +179,15 @@ func (s *Stream) Lookup(ctx context.Context, id string) (SessionInfo, error) {
 		}
 		return SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()}, nil
 	}
-	rec := httptest.NewRecorder()
-	if !s.forward(ctx, Forwarded{Route: RouteStats, ID: id}, rec) {
-		return SessionInfo{}, fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	rep, err := s.call(ctx, Forwarded{Route: RouteStats, ID: id})
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	if !rep.OK() {
+		return SessionInfo{}, replyError(rep, id)
 	}
 	var info SessionInfo
-	if rec.Code != http.StatusOK {
-		return SessionInfo{}, forwardedError(rec, id)
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &info); err != nil {
+	if err := json.Unmarshal(rep.Info, &info); err != nil {
 		return SessionInfo{}, fmt.Errorf("fastrtc: session %q: forwarded stats: %w", id, err)
 	}
 	return info, nil
@@ -189,38 +201,134 @@ func (s *Stream) nodeID() string {
 	return s.cfg.cluster.NodeID()
 }
 
-// forwardedError turns a forwarded route's error response back into this package's errors.
-func forwardedError(rec *httptest.ResponseRecorder, id string) error {
-	var body struct{ Error, Field string }
-	_ = json.Unmarshal(rec.Body.Bytes(), &body)
-	switch {
-	case rec.Code == http.StatusNotFound:
-		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
-	case body.Field != "":
-		return &InputError{Field: body.Field, Reason: strings.TrimPrefix(body.Error, fmt.Sprintf("fastrtc: invalid input %q: ", body.Field))}
-	case rec.Code == http.StatusBadRequest:
-		return fmt.Errorf("%w: %s", ErrInvalidInput, body.Error)
-	case rec.Code >= 500:
-		return fmt.Errorf("%w: session %q: %s", ErrForwarding, id, body.Error)
+// call serves f, a request for a session this node lacks, from the node that holds it, and
+// returns that node's typed answer (Forwarded.Typed): the Go calls' side of the cluster seam.
+// It returns an error wrapping ErrUnknownConnection when no node holds the session, and
+// one wrapping ErrForwarding when the cluster could not carry the request.
+func (s *Stream) call(ctx context.Context, f Forwarded) (wire.ForwardReply, error) {
+	buf := &replyBuffer{header: http.Header{}}
+	if !s.forwardTyped(ctx, f, buf) {
+		return wire.ForwardReply{}, fmt.Errorf("%w: %q", ErrUnknownConnection, f.ID)
 	}
-	return fmt.Errorf("fastrtc: session %q: its node answered %d: %s", id, rec.Code, body.Error)
+	if buf.err != nil {
+		return wire.ForwardReply{}, buf.err
+	}
+	if buf.status != http.StatusOK {
+		return wire.ForwardReply{}, fmt.Errorf("%w: session %q: its node answered %d: %.200s", ErrForwarding, f.ID, buf.status, bytes.TrimSpace(buf.body))
+	}
+	rep, err := wire.DecodeReply(buf.body)
+	if err != nil {
+		return wire.ForwardReply{}, fmt.Errorf("%w: session %q: %w", ErrForwarding, f.ID, err)
+	}
+	return rep, nil
+}
+
+// forwardTyped is forward for the Go calls: it asks for a typed answer, and a failure of the
+// cluster is w's err rather than an HTTP error response.
+func (s *Stream) forwardTyped(ctx context.Context, f Forwarded, w typedWriter) bool {
+	f.Typed = true
+	if checkID(f.ID) != nil { // never a subject from an id that was not checked
+		return false
+	}
+	if id, ok := identityOf(ctx); ok {
+		f.Identity = &id
+	}
+	err := s.cfg.cluster.Forward(ctx, f, w)
+	if err != nil && !errors.Is(err, ErrUnknownConnection) {
+		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)
+		w.fail(fmt.Errorf("%w: session %q: forwarding to the session's node: %w", ErrForwarding, f.ID, err))
+		return true
+	}
+	return err == nil
+}
+
+// typedWriter is the http.ResponseWriter a typed answer is carried to (replyBuffer, and
+// replyStream for outputs); fail records a failure of the cluster itself.
+type typedWriter interface {
+	http.ResponseWriter
+	fail(err error)
+}
+
+// replyBuffer holds the one typed answer of a forwarded RouteInputHook or RouteStats.
+type replyBuffer struct {
+	header http.Header
+	status int
+	body   []byte
+	err    error
+}
+
+func (b *replyBuffer) Header() http.Header { return b.header }
+
+func (b *replyBuffer) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *replyBuffer) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+
+func (b *replyBuffer) fail(err error) { b.err = err }
+
+// replyError turns a failed typed answer back into this package's errors.
+func replyError(rep wire.ForwardReply, id string) error {
+	switch rep.Kind {
+	case wire.KindUnknownConnection:
+		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	case wire.KindInvalidInput:
+		if rep.Field != "" {
+			return &InputError{Field: rep.Field, Reason: rep.Reason}
+		}
+		return fmt.Errorf("%w: %s", ErrInvalidInput, rep.Error)
+	case wire.KindForwarding:
+		return fmt.Errorf("%w: session %q: %s", ErrForwarding, id, rep.Error)
+	}
+	if rep.Status == http.StatusBadRequest {
+		return fmt.Errorf("%w: %s", ErrInvalidInput, rep.Error)
+	}
+	return fmt.Errorf("fastrtc: session %q: its node answered %d: %s", id, rep.Status, rep.Error)
+}
+
+// writeReply writes a typed answer: as itself (typed, for another node's Go call) or as the
+// route's HTTP response (a success is its Info, an error an ErrorBody).
+func writeReply(w http.ResponseWriter, typed bool, rep wire.ForwardReply) {
+	switch {
+	case typed:
+		writeJSON(w, http.StatusOK, rep)
+	case rep.OK():
+		writeJSON(w, http.StatusOK, rep.Info)
+	default:
+		writeJSON(w, rep.Status, rep.Body())
+	}
+}
+
+// statsReply is the answer of GET /stats for session id held here.
+func (s *Stream) statsReply(ctx context.Context, id string) wire.ForwardReply {
+	sess, err := s.lookup(id)
+	if err == nil && owns(ctx, sess) == nil {
+		b, err := json.Marshal(SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
+		if err != nil {
+			return wire.ForwardReply{Status: http.StatusInternalServerError, Kind: wire.KindFailed, Error: err.Error()}
+		}
+		return wire.ForwardReply{Status: http.StatusOK, Info: b}
+	}
+	return unknownReply(id)
+}
+
+// unknownReply is the answer for a session that is not here.
+func unknownReply(id string) wire.ForwardReply {
+	return wire.ForwardReply{Status: http.StatusNotFound, Kind: wire.KindUnknownConnection, Error: fmt.Sprintf("unknown connection %q", id)}
 }
 
 // writeStats is GET /stats for a session: this node's, or (when forwarding) the cluster's.
 func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id string) {
-	sess, err := s.lookup(id)
-	if err != nil {
-		if s.forwarding(ctx) && s.forward(ctx, Forwarded{Route: RouteStats, ID: id}, w) {
-			return
-		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+	if _, err := s.lookup(id); err != nil && s.forwarding(ctx) && s.forward(ctx, Forwarded{Route: RouteStats, ID: id}, w) {
 		return
 	}
-	if owns(ctx, sess) != nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
-		return
-	}
-	writeJSON(w, http.StatusOK, SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
+	writeReply(w, false, s.statsReply(ctx, id))
 }
 
 // serveStats is GET /stats?webrtc_id=ID: the session's SessionInfo as JSON.
@@ -235,48 +343,65 @@ func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
 	s.writeStats(r.Context(), w, id)
 }
 
-// sseReader is the http.ResponseWriter a forwarded RouteOutputs writes to when Go code reads
-// a remote session's outputs (Stream.Outputs): it reports the response's status on first,
-// once, and parses the events of a 200 back into values it queues on out (it never blocks
-// on the reader: the stream's end must be seen even when nobody reads).
-type sseReader struct {
+// replyStream is the http.ResponseWriter a forwarded typed RouteOutputs writes to when Go
+// code reads a remote session's outputs (Stream.Outputs): it reports the status of the
+// first typed answer on first, once, and queues the outputs of the following ones on out
+// (it never blocks on the reader: the stream's end must be seen even when nobody reads).
+type replyStream struct {
 	out    *remoteOutputs
 	first  chan<- int
 	header http.Header
-	status int
+	status int // of the first answer; 0 before it
 	buf    []byte
 }
 
-func (r *sseReader) Header() http.Header { return r.header }
+func (r *replyStream) Header() http.Header { return r.header }
 
-func (r *sseReader) WriteHeader(code int) {
+// WriteHeader reports a failed HTTP status (the cluster's own failure) as the first status.
+func (r *replyStream) WriteHeader(code int) {
+	if r.status == 0 && code != http.StatusOK {
+		r.report(code)
+	}
+}
+
+// report sends the first status, once.
+func (r *replyStream) report(code int) {
 	if r.status == 0 {
 		r.status = code
 		r.first <- code
 	}
 }
 
-func (r *sseReader) Write(p []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	if r.status != http.StatusOK {
-		return len(p), nil // an error body: not events
+func (r *replyStream) fail(error) { r.report(http.StatusBadGateway) }
+
+func (r *replyStream) Write(p []byte) (int, error) {
+	if r.status != 0 && r.status != http.StatusOK {
+		return len(p), nil // an error: no outputs
 	}
 	r.buf = append(r.buf, p...)
 	for {
-		i := bytes.Index(r.buf, []byte("\n\n"))
+		i := bytes.IndexByte(r.buf, '\n')
 		if i < 0 {
 			return len(p), nil
 		}
-		for line := range bytes.SplitSeq(r.buf[:i], []byte("\n")) {
-			if data, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
-				if err := r.out.push(json.RawMessage(bytes.Clone(data))); err != nil {
-					return 0, err
-				}
+		line := r.buf[:i]
+		r.buf = r.buf[i+1:]
+		rep, err := wire.DecodeReply(line)
+		if err != nil {
+			r.report(http.StatusBadGateway)
+			return 0, err
+		}
+		if r.status == 0 {
+			r.report(rep.Status)
+			continue
+		}
+		if rep.Output != nil {
+			if err := r.out.push(bytes.Clone(rep.Output)); err != nil {
+				return 0, err
 			}
 		}
-		r.buf = r.buf[i+2:]
 	}
 }
 
-// Flush is a no-op: values are delivered as their events complete.
-func (r *sseReader) Flush() {}
+// Flush is a no-op: outputs are delivered as their lines complete.
+func (r *replyStream) Flush() {}

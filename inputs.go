@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // InputKind is the widget kind of an additional input. It tells a UI what to render and the
@@ -91,7 +93,7 @@ func (in Input) WithLabel(label string) Input { in.Label = label; return in }
 func (in Input) WithRange(min, max float64) Input { in.Min, in.Max = &min, &max; return in }
 
 func (in Input) check() error {
-	if in.Name == "" || in.Name == "webrtc_id" {
+	if in.Name == "" || in.Name == wire.FieldWebRTCID {
 		return fmt.Errorf("%w: input name %q is empty or reserved", ErrInvalidConfig, in.Name)
 	}
 	if in.Kind == KindDropdown && len(in.Choices) == 0 {
@@ -333,7 +335,7 @@ func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeBody(w, r, &body) {
 		return
 	}
-	id, _ := body["webrtc_id"].(string)
+	id, _ := body[wire.FieldWebRTCID].(string)
 	if id == "" {
 		writeError(w, http.StatusUnprocessableEntity, "missing field: webrtc_id (a string)")
 		return
@@ -345,23 +347,35 @@ func (s *Stream) serveInputHook(w http.ResponseWriter, r *http.Request) {
 	if r = s.authorize(w, r, RouteInputHook, id); r == nil {
 		return
 	}
-	delete(body, "webrtc_id")
-	writeInputResult(w, id, s.setInput(r.Context(), id, body))
+	delete(body, wire.FieldWebRTCID)
+	writeInputResult(w, false, inputReply(id, s.setInput(r.Context(), id, body)))
 }
 
-// writeInputResult answers /input_hook with the outcome of setting the inputs.
-func writeInputResult(w http.ResponseWriter, id string, err error) {
+// inputReply is the answer of /input_hook to the outcome of setting the inputs.
+func inputReply(id string, err error) wire.ForwardReply {
 	var ie *InputError
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return wire.ForwardReply{Status: http.StatusOK}
 	case errors.Is(err, ErrUnknownConnection):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown connection %q", id))
+		return unknownReply(id)
 	case errors.Is(err, ErrForwarding):
-		writeError(w, http.StatusBadGateway, err.Error())
+		return wire.ForwardReply{Status: http.StatusBadGateway, Kind: wire.KindForwarding, Error: err.Error()}
 	case errors.As(err, &ie):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": ie.Error(), "field": ie.Field})
+		return wire.ForwardReply{Status: http.StatusBadRequest, Kind: wire.KindInvalidInput, Error: ie.Error(), Field: ie.Field, Reason: ie.Reason}
+	}
+	return wire.ForwardReply{Status: http.StatusBadRequest, Kind: wire.KindFailed, Error: err.Error()}
+}
+
+// writeInputResult answers /input_hook with rep (typed: as itself, for another node's Go
+// call).
+func writeInputResult(w http.ResponseWriter, typed bool, rep wire.ForwardReply) {
+	switch {
+	case typed:
+		writeJSON(w, http.StatusOK, rep)
+	case rep.OK():
+		writeJSON(w, http.StatusOK, wire.Succeeded())
 	default:
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeJSON(w, rep.Status, rep.Body())
 	}
 }

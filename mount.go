@@ -7,6 +7,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Router is anything routes can be added to: *http.ServeMux, chi.Router and most other
@@ -116,7 +118,7 @@ func getSessionID(w http.ResponseWriter, r *http.Request) (string, bool) {
 		writeError(w, http.StatusMethodNotAllowed, "use GET")
 		return "", false
 	}
-	id := r.URL.Query().Get("webrtc_id")
+	id := r.URL.Query().Get(wire.FieldWebRTCID)
 	if id == "" {
 		writeError(w, http.StatusUnprocessableEntity, "missing query parameter webrtc_id")
 		return "", false
@@ -177,14 +179,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError writes {"error": msg} with an HTTP error status.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	writeJSON(w, status, wire.ErrorBody{Error: msg})
 }
 
 // writeFailed writes the protocol's failure JSON (HTTP 200), which FastRTC clients switch on.
-func writeFailed(w http.ResponseWriter, code string, extra map[string]any) {
-	meta := map[string]any{"error": code}
-	for k, v := range extra {
-		meta[k] = v
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
+func writeFailed(w http.ResponseWriter, meta wire.FailureMeta) {
+	writeJSON(w, http.StatusOK, wire.Failed(meta))
 }

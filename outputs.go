@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Output declares one additional output, so that a UI can show it. The handler emits values
@@ -85,10 +87,11 @@ func (s *Stream) Outputs(ctx context.Context, id string) (<-chan json.RawMessage
 	first := make(chan int, 1)
 	go func() {
 		defer out.finish()
-		r := &sseReader{out: out, first: first, header: http.Header{}}
-		if !s.forward(ctx, Forwarded{Route: RouteOutputs, ID: id}, r) {
-			first <- http.StatusNotFound
+		r := &replyStream{out: out, first: first, header: http.Header{}}
+		if !s.forwardTyped(ctx, Forwarded{Route: RouteOutputs, ID: id}, r) {
+			r.report(http.StatusNotFound)
 		}
+		r.report(http.StatusBadGateway) // ended without a first answer (if it had one: no-op)
 	}()
 	switch status := <-first; {
 	case status == http.StatusOK:
@@ -301,10 +304,44 @@ func (s *Stream) streamOutputs(ctx context.Context, w http.ResponseWriter, id st
 	_ = rc.Flush()
 	for v := range ch {
 		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-		if _, err := fmt.Fprintf(w, "event: output\ndata: %s\n\n", v); err != nil {
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", wire.OutputEvent, v); err != nil {
 			return
 		}
 		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// streamOutputsTyped answers a forwarded typed RouteOutputs for session id, held here: a
+// stream of wire.ForwardReply lines, the first with the status, then one per output (see
+// Forwarded.Typed).
+func (s *Stream) streamOutputsTyped(ctx context.Context, w http.ResponseWriter, id string) {
+	sess, err := s.lookup(id)
+	if err != nil || owns(ctx, sess) != nil {
+		writeJSON(w, http.StatusOK, unknownReply(id))
+		return
+	}
+	ch := s.outputsOf(ctx, sess)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	send := func(rep wire.ForwardReply) bool {
+		b, err := wire.EncodeReply(rep)
+		if err != nil {
+			return false
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send(wire.ForwardReply{Status: http.StatusOK}) {
+		return
+	}
+	for v := range ch {
+		if !send(wire.ForwardReply{Status: http.StatusOK, Output: v}) {
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package fastrtc
 
 import (
 	"github.com/fastrtc-go/fastrtc/internal/cmem"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"slices"
 	"sort"
 
@@ -411,14 +412,11 @@ func (s *Session) receivedText(msg []byte) {
 	}
 	text := string(msg)
 	if msg[0] == '{' {
-		var m struct {
-			Type string `json:"type"`
-			Data string `json:"data"`
-		}
-		if json.Unmarshal(msg, &m) != nil || m.Type != "text" {
+		t, ok := wire.DecodeText(msg)
+		if !ok {
 			return
 		}
-		text = m.Data
+		text = t
 	}
 	text = strings.ToValidUTF8(text, "\uFFFD")
 	if len(text) > DefaultTextInputBytes {
@@ -459,23 +457,11 @@ func (s *Session) Emit(v any) error {
 	return s.Send("fetch_output", []any{})
 }
 
-// message is the data-channel message shape {"type": T, "data": D}.
-type message struct {
-	Type string `json:"type"`
-	Data any    `json:"data"`
-}
-
-// notice is the shape of errors and warnings: {"type": "error", "message": M}.
-type notice struct {
-	Type    string `json:"type"`
-	Message string `json:"message"`
-}
-
 // Send sends the client a control message {"type": typ, "data": data} (on the data channel,
 // or the WebSocket). FastRTC clients know "send_input", "fetch_output", "log", "stopword",
 // "end_stream" and "update_connection". Messages sent before the channel opens are queued.
 func (s *Session) Send(typ string, data any) error {
-	b, err := json.Marshal(message{Type: typ, Data: data})
+	b, err := wire.EncodeMessage(typ, data)
 	if err != nil {
 		return fmt.Errorf("fastrtc: send %s: %w", typ, err)
 	}
@@ -484,13 +470,11 @@ func (s *Session) Send(typ string, data any) error {
 
 // Warn shows the client a warning: {"type": "warning", "message": msg}.
 func (s *Session) Warn(msg string) error {
-	b, _ := json.Marshal(notice{Type: "warning", Message: msg})
-	return s.sendRaw(b)
+	return s.sendRaw(wire.EncodeNotice(wire.TypeWarning, msg))
 }
 
 func (s *Session) sendError(msg string) {
-	b, _ := json.Marshal(notice{Type: "error", Message: msg})
-	_ = s.sendRaw(b)
+	_ = s.sendRaw(wire.EncodeNotice(wire.TypeError, msg))
 }
 
 func (s *Session) sendRaw(b []byte) error { return s.tr.send(b) }

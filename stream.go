@@ -5,8 +5,6 @@ import (
 
 	"encoding/json"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -178,19 +177,19 @@ func (s *Stream) setInput(ctx context.Context, id string, values map[string]any)
 	for k, v := range values {
 		body[k] = v
 	}
-	body["webrtc_id"] = id
+	body[wire.FieldWebRTCID] = id
 	b, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
-	rec := httptest.NewRecorder()
-	if !s.forward(ctx, Forwarded{Route: RouteInputHook, ID: id, Body: b}, rec) {
-		return fmt.Errorf("%w: %q", ErrUnknownConnection, id)
+	rep, err := s.call(ctx, Forwarded{Route: RouteInputHook, ID: id, Body: b})
+	if err != nil {
+		return err
 	}
-	if rec.Code == http.StatusOK {
+	if rep.OK() {
 		return nil
 	}
-	return forwardedError(rec, id)
+	return replyError(rep, id)
 }
 
 // Sessions returns the ids of the live sessions.
@@ -232,7 +231,7 @@ func (s *Stream) reserve(sess *Session) error {
 	case s.sessions[sess.id] != nil:
 		return fmt.Errorf("%w: %q", ErrConnectionExists, sess.id)
 	case s.cfg.concurrency > 0 && len(s.sessions) >= s.cfg.concurrency:
-		return &LimitError{Limit: s.cfg.concurrency, Scope: "node"}
+		return &LimitError{Limit: s.cfg.concurrency, Scope: wire.ReasonNode}
 	}
 	s.sessions[sess.id] = sess
 	s.wg.Add(1)
@@ -401,7 +400,7 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 func (s *Stream) startSession(sess *Session) bool {
 	sess.markConnected()
 	if len(s.cfg.inputs) > 0 {
-		_ = sess.Send("send_input", []any{})
+		_ = sess.Send(wire.TypeSendInput, []any{})
 	}
 	if s.audio != nil && !s.startAudio(sess) {
 		return false
@@ -413,19 +412,19 @@ func (s *Stream) startSession(sess *Session) bool {
 // refusal returns the protocol's failure code and meta of a refused session (FastRTC's
 // {"status":"failed","meta":{"error":code,...}}), or "" when err is not a refusal the
 // protocol names.
-func (s *Stream) refusal(err error) (code string, meta map[string]any) {
+func (s *Stream) refusal(err error) (code string, meta wire.FailureMeta) {
 	var le *LimitError
 	switch {
 	case errors.As(err, &le):
-		return failConcurrency, map[string]any{"error": failConcurrency, "limit": le.Limit, "reason": le.Scope}
+		return failConcurrency, wire.FailureMeta{Error: failConcurrency, Limit: le.Limit, Reason: le.Scope}
 	case errors.Is(err, ErrConcurrencyLimit):
-		return failConcurrency, map[string]any{"error": failConcurrency, "limit": s.cfg.concurrency}
+		return failConcurrency, wire.FailureMeta{Error: failConcurrency, Limit: s.cfg.concurrency}
 	case errors.Is(err, ErrDraining):
-		return failConcurrency, map[string]any{"error": failConcurrency, "reason": "draining"}
+		return failConcurrency, wire.FailureMeta{Error: failConcurrency, Reason: wire.ReasonDraining}
 	case errors.Is(err, ErrConnectionExists):
-		return failExists, map[string]any{"error": failExists}
+		return failExists, wire.FailureMeta{Error: failExists}
 	}
-	return "", nil
+	return "", wire.FailureMeta{}
 }
 
 // codecOpened counts an open codec or VAD context (Stats.CodecContexts) and returns the

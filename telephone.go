@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/gorilla/websocket"
 )
 
@@ -57,16 +58,10 @@ const (
 )
 
 // twilioStart is the "start" object of Twilio's start message.
-type twilioStart struct {
-	AccountSID       string         `json:"accountSid"`
-	StreamSID        string         `json:"streamSid"`
-	CallSID          string         `json:"callSid"`
-	Tracks           []string       `json:"tracks"`
-	CustomParameters map[string]any `json:"customParameters"`
-}
+type twilioStart = wire.TwilioStart
 
-// metadata returns the session metadata of a telephone call.
-func (st *twilioStart) metadata(streamSID string) map[string]string {
+// twilioMetadata returns the session metadata of a telephone call.
+func twilioMetadata(st *twilioStart, streamSID string) map[string]string {
 	meta := make(map[string]string, 3+len(st.CustomParameters))
 	for k, v := range st.CustomParameters {
 		if s, ok := v.(string); ok {
@@ -95,23 +90,20 @@ func twilioDialect() *wsDialect {
 		start:       twilioStartSession,
 		inboundOnly: true,
 		events: map[string]func(t *wsConn, m *wsMessage){
-			"connected": func(*wsConn, *wsMessage) {},
-			"dtmf": func(t *wsConn, m *wsMessage) {
+			wire.EventConnected: func(*wsConn, *wsMessage) {},
+			wire.EventDTMF: func(t *wsConn, m *wsMessage) {
 				if m.DTMF != nil && m.DTMF.Digit != "" {
 					t.s.deliverDTMF(t.sess, m.DTMF.Digit)
 				}
 			},
-			"mark": func(t *wsConn, m *wsMessage) {
+			wire.EventMark: func(t *wsConn, m *wsMessage) {
 				if m.Mark != nil {
 					t.log.Debug("telephone: mark", "name", m.Mark.Name)
 				}
 			},
 		},
-		mediaPrefix: func(t *wsConn) []byte {
-			sid, _ := json.Marshal(t.streamSID)
-			return fmt.Appendf(nil, `{"event":"media","streamSid":%s,"media":{"payload":"`, sid)
-		},
-		onClear: sendClear,
+		mediaPrefix: func(t *wsConn) []byte { return wire.AppendMediaPrefix(nil, t.streamSID) },
+		onClear:     sendClear,
 	}
 }
 
@@ -137,7 +129,7 @@ func twilioStartSession(t *wsConn, m *wsMessage) (id string, meta map[string]str
 		return "", nil, f, false
 	}
 	t.streamSID = id
-	return id, st.metadata(id), wsFormat{inRate: 8000, outRate: 8000, channels: 1, rateFixed: true}, true
+	return id, twilioMetadata(st, id), wsFormat{inRate: 8000, outRate: 8000, channels: 1, rateFixed: true}, true
 }
 
 // deliverDTMF gives a digit to the handler and to the TelephoneOptions.DTMF function.
@@ -153,8 +145,7 @@ func (s *Stream) deliverDTMF(sess *Session, digit string) {
 
 // sendClear tells Twilio to drop the audio it buffered (the session's audioOut.onClear).
 func sendClear(t *wsConn) {
-	sid, _ := json.Marshal(t.streamSID)
-	if err := t.write(fmt.Appendf(nil, `{"event":"clear","streamSid":%s}`, sid)); err != nil {
+	if err := t.write(wire.EncodeClear(t.streamSID)); err != nil {
 		t.log.Debug("telephone: clear", "err", err)
 	}
 }

@@ -19,31 +19,22 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fastrtc-go/fastrtc/internal/rtcmedia"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // offerRequest is the body of POST /webrtc/offer.
-type offerRequest struct {
-	SDP       string          `json:"sdp"`
-	Type      string          `json:"type"`
-	WebRTCID  string          `json:"webrtc_id"`
-	Candidate json.RawMessage `json:"candidate"`
-}
+type offerRequest = wire.OfferRequest
 
 // iceCandidate is a trickled client candidate (RTCIceCandidateInit).
-type iceCandidate struct {
-	Candidate        *string `json:"candidate"`
-	SDPMid           *string `json:"sdpMid"`
-	SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
-	UsernameFragment *string `json:"usernameFragment"`
-}
+type iceCandidate = wire.ICECandidate
 
 // The failure codes of the offer route, as FastRTC clients expect them.
 const (
-	failConcurrency      = "concurrency_limit_reached"
-	failExists           = "connection_already_exists"
-	failUnknown          = "unknown_connection"
-	failInvalidCandidate = "invalid_candidate_format"
-	failClosed           = "connection_closed"
+	failConcurrency      = wire.CodeConcurrencyLimit
+	failExists           = wire.CodeConnectionExists
+	failUnknown          = wire.CodeUnknownConnection
+	failInvalidCandidate = wire.CodeInvalidCandidate
+	failClosed           = wire.CodeConnectionClosed
 )
 
 // serveOffer is POST /webrtc/offer.
@@ -70,20 +61,20 @@ func (s *Stream) serveOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	route := RouteOffer
-	if req.Type == "ice-candidate" {
+	if req.Type == wire.TypeICECandidate {
 		route = RouteCandidate
 	}
 	if r = s.authorize(w, r, route, req.WebRTCID); r == nil {
 		return
 	}
 	switch req.Type {
-	case "offer":
+	case wire.TypeOffer:
 		if req.SDP == "" {
 			writeError(w, http.StatusUnprocessableEntity, "missing field: sdp (required for type offer)")
 			return
 		}
 		s.handleOffer(w, r, req)
-	case "ice-candidate":
+	case wire.TypeICECandidate:
 		s.handleCandidate(r.Context(), w, req)
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown type %q (want \"offer\" or \"ice-candidate\")", req.Type))
@@ -100,7 +91,7 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	if err != nil {
 		s.metrics.refusals[refusalReason(err)].Add(1)
 		_, meta := s.refusal(err)
-		writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
+		writeJSON(w, http.StatusOK, wire.Failed(meta))
 		return
 	}
 	var st *rtcTransport
@@ -113,13 +104,13 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 		// answer then names that node's candidates, and the media goes there.
 		var le *LimitError
 		release() // handed over or refused: nothing pends here
-		if (errors.Is(err, ErrDraining) || errors.As(err, &le) && le.Scope == "node") && s.forwarding(r.Context()) {
+		if (errors.Is(err, ErrDraining) || errors.As(err, &le) && le.Scope == wire.ReasonNode) && s.forwarding(r.Context()) {
 			if b, merr := json.Marshal(req); merr == nil && s.forward(r.Context(), Forwarded{Route: RouteOffer, ID: req.WebRTCID, Body: b}, w) {
 				return
 			}
 		}
 		if code, meta := s.refusal(err); code != "" {
-			writeJSON(w, http.StatusOK, map[string]any{"status": "failed", "meta": meta})
+			writeJSON(w, http.StatusOK, wire.Failed(meta))
 		} else if errors.Is(err, ErrStreamClosed) {
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 		} else if errors.Is(err, ErrHandlerPanic) { // the application's own failure: its client is told
@@ -163,7 +154,7 @@ func (s *Stream) handleOffer(w http.ResponseWriter, r *http.Request, req offerRe
 	if id := s.nodeID(); id != "" {
 		w.Header().Set(NodeHeader, id)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"sdp": answer.SDP, "type": answer.Type.String()})
+	writeJSON(w, http.StatusOK, wire.Answer{SDP: answer.SDP, Type: answer.Type.String()})
 }
 
 // errBadOffer marks an offer pion could not take.
@@ -185,10 +176,10 @@ func (s *Stream) takePending(src netip.Addr) (release func(), err error) {
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
 	if n := s.cfg.pendingLimit; n > 0 && s.pending >= n {
-		return nil, &LimitError{Limit: n, Scope: "pending"}
+		return nil, &LimitError{Limit: n, Scope: wire.ReasonPending}
 	}
 	if n := s.cfg.pendingPerSrc; n > 0 && src.IsValid() && s.pendingBy[src] >= n {
-		return nil, &LimitError{Limit: n, Scope: "pending_source"}
+		return nil, &LimitError{Limit: n, Scope: wire.ReasonPendingSource}
 	}
 	s.pending++
 	if src.IsValid() {
@@ -327,7 +318,7 @@ func (st *rtcTransport) onDataChannel(dc *webrtc.DataChannel) {
 		st.mu.Unlock()
 	})
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {
-		_ = sess.Log("Server received: " + string(m.Data))
+		_ = sess.Log(wire.LogReceivedPrefix + string(m.Data))
 		if m.IsString {
 			sess.receivedText(m.Data)
 		}
@@ -455,27 +446,27 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 				return
 			}
 		}
-		writeFailed(w, failUnknown, nil)
+		writeFailed(w, wire.FailureMeta{Error: failUnknown})
 		return
 	}
 	if owns(ctx, sess) != nil {
-		writeFailed(w, failUnknown, nil)
+		writeFailed(w, wire.FailureMeta{Error: failUnknown})
 		return
 	}
 	st, ok := sess.tr.(*rtcTransport)
 	if !ok || sess.ctx.Err() != nil {
-		writeFailed(w, failClosed, nil)
+		writeFailed(w, wire.FailureMeta{Error: failClosed})
 		return
 	}
 	var c iceCandidate
 	if len(req.Candidate) == 0 || json.Unmarshal(req.Candidate, &c) != nil || c.Candidate == nil {
-		writeFailed(w, failInvalidCandidate, nil)
+		writeFailed(w, wire.FailureMeta{Error: failInvalidCandidate})
 		return
 	}
 	init := webrtc.ICECandidateInit{Candidate: *c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 	if *c.Candidate != "" {
 		if reason := s.refuseCandidate(*c.Candidate); reason != "" {
-			writeFailed(w, failInvalidCandidate, map[string]any{"detail": reason})
+			writeFailed(w, wire.FailureMeta{Error: failInvalidCandidate, Detail: reason})
 			return
 		}
 	}
@@ -483,7 +474,7 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 	if *c.Candidate != "" {
 		if st.candidates >= maxTrickledCandidates {
 			st.mu.Unlock()
-			writeFailed(w, failInvalidCandidate, map[string]any{"detail": fmt.Sprintf("too many candidates (at most %d per connection)", maxTrickledCandidates)})
+			writeFailed(w, wire.FailureMeta{Error: failInvalidCandidate, Detail: fmt.Sprintf("too many candidates (at most %d per connection)", maxTrickledCandidates)})
 			return
 		}
 		st.candidates++
@@ -491,19 +482,19 @@ func (s *Stream) handleCandidate(ctx context.Context, w http.ResponseWriter, req
 	if !st.remoteSet {
 		st.pending = append(st.pending, init)
 		st.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		writeJSON(w, http.StatusOK, wire.Succeeded())
 		return
 	}
 	st.mu.Unlock()
 	if *c.Candidate == "" { // end-of-candidates
-		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		writeJSON(w, http.StatusOK, wire.Succeeded())
 		return
 	}
 	if err := st.peerConnection().AddICECandidate(init); err != nil {
-		writeFailed(w, failInvalidCandidate, map[string]any{"detail": err.Error()})
+		writeFailed(w, wire.FailureMeta{Error: failInvalidCandidate, Detail: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+	writeJSON(w, http.StatusOK, wire.Succeeded())
 }
 
 // maxTrickledCandidates bounds the candidates a client may give one session, in its offer and

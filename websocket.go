@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/fastrtc-go/fastrtc/internal/mulaw"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // The encodings a WebSocketFormat may declare.
 const (
 	// EncodingMulaw is 8-bit G.711 mu-law, FastRTC's only WebSocket encoding.
-	EncodingMulaw = "mulaw"
+	EncodingMulaw = wire.EncodingMulaw
 	// EncodingPCM16 is 16-bit signed little-endian linear PCM (interleaved for stereo).
-	EncodingPCM16 = "pcm_s16le"
+	EncodingPCM16 = wire.EncodingPCM16
 )
 
 // WebSocketFormat is the audio format a client of GET /websocket/offer may declare in its
@@ -116,7 +117,7 @@ func fastrtcDialect() *wsDialect {
 		controls:    true,
 		start:       fastrtcStart,
 		unknownHint: " (want start, media, ping or stop)",
-		mediaPrefix: func(*wsConn) []byte { return []byte(`{"event":"media","media":{"payload":"`) },
+		mediaPrefix: func(*wsConn) []byte { return wire.AppendMediaPrefix(nil, "") },
 	}
 }
 
@@ -133,7 +134,7 @@ func fastrtcStart(t *wsConn, m *wsMessage) (id string, meta map[string]string, f
 	f = wsFormat{channels: 1}
 	if m.Format != nil {
 		var err error
-		if f, err = m.Format.resolve(); err != nil {
+		if f, err = (*WebSocketFormat)(m.Format).resolve(); err != nil {
 			t.notice("invalid start: format: " + err.Error())
 			return "", nil, f, false
 		}
@@ -251,7 +252,7 @@ func (t *wsConn) audioSink() func([]int16, bool) error {
 		}
 		msg = append(msg[:0], prefix...)
 		msg = base64.StdEncoding.AppendEncode(msg, raw)
-		msg = append(msg, `"}}`...)
+		msg = append(msg, wire.MediaSuffix...)
 		if err := t.write(msg); err != nil {
 			// The client is gone (or the connection is closing): end normally.
 			if t.sess.ctx.Err() == nil {

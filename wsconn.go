@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/gorilla/websocket"
 )
 
@@ -59,23 +60,7 @@ type wsDialect struct {
 }
 
 // wsMessage is any message a client of the WebSocket or telephone route sends.
-type wsMessage struct {
-	Event       string           `json:"event"`
-	WebSocketID string           `json:"websocket_id"`
-	StreamSID   string           `json:"streamSid"`
-	Format      *WebSocketFormat `json:"format"`
-	Media       *struct {
-		Payload string `json:"payload"`
-		Track   string `json:"track"`
-	} `json:"media"`
-	Start *twilioStart `json:"start"`
-	DTMF  *struct {
-		Digit string `json:"digit"`
-	} `json:"dtmf"`
-	Mark *struct {
-		Name string `json:"name"`
-	} `json:"mark"`
-}
+type wsMessage = wire.Inbound
 
 // wsConn is one WebSocket connection of the WebSocket or telephone route, and the transport
 // of its session.
@@ -269,8 +254,7 @@ func (t *wsConn) notice(msg string) {
 		t.log.Warn(t.d.name+": bad message", "err", msg)
 		return
 	}
-	b, _ := json.Marshal(notice{Type: "error", Message: msg})
-	if err := t.write(b); err != nil {
+	if err := t.write(wire.EncodeNotice(wire.TypeError, msg)); err != nil {
 		t.log.Debug("websocket error message", "err", err)
 	}
 }
@@ -362,13 +346,13 @@ func describeJSONError(err error) string {
 // dispatch handles one message, before or after the session started (t.live).
 func (t *wsConn) dispatch(m *wsMessage) {
 	switch m.Event {
-	case "start":
+	case wire.EventStart:
 		if t.live {
 			t.notice("invalid start: the session has already started")
 			return
 		}
 		t.open(m)
-	case "media":
+	case wire.EventMedia:
 		if !t.live {
 			t.notice(`media before start: send {"event":"start","websocket_id":"<id>"} first`)
 			return
@@ -377,15 +361,15 @@ func (t *wsConn) dispatch(m *wsMessage) {
 			t.notice(`invalid media message: missing "media"`)
 			return
 		}
-		if t.d.inboundOnly && m.Media.Track != "" && m.Media.Track != "inbound" {
+		if t.d.inboundOnly && m.Media.Track != "" && m.Media.Track != wire.TrackInbound {
 			return
 		}
 		t.receive(m.Media.Payload)
-	case "ping":
+	case wire.EventPing:
 		if t.d.controls {
-			_ = t.writeJSON(map[string]string{"event": "pong"})
+			_ = t.writeJSON(wire.EventMessage{Event: wire.EventPong})
 		}
-	case "stop":
+	case wire.EventStop:
 		if t.live {
 			t.sess.end(nil, "")
 		} else {
@@ -521,7 +505,7 @@ func (t *wsConn) refuse(err error) {
 	case fail != "":
 		reason = fail
 		if t.d.controls {
-			_ = t.writeJSON(map[string]any{"status": "failed", "meta": meta})
+			_ = t.writeJSON(wire.Failed(meta))
 		}
 	case errors.Is(err, ErrStreamClosed):
 		code, reason = websocket.CloseGoingAway, "stream closed"

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
@@ -517,8 +518,8 @@ func (c *Conn) Connect(ctx context.Context) error {
 			return ErrClosed
 		}
 	}
-	status, body, err := c.routes.postJSON(ctx, "/webrtc/offer", map[string]string{
-		"sdp": c.pc.LocalDescription().SDP, "type": "offer", "webrtc_id": c.opts.ID})
+	status, body, err := c.routes.postJSON(ctx, "/webrtc/offer", wire.OfferRequest{
+		SDP: c.pc.LocalDescription().SDP, Type: wire.TypeOffer, WebRTCID: c.opts.ID})
 	if err != nil {
 		return err
 	}
@@ -528,11 +529,8 @@ func (c *Conn) Connect(ctx context.Context) error {
 	if f := failure(body); f != nil {
 		return f
 	}
-	var ans struct {
-		SDP  string `json:"sdp"`
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(body, &ans); err != nil || ans.Type != "answer" || ans.SDP == "" {
+	var ans wire.Answer
+	if err := json.Unmarshal(body, &ans); err != nil || ans.Type != wire.TypeAnswer || ans.SDP == "" {
 		return fmt.Errorf("client: /webrtc/offer: unexpected reply %.200q", body)
 	}
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
@@ -559,8 +557,13 @@ func (c *Conn) trickle() {
 		c.cands = nil
 		c.mu.Unlock()
 		for _, cand := range cands {
-			status, body, err := c.routes.postJSON(c.bg, "/webrtc/offer", map[string]any{
-				"type": "ice-candidate", "webrtc_id": c.opts.ID, "candidate": cand})
+			cb, err := json.Marshal(cand)
+			if err != nil {
+				c.log.Debug("trickle candidate", "err", err)
+				continue
+			}
+			status, body, err := c.routes.postJSON(c.bg, "/webrtc/offer", wire.OfferRequest{
+				Type: wire.TypeICECandidate, WebRTCID: c.opts.ID, Candidate: cb})
 			switch {
 			case err != nil:
 				c.log.Debug("trickle candidate", "err", err)

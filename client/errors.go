@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -24,11 +26,11 @@ var (
 
 // The failure codes a FastRTC server sends in {"status":"failed","meta":{"error":CODE}}.
 const (
-	CodeConcurrencyLimit  = "concurrency_limit_reached"
-	CodeConnectionExists  = "connection_already_exists"
-	CodeUnknownConnection = "unknown_connection"
-	CodeInvalidCandidate  = "invalid_candidate_format"
-	CodeConnectionClosed  = "connection_closed"
+	CodeConcurrencyLimit  = wire.CodeConcurrencyLimit
+	CodeConnectionExists  = wire.CodeConnectionExists
+	CodeUnknownConnection = wire.CodeUnknownConnection
+	CodeInvalidCandidate  = wire.CodeInvalidCandidate
+	CodeConnectionClosed  = wire.CodeConnectionClosed
 )
 
 // RefusedError is the server's failure answer {"status":"failed","meta":{"error":CODE,...}}.

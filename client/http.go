@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
@@ -59,21 +61,13 @@ func (r *routes) postJSON(ctx context.Context, route string, v any) (int, []byte
 
 // failure parses the protocol's failure JSON, returning nil if body is not one.
 func failure(body []byte) *RefusedError {
-	var f struct {
-		Status string         `json:"status"`
-		Meta   map[string]any `json:"meta"`
-	}
 	// A body that does not parse is not a failure reply either: its parse error is not
 	// this function's to report (nil means "not a refusal").
-	isFailure := json.Unmarshal(body, &f) == nil && f.Status == "failed"
+	code, meta, isFailure := wire.DecodeFailure(body)
 	if !isFailure {
 		return nil
 	}
-	code, _ := f.Meta["error"].(string)
-	if f.Meta == nil {
-		f.Meta = map[string]any{}
-	}
-	return &RefusedError{Code: code, Meta: f.Meta}
+	return &RefusedError{Code: code, Meta: meta}
 }
 
 // setInput posts the inputs to /input_hook.
@@ -82,7 +76,7 @@ func (r *routes) setInput(ctx context.Context, inputs map[string]any) error {
 	for k, v := range inputs {
 		body[k] = v
 	}
-	body["webrtc_id"] = r.id
+	body[wire.FieldWebRTCID] = r.id
 	status, b, err := r.postJSON(ctx, "/input_hook", body)
 	if err != nil {
 		return err
@@ -99,7 +93,7 @@ func (r *routes) setInput(ctx context.Context, inputs map[string]any) error {
 // outputs reads GET /outputs as Server-Sent Events.
 func (r *routes) outputs(ctx context.Context) iter.Seq2[json.RawMessage, error] {
 	return func(yield func(json.RawMessage, error) bool) {
-		u := r.base + "/outputs?webrtc_id=" + url.QueryEscape(r.id)
+		u := r.base + "/outputs?" + wire.FieldWebRTCID + "=" + url.QueryEscape(r.id)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			yield(nil, fmt.Errorf("client: /outputs: %w", err))
@@ -128,7 +122,7 @@ func (r *routes) outputs(ctx context.Context) iter.Seq2[json.RawMessage, error] 
 			case line == "":
 				// End of an event: deliver its data (events named other than "output",
 				// other than the default "message", are skipped).
-				if len(data) > 0 && (event == "" || event == "output" || event == "message") {
+				if len(data) > 0 && (event == "" || event == wire.OutputEvent || event == "message") {
 					v := json.RawMessage(bytes.TrimSuffix(data, []byte("\n")))
 					if !yield(v, nil) {
 						return

@@ -20,16 +20,17 @@ import (
 
 	"github.com/fastrtc-go/fastrtc/internal/mulaw"
 	"github.com/fastrtc-go/fastrtc/internal/resample"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/fastrtc-go/fastrtc/media"
 )
 
 // The audio encodings of the WebSocket route.
 const (
 	// EncodingMulaw is 8-bit G.711 mu-law, FastRTC's only WebSocket encoding.
-	EncodingMulaw = "mulaw"
+	EncodingMulaw = wire.EncodingMulaw
 	// EncodingPCM16 is 16-bit signed little-endian PCM (interleaved for stereo), an
 	// extension of the Go server.
-	EncodingPCM16 = "pcm_s16le"
+	EncodingPCM16 = wire.EncodingPCM16
 )
 
 // WebSocketOptions configures DialWebSocket. A nil *WebSocketOptions means the defaults:
@@ -70,17 +71,10 @@ type WebSocketOptions struct {
 }
 
 // wsStart is the start message.
-type wsStart struct {
-	Event       string    `json:"event"`
-	WebSocketID string    `json:"websocket_id"`
-	Format      *wsFormat `json:"format,omitempty"`
-}
+type wsStart = wire.Start
 
-type wsFormat struct {
-	Encoding   string `json:"encoding,omitempty"`
-	SampleRate int    `json:"sample_rate,omitempty"`
-	Channels   int    `json:"channels,omitempty"`
-}
+// wsFormat is the format a start message declares.
+type wsFormat = wire.Format
 
 func (o *WebSocketOptions) validate() (*wsFormat, error) {
 	if o.ID == "" {
@@ -212,9 +206,9 @@ func DialWebSocket(ctx context.Context, baseURL string, opts *WebSocketOptions) 
 		pong: make(chan struct{}, 1), readerDone: make(chan struct{}),
 	}
 	go c.readLoop()
-	err = c.writeJSON(ctx, wsStart{Event: "start", WebSocketID: o.ID, Format: format})
+	err = c.writeJSON(ctx, wsStart{Event: wire.EventStart, WebSocketID: o.ID, Format: format})
 	if err == nil {
-		err = c.writeJSON(ctx, map[string]string{"event": "ping"})
+		err = c.writeJSON(ctx, wire.EventMessage{Event: wire.EventPing})
 	}
 	if err != nil {
 		// A server that refuses closes at once, perhaps before the ping: its reason
@@ -331,7 +325,7 @@ func (c *WebSocketConn) readLoop() {
 			continue
 		}
 		switch {
-		case m.Event == "media" && m.Media != nil:
+		case m.Event == wire.EventMedia && m.Media != nil:
 			dec, err = base64.StdEncoding.AppendDecode(dec[:0], []byte(m.Media.Payload))
 			if err != nil {
 				c.log.Debug("websocket: bad payload", "err", err)
@@ -348,12 +342,12 @@ func (c *WebSocketConn) readLoop() {
 			}
 			s = s[:len(s)/ch*ch]
 			c.audio.push(media.AudioFrame{SampleRate: rate, Channels: ch, Samples: s})
-		case m.Event == "pong":
+		case m.Event == wire.EventPong:
 			select {
 			case c.pong <- struct{}{}:
 			default:
 			}
-		case m.Status == "failed":
+		case m.Status == wire.StatusFailed:
 			if f := failure(b); f != nil {
 				c.errMu.Lock()
 				c.refused = f
@@ -445,9 +439,9 @@ func (c *WebSocketConn) SendAudio(ctx context.Context, f media.AudioFrame) error
 		} else {
 			c.raw = mulaw.Encode(c.raw, frame)
 		}
-		c.msg = append(c.msg[:0], `{"event":"media","media":{"payload":"`...)
+		c.msg = wire.AppendMediaPrefix(c.msg[:0], "")
 		c.msg = base64.StdEncoding.AppendEncode(c.msg, c.raw)
-		c.msg = append(c.msg, `"}}`...)
+		c.msg = append(c.msg, wire.MediaSuffix...)
 		if err := c.write(ctx, c.msg); err != nil {
 			return err
 		}
@@ -496,7 +490,7 @@ func (c *WebSocketConn) Outputs(ctx context.Context) iter.Seq2[json.RawMessage, 
 func (c *WebSocketConn) Close() error {
 	c.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = c.writeJSON(ctx, map[string]string{"event": "stop"})
+		_ = c.writeJSON(ctx, wire.EventMessage{Event: wire.EventStop})
 		cancel()
 		c.wmu.Lock()
 		if !c.closeSent {

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/fastrtc-go/fastrtc"
+	"github.com/fastrtc-go/fastrtc/internal/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -538,7 +539,7 @@ func (n *Node) takeSlot(ctx context.Context, h *held) error {
 			}
 		}
 	}
-	return &fastrtc.LimitError{Limit: n.opts.Limit, Scope: "cluster"}
+	return &fastrtc.LimitError{Limit: n.opts.Limit, Scope: wire.ReasonCluster}
 }
 
 // slotFree reports whether this node's view holds slot k free: never taken, freed, or not
@@ -909,16 +910,11 @@ const offerHandOvers = 4
 // refusedByNode reports whether body is FastRTC's refusal of a node that is full or
 // draining (not of the cluster's limit: no other node would take it either).
 func refusedByNode(status int, body []byte) bool {
-	if status != http.StatusOK || !bytes.Contains(body, []byte(`"failed"`)) {
+	if status != http.StatusOK || !bytes.Contains(body, []byte(`"`+wire.StatusFailed+`"`)) {
 		return false
 	}
-	var r struct {
-		Status string `json:"status"`
-		Meta   struct {
-			Reason string `json:"reason"`
-		} `json:"meta"`
-	}
-	return json.Unmarshal(body, &r) == nil && r.Status == "failed" && (r.Meta.Reason == "node" || r.Meta.Reason == "draining")
+	var r wire.Failure
+	return json.Unmarshal(body, &r) == nil && r.Status == wire.StatusFailed && (r.Meta.Reason == wire.ReasonNode || r.Meta.Reason == wire.ReasonDraining)
 }
 
 // replyWriter is the http.ResponseWriter of a forwarded request: what the route writes goes
