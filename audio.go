@@ -332,7 +332,7 @@ func (s *Stream) runAudioEmit(sess *Session, h AudioHandler, out *audioOut) {
 		}
 		if isEOF(err) {
 			out.waitDrained(sess.ctx, time.Hour)
-			sess.CloseStream("")
+			sess.End("")
 			return
 		}
 		if err != nil {
@@ -361,7 +361,7 @@ func (s *Stream) runAudioSource(sess *Session, out *audioOut) {
 	}
 	out.waitDrained(sess.ctx, time.Hour)
 	if sess.ctx.Err() == nil {
-		sess.CloseStream("")
+		sess.End("")
 	}
 }
 

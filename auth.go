@@ -67,16 +67,16 @@ func (s *Stream) authorize(w http.ResponseWriter, r *http.Request, route, id str
 	if err == nil {
 		return r.WithContext(withIdentity(r.Context(), identity))
 	}
-	s.metrics.refusals[refusalIndex("unauthorized")].Add(1)
+	s.metrics.refusals[refusalIndex(wire.CodeUnauthorized)].Add(1)
 	if errors.Is(err, ErrUnauthorized) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": "failed", "meta": map[string]any{"error": "unauthorized"}})
+		writeJSON(w, http.StatusUnauthorized, wire.Failed(wire.FailureMeta{Error: wire.CodeUnauthorized}))
 		return nil
 	}
 	if !errors.Is(err, ErrForbidden) {
 		s.log.Info("authorization refused", "route", route, "session", id, "err", err)
 	}
-	writeJSON(w, http.StatusForbidden, map[string]any{"status": "failed", "meta": map[string]any{"error": "forbidden"}})
+	writeJSON(w, http.StatusForbidden, wire.Failed(wire.FailureMeta{Error: wire.CodeForbidden}))
 	return nil
 }
 

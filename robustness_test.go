@@ -138,7 +138,7 @@ func TestEndHookPanic(t *testing.T) {
 	b := newTestClient(t, srv.URL, clientOpts{sendAudio: true, recvAudio: true})
 	b.connect()
 	sa := s.mustSession(t, a.id)
-	sa.CloseStream("")
+	sa.End("")
 	select {
 	case <-sa.Done():
 	case <-time.After(10 * time.Second):
@@ -157,7 +157,7 @@ func TestEndHookPanic(t *testing.T) {
 	c.connect()
 	sc := vadStream.mustSession(t, c.id)
 	waitFor(t, 5*time.Second, func() bool { return vadStream.Stats().CodecContexts >= 2 }) // Opus encoder, VAD
-	sc.CloseStream("")
+	sc.End("")
 	select {
 	case <-sc.Done():
 	case <-time.After(10 * time.Second):

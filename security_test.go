@@ -149,7 +149,7 @@ func TestTelephoneOriginCheck(t *testing.T) {
 
 // TestRefusalsAtOnce: a refused offer is answered at once and frees its slot at once (it used
 // to wait a second for a data channel that never opens), and a session whose client opened
-// no data channel ends at once on CloseStream (it used to wait 5 s).
+// no data channel ends at once on End (it used to wait 5 s).
 func TestRefusalsAtOnce(t *testing.T) {
 	t.Parallel()
 	s, srv := newTestStream(t, echoFactory(), Audio, SendReceive, WithConcurrencyLimit(1))
@@ -199,7 +199,7 @@ func TestRefusalsAtOnce(t *testing.T) {
 		t.Fatal("not connected")
 	}
 	start = time.Now()
-	sess.CloseStream("bye")
+	sess.End("bye")
 	<-sess.Done()
 	if took := time.Since(start); took >= 4*time.Second {
 		t.Errorf("CloseStream without a data channel took %v (it waited for a channel that does not exist)", took)
@@ -350,7 +350,7 @@ func TestOutputsReaderStalls(t *testing.T) {
 	if v := <-ch; string(v) != "0" { // read one, then stall
 		t.Fatalf("first output %s", v)
 	}
-	sess.CloseStream("")
+	sess.End("")
 	<-sess.Done()
 	// The Outputs goroutine gives up outputsGrace after the end, and closes the channel.
 	if goroutinesIn("fastrtc.(*Stream).outputsOf") != 1 {

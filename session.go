@@ -454,12 +454,40 @@ func (s *Session) Emit(v any) error {
 	if s.outputs.push(b) {
 		s.log.Warn("additional outputs not read: dropped the oldest")
 	}
-	return s.Send("fetch_output", []any{})
+	return s.Send(MessageFetchOutput, []any{})
 }
 
+// The control message types a Session sends with Send, as FastRTC's frontends read them
+// ({"type": T, "data": D}), and the data of the pause-detection log lines (Log).
+const (
+	// MessageSendInput asks the client for its additional inputs (data []): a FastRTC
+	// page POSTs /input_hook. See RequestInputs.
+	MessageSendInput = wire.TypeSendInput
+	// MessageFetchOutput says an additional output is ready (data []). Emit sends it.
+	MessageFetchOutput = wire.TypeFetchOutput
+	// MessageLog carries a log line (data: a string). Log sends it.
+	MessageLog = wire.TypeLog
+	// MessageStopword says a stop word was heard (data "").
+	MessageStopword = wire.TypeStopword
+	// MessageEndStream says the server ends the stream (data: a message). End sends it.
+	MessageEndStream = wire.TypeEndStream
+
+	// LogStartedTalking is logged when the user starts a turn.
+	LogStartedTalking = wire.LogStartedTalking
+	// LogPauseDetected is logged when the user's turn ends.
+	LogPauseDetected = wire.LogPauseDetected
+	// LogResponseStarting is logged when the reply to a turn begins.
+	LogResponseStarting = wire.LogResponseStarting
+)
+
+// RequestInputs asks the client for its additional inputs (MessageSendInput): a FastRTC
+// page answers by POSTing them to /input_hook, which reaches the handler's SetInputs (see
+// InputReceiver). The stream sends it once when a session connects if it has inputs.
+func (s *Session) RequestInputs() error { return s.Send(MessageSendInput, []any{}) }
+
 // Send sends the client a control message {"type": typ, "data": data} (on the data channel,
-// or the WebSocket). FastRTC clients know "send_input", "fetch_output", "log", "stopword",
-// "end_stream" and "update_connection". Messages sent before the channel opens are queued.
+// or the WebSocket). FastRTC clients know the Message* types and "update_connection".
+// Messages sent before the channel opens are queued.
 func (s *Session) Send(typ string, data any) error {
 	b, err := wire.EncodeMessage(typ, data)
 	if err != nil {
@@ -480,21 +508,27 @@ func (s *Session) sendError(msg string) {
 func (s *Session) sendRaw(b []byte) error { return s.tr.send(b) }
 
 // Log sends the client a log message {"type": "log", "data": text}.
-func (s *Session) Log(text string) error { return s.Send("log", text) }
+func (s *Session) Log(text string) error { return s.Send(MessageLog, text) }
 
-// CloseStream ends the session from the server: the client is sent "end_stream" with msg
+// End ends the session from the server: the client is sent MessageEndStream with msg
 // (default "Stream closed"), queued media is flushed (briefly), and the connection closes.
-// It does not wait; use Done for that. Handlers may call it.
-func (s *Session) CloseStream(msg string) {
+// The Stream goes on serving other sessions. End does not wait; use Done for that.
+// Handlers may call it.
+func (s *Session) End(msg string) {
 	if msg == "" {
-		msg = "Stream closed"
+		msg = wire.DefaultEndStream
 	}
 	s.end(nil, msg)
 }
 
+// CloseStream ends the session, as End does.
+//
+// Deprecated: use End: it ends the session, not the Stream.
+func (s *Session) CloseStream(msg string) { s.End(msg) }
+
 // Close ends the session and waits until its goroutines have returned and its resources are
 // freed. It is idempotent. Do not call it from the session's own handler (it would wait for
-// itself); use CloseStream there.
+// itself); use End there.
 func (s *Session) Close() error {
 	s.end(nil, "")
 	<-s.done
@@ -504,7 +538,7 @@ func (s *Session) Close() error {
 // Fail ends the session because of err: the client is sent {"type":"error","message":...}
 // with err's text, the context is cancelled with err as its cause, and Err returns err once
 // Done is closed. Only this session ends. It does not wait; a nil err ends the session
-// normally, like CloseStream with no message. Handlers may call it from any goroutine.
+// normally, like End with no message. Handlers may call it from any goroutine.
 func (s *Session) Fail(err error) {
 	s.end(err, "")
 }
@@ -537,7 +571,7 @@ func (s *Session) finish(err error, endMsg string, tell bool) {
 				s.log.Warn("session failed", "err", err)
 				s.sendError(err.Error())
 			case endMsg != "":
-				_ = s.Send("end_stream", endMsg)
+				_ = s.Send(MessageEndStream, endMsg)
 			}
 			if tell && (err != nil || endMsg != "") {
 				// Let the error or end_stream message (and, on a normal end, the queued

@@ -400,7 +400,7 @@ func (s *Stream) openSession(ctx context.Context, id string, meta map[string]str
 func (s *Stream) startSession(sess *Session) bool {
 	sess.markConnected()
 	if len(s.cfg.inputs) > 0 {
-		_ = sess.Send(wire.TypeSendInput, []any{})
+		_ = sess.RequestInputs()
 	}
 	if s.audio != nil && !s.startAudio(sess) {
 		return false
@@ -494,7 +494,7 @@ func (s *Stream) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("drain deadline: ending sessions", "sessions", len(live))
 	for _, sess := range live {
-		sess.CloseStream("server is draining")
+		sess.End("server is draining")
 	}
 	<-done
 	return ctx.Err()

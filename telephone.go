@@ -43,7 +43,7 @@ import (
 // digits reach the handler (DTMFReceiver, TelephoneOptions.DTMF); "mark" events are accepted; "stop", or
 // the connection closing, ends the session. Control messages (Session.Send, Log, Warn, and
 // errors) are not sent to Twilio, which accepts only media, mark and clear messages; they
-// are logged at debug level. Closing the session (Session.CloseStream) closes the
+// are logged at debug level. Closing the session (Session.End) closes the
 // WebSocket, after the queued audio was sent, and Twilio goes on with the TwiML after
 // <Connect>: it says "The call has been disconnected." and hangs up.
 //

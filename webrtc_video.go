@@ -450,7 +450,7 @@ func (s *Stream) runVideoSource(sess *Session, out *videoOut) {
 		next = next.Add(interval)
 	}
 	if sess.ctx.Err() == nil {
-		sess.CloseStream("")
+		sess.End("")
 	}
 }
 

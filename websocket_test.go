@@ -556,12 +556,12 @@ func (h *emitOnce) Emit(ctx context.Context, s *Session) (AudioFrame, error) {
 	if h.n.Add(1) == 1 {
 		return AudioFrame{SampleRate: 16000, Channels: 1, Samples: tone(16000, 500, 0.4, 16000, 0)}, nil
 	}
-	s.CloseStream("bye")
+	s.End("bye")
 	<-ctx.Done()
 	return AudioFrame{}, ctx.Err()
 }
 
-// TestWebSocketCloseStream: CloseStream from the handler ends the session after the queued
+// TestWebSocketCloseStream: End from the handler ends the session after the queued
 // audio was sent: all of it arrives, then a normal close.
 func TestWebSocketCloseStream(t *testing.T) {
 	t.Parallel()

@@ -31,6 +31,8 @@ const (
 	CodeUnknownConnection = wire.CodeUnknownConnection
 	CodeInvalidCandidate  = wire.CodeInvalidCandidate
 	CodeConnectionClosed  = wire.CodeConnectionClosed
+	CodeUnauthorized      = wire.CodeUnauthorized // HTTP 401 from a server with auth
+	CodeForbidden         = wire.CodeForbidden    // HTTP 403 from a server with auth
 )
 
 // RefusedError is the server's failure answer {"status":"failed","meta":{"error":CODE,...}}.

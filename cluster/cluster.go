@@ -747,7 +747,7 @@ func (n *Node) refresh(id string, h *held) {
 	n.mu.Unlock()
 	if st != nil {
 		if sess, err := st.Session(id); err == nil {
-			go sess.CloseStream("cluster admission lost: " + lost)
+			go sess.End("cluster admission lost: " + lost)
 		}
 	}
 }

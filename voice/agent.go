@@ -130,7 +130,7 @@ func (g *stopWordGate) admit(ctx context.Context, s *fastrtc.Session, utt fastrt
 			// words as the phrase has.
 			rest = ws[min(len(p), len(ws)):]
 		}
-		_ = s.Send("stopword", "")
+		_ = s.Send(fastrtc.MessageStopword, "")
 		s.Logger().Debug("stop words: heard", "phrase", strings.Join(p, " "), "rest", strings.Join(rest, " "))
 		if len(rest) == 0 {
 			armed.Store(true) // the request comes in the next turn

@@ -325,7 +325,7 @@ func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 	return h.turn.process(h.v16, audible, func(ev turnEvent) {
 		switch ev {
 		case turnStarted:
-			_ = s.Log("started_talking")
+			_ = s.Log(fastrtc.LogStartedTalking)
 			if h.cfg.canInterrupt && h.cfg.cutInOnStart && !h.unaddressed() {
 				h.interruptLocked()
 			}
@@ -337,7 +337,7 @@ func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 		case turnAdopt:
 			h.utter = append(h.utter, h.prev...)
 		case turnPause:
-			_ = s.Log("pause_detected")
+			_ = s.Log(fastrtc.LogPauseDetected)
 			h.replyLocked()
 		}
 	})
@@ -556,7 +556,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 			h.mu.Unlock()
 		}
 		if announce {
-			_ = s.Log("response_starting")
+			_ = s.Log(fastrtc.LogResponseStarting)
 		}
 		for f, err := range gen(ctx) {
 			if err != nil {
@@ -578,7 +578,7 @@ func (h *pauseHandler) startReplyLocked(gen func(ctx context.Context) iter.Seq2[
 func (h *pauseHandler) awaitInputs(ctx context.Context) {
 	s := h.sess
 	ch := s.InputsChanged()
-	_ = s.Send("send_input", []any{})
+	_ = s.RequestInputs()
 	t := time.NewTimer(h.cfg.inputsWait)
 	defer t.Stop()
 	select {

@@ -75,7 +75,7 @@ func main() {
 			DTMF: func(s *fastrtc.Session, digit string) {
 				log.Info("dtmf", "session", s.ID(), "digit", digit)
 				if digit == "#" {
-					s.CloseStream("caller pressed #")
+					s.End("caller pressed #")
 				}
 			},
 		}),

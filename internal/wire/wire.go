@@ -123,6 +123,8 @@ const (
 	CodeUnknownConnection = "unknown_connection"
 	CodeInvalidCandidate  = "invalid_candidate_format"
 	CodeConnectionClosed  = "connection_closed"
+	CodeUnauthorized      = "unauthorized" // HTTP 401: no or bad credentials (WithAuth)
+	CodeForbidden         = "forbidden"    // HTTP 403: credentials not allowed this (WithAuth)
 )
 
 // The reasons ("meta.reason") of a CodeConcurrencyLimit failure: whose limit it was.
