@@ -158,7 +158,7 @@ func rms(x []int16) float64 {
 }
 
 func echoFactory() AudioHandlerFactory {
-	return AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) { return in, nil })
+	return AudioFunc(func(s *Session, in AudioFrame) (AudioFrame, error) { return in, nil }).NewHandler
 }
 
 func TestAudioEchoTone(t *testing.T) {

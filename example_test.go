@@ -142,7 +142,7 @@ func (h hangUp) Start(s *fastrtc.Session) error {
 // ReplyOnPause is.
 func ExampleSession_Go() {
 	echo := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil })
-	factory := fastrtc.AudioHandlerFactory(func() fastrtc.AudioHandler { return hangUp{echo()} })
+	factory := fastrtc.AudioHandlerFactory(func() fastrtc.AudioHandler { return hangUp{echo.NewHandler()} })
 	stream, err := fastrtc.New(factory, fastrtc.Audio, fastrtc.SendReceive,
 		fastrtc.WithInputs(fastrtc.Checkbox("hang_up", false)))
 	if err != nil {

@@ -35,6 +35,7 @@ type Handler interface {
 // Compile-time checks that every handler type is a Handler.
 var (
 	_ Handler = VideoFunc(nil)
+	_ Handler = AudioFunc(nil)
 	_ Handler = VideoSource(nil)
 	_ Handler = AudioHandlerFactory(nil)
 	_ Handler = AudioSource(nil)
@@ -290,15 +291,30 @@ type audioConfig struct {
 	textInput  string              // AudioAgent.TextInput, for the page's text box
 }
 
-// AudioFunc adapts a function to an AudioHandlerFactory: each input frame goes through fn
-// and what it returns (if it has samples) is sent back, paced in real time. fn runs on the
-// session's audio input goroutine; its input's samples are only valid during the call, and it
+// AudioFunc processes one audio frame of a connection and returns the audio to send back
+// (the audio counterpart of VideoFunc). Each input frame goes through it and what it returns
+// (if it has samples) is sent back, paced in real time. It runs on the session's audio input
+// goroutine, one frame at a time; its input's samples are only valid during the call, and it
 // may return them (they are copied) or samples it owns. Up to one second of output waits for
-// sending; beyond that, frames are dropped (fn is faster than real time).
-func AudioFunc(fn func(s *Session, in AudioFrame) (AudioFrame, error)) AudioHandlerFactory {
-	return func() AudioHandler {
-		return &funcHandler{fn: fn, ch: make(chan AudioFrame, 50), free: make(chan []int16, 52)}
+// sending; beyond that, frames are dropped (the function is faster than real time).
+// Returning an error ends this session only.
+type AudioFunc func(s *Session, in AudioFrame) (AudioFrame, error)
+
+func (f AudioFunc) bind(s *Stream) error {
+	if f == nil {
+		return errNilHandler
 	}
+	if s.modality != Audio || s.mode == Receive {
+		return wrongHandler(s, f)
+	}
+	s.audio = &audioConfig{factory: f.NewHandler}
+	return nil
+}
+
+// NewHandler makes the AudioHandler of one connection that runs f: f.NewHandler is an
+// AudioHandlerFactory, for an AudioAgent or a handler that wraps it.
+func (f AudioFunc) NewHandler() AudioHandler {
+	return &funcHandler{fn: f, ch: make(chan AudioFrame, 50), free: make(chan []int16, 52)}
 }
 
 // funcHandler is the AudioHandler behind AudioFunc. Output samples are copied into buffers

@@ -194,7 +194,7 @@ func TestFastRTCVideoSendInputsOutputs(t *testing.T) {
 }
 
 func echoAudio() fastrtc.AudioHandlerFactory {
-	return fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil })
+	return fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return in, nil }).NewHandler
 }
 
 func TestFastRTCAudioSendReceive(t *testing.T) {
