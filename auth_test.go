@@ -126,7 +126,7 @@ func TestAuth(t *testing.T) {
 	if code, _ := do("GET", "/stats?webrtc_id=alice-1", "alice-token", ""); code != http.StatusOK {
 		t.Errorf("alice's own stats: %d", code)
 	}
-	if got := s.Metrics().Refusals["unauthorized"]; got < 10 {
+	if got := s.Stats().Refusals["unauthorized"]; got < 10 {
 		t.Errorf("unauthorized refusals %d", got)
 	}
 }

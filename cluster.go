@@ -24,7 +24,7 @@ import (
 // Implementations must be safe for concurrent use.
 type Cluster interface {
 	// NodeID names this node: the X-Fastrtc-Node header of the answers it gives, and the
-	// node of Lookup's SessionInfo.
+	// Node of the SessionStats that Lookup returns.
 	NodeID() string
 	// Attach is called once, by New, with the stream this node serves; the cluster serves
 	// the requests other nodes forward here with s.ServeForwarded.
@@ -162,35 +162,38 @@ func (s *Stream) ServeForwarded(w http.ResponseWriter, r *http.Request, f Forwar
 	}
 }
 
-// SessionInfo describes a live session, wherever in the cluster it is.
-type SessionInfo struct {
+// statsBody is the JSON of GET /stats and of a forwarded RouteStats answer:
+// {"id": ID, "node": NODE, "stats": {SessionStats}}.
+type statsBody struct {
 	ID    string       `json:"id"`
-	Node  string       `json:"node,omitempty"` // the node that holds it ("" without a Cluster)
+	Node  string       `json:"node,omitempty"`
 	Stats SessionStats `json:"stats"`
 }
 
-// Lookup returns the live session id, from the node that holds it when a Cluster is set
-// (Session returns only sessions held here). It returns an error wrapping
-// ErrUnknownConnection when no node holds it.
-func (s *Stream) Lookup(ctx context.Context, id string) (SessionInfo, error) {
+// Lookup returns the figures of live session id (its SessionStats, with the node that holds
+// it), from that node when a Cluster is set (Session returns only sessions held here). It
+// returns an error wrapping ErrUnknownConnection when no node holds it.
+func (s *Stream) Lookup(ctx context.Context, id string) (SessionStats, error) {
 	if sess, err := s.lookup(id); err == nil || !s.forwarding(ctx) {
 		if err != nil {
-			return SessionInfo{}, err
+			return SessionStats{}, err
 		}
-		return SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()}, nil
+		return sess.Stats(), nil
 	}
 	rep, err := s.call(ctx, Forwarded{Route: RouteStats, ID: id})
 	if err != nil {
-		return SessionInfo{}, err
+		return SessionStats{}, err
 	}
 	if !rep.OK() {
-		return SessionInfo{}, replyError(rep, id)
+		return SessionStats{}, replyError(rep, id)
 	}
-	var info SessionInfo
-	if err := json.Unmarshal(rep.Info, &info); err != nil {
-		return SessionInfo{}, fmt.Errorf("fastrtc: session %q: forwarded stats: %w", id, err)
+	var body statsBody
+	if err := json.Unmarshal(rep.Info, &body); err != nil {
+		return SessionStats{}, fmt.Errorf("fastrtc: session %q: forwarded stats: %w", id, err)
 	}
-	return info, nil
+	st := body.Stats
+	st.ID, st.Node = body.ID, body.Node
+	return st, nil
 }
 
 // nodeID is the cluster's name of this node, or "".
@@ -309,7 +312,7 @@ func writeReply(w http.ResponseWriter, typed bool, rep wire.ForwardReply) {
 func (s *Stream) statsReply(ctx context.Context, id string) wire.ForwardReply {
 	sess, err := s.lookup(id)
 	if err == nil && owns(ctx, sess) == nil {
-		b, err := json.Marshal(SessionInfo{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
+		b, err := json.Marshal(statsBody{ID: id, Node: s.nodeID(), Stats: sess.Stats()})
 		if err != nil {
 			return wire.ForwardReply{Status: http.StatusInternalServerError, Kind: wire.KindFailed, Error: err.Error()}
 		}
@@ -331,7 +334,7 @@ func (s *Stream) writeStats(ctx context.Context, w http.ResponseWriter, id strin
 	writeReply(w, false, s.statsReply(ctx, id))
 }
 
-// serveStats is GET /stats?webrtc_id=ID: the session's SessionInfo as JSON.
+// serveStats is GET /stats?webrtc_id=ID: the session's statsBody as JSON.
 func (s *Stream) serveStats(w http.ResponseWriter, r *http.Request) {
 	id, ok := getSessionID(w, r)
 	if !ok {

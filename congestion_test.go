@@ -134,7 +134,7 @@ func TestCongestionControlPerfectLink(t *testing.T) {
 	if st.VideoWidthOut != 640 || st.VideoHeightOut != 480 || st.VideoFPSTarget != 30 {
 		t.Fatalf("sent %dx%d at %d fps on loopback; want 640x480 at 30", st.VideoWidthOut, st.VideoHeightOut, st.VideoFPSTarget)
 	}
-	if m := s.Metrics(); m.VideoSendHeights[480] != 1 || m.VideoSendBitrate <= 0 {
+	if m := s.Stats(); m.VideoSendHeights[480] != 1 || m.VideoSendBitrate <= 0 {
 		t.Fatalf("metrics: heights %v, bitrate %d", m.VideoSendHeights, m.VideoSendBitrate)
 	}
 	res.mu.Lock()

@@ -37,7 +37,7 @@ func TestDrain(t *testing.T) {
 	if n := s.Stats().Sessions; n != 0 {
 		t.Errorf("%d sessions after Drain", n)
 	}
-	if got := s.Metrics().Refusals["draining"]; got != 1 {
+	if got := s.Stats().Refusals["draining"]; got != 1 {
 		t.Errorf("%d draining refusals counted, want 1", got)
 	}
 	// With nothing left, Drain returns at once.

@@ -7,14 +7,22 @@ import (
 	"time"
 )
 
-// Metrics is a snapshot of a Stream's counters and latency histograms since New. Package
+// StreamStats is a snapshot of a Stream: its live sessions and resources, and its counters
+// and latency histograms since New (a session's own figures are its SessionStats). Package
 // github.com/fastrtc-go/fastrtc/metrics exports it to Prometheus; the maps are the
 // snapshot's own (the caller may keep or change them).
-type Metrics struct {
+type StreamStats struct {
 	Node     string   // the Cluster's NodeID, or ""
 	Modality Modality // the stream's modality
-	// Sessions are the live sessions by transport ("webrtc", "websocket", "telephone").
-	Sessions map[string]int
+	// Sessions is the number of live sessions; SessionsByTransport counts them by
+	// transport ("webrtc", "websocket", "telephone").
+	Sessions            int
+	SessionsByTransport map[string]int
+	// CodecContexts is the open encoder, decoder and VAD contexts of the live sessions;
+	// QueuedVideoBytes the compressed video waiting for their decoders. Both are zero
+	// once every session ended.
+	CodecContexts    int
+	QueuedVideoBytes int64
 	// Requests counts the session requests (WebRTC offers, WebSocket and telephone
 	// starts) by transport; Started, those that opened a session.
 	Requests, Started map[string]uint64
@@ -28,8 +36,8 @@ type Metrics struct {
 	// Handler is the time of the handler's calls by kind: "video" (a frame in, a frame
 	// out) and "audio" (one Receive).
 	Handler map[string]Histogram
-	// Turn is the voice agents' (ReplyOnPause) time from a detected pause to the first
-	// frame of the reply handed to the output.
+	// Turn is the voice agents' time from a detected pause to the first frame of the
+	// reply handed to the output (Session.ReplyStarted: voice.ReplyOnPause reports it).
 	Turn Histogram
 	// Codec is the time of one codec call by "codec op": "vp8 decode", "vp8 encode",
 	// "opus decode", "opus encode".
@@ -177,14 +185,27 @@ func (m *streamMetrics) endedLocked(c *counters) {
 	m.audioOut += time.Duration(c.audioOut.Load())
 }
 
-// Metrics returns a snapshot of the stream's counters and histograms. It is cheap (no
-// allocation per session beyond the maps; live sessions' counts are read atomically), so a
-// Prometheus scrape may call it every time.
-func (s *Stream) Metrics() Metrics {
+// Metrics is the former name of StreamStats.
+//
+// Deprecated: use StreamStats (Sessions is now the live count; by transport, it is
+// SessionsByTransport).
+type Metrics = StreamStats
+
+// Metrics returns s.Stats().
+//
+// Deprecated: use Stats.
+func (s *Stream) Metrics() StreamStats { return s.Stats() }
+
+// Stats returns a snapshot of the stream's sessions, resources, counters and histograms. It
+// is cheap (no allocation per session beyond the maps; live sessions' counts are read
+// atomically), so a Prometheus scrape may call it every time. It may be called from any
+// goroutine, also after Close.
+func (s *Stream) Stats() StreamStats {
 	m := &s.metrics
-	out := Metrics{
+	out := StreamStats{
 		Node: s.nodeID(), Modality: s.modality,
-		Sessions: map[string]int{}, Requests: map[string]uint64{}, Started: map[string]uint64{},
+		CodecContexts: int(s.codecs.Load()), QueuedVideoBytes: s.videoQueued.Load(),
+		SessionsByTransport: map[string]int{}, Requests: map[string]uint64{}, Started: map[string]uint64{},
 		Refusals: map[string]uint64{}, VideoSendHeights: map[int]int{},
 		Handler: map[string]Histogram{"video": m.handlerVideo.snapshot(), "audio": m.handlerAudio.snapshot()},
 		Turn:    m.turn.snapshot(),
@@ -193,7 +214,7 @@ func (s *Stream) Metrics() Metrics {
 		ICE: map[string]Histogram{"gathering": m.iceGather.snapshot(), "connect": m.iceConnect.snapshot()},
 	}
 	for i, t := range transports {
-		out.Sessions[t] = 0
+		out.SessionsByTransport[t] = 0
 		out.Requests[t], out.Started[t] = m.requests[i].Load(), m.started[i].Load()
 	}
 	for i, r := range refusalReasons {
@@ -208,7 +229,8 @@ func (s *Stream) Metrics() Metrics {
 	out.VideoFramesIn, out.VideoFramesOut, out.AudioIn, out.AudioOut = m.videoIn, m.videoOut, m.audioIn, m.audioOut
 	s.mu.Lock()
 	for _, sess := range s.sessions {
-		out.Sessions[sess.tr.kind()]++
+		out.Sessions++
+		out.SessionsByTransport[sess.tr.kind()]++
 		c := &sess.counters
 		out.VideoFramesIn += uint64(c.videoIn.Load())
 		out.VideoFramesOut += uint64(c.videoOut.Load())

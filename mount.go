@@ -25,7 +25,7 @@ var _ Router = (*http.ServeMux)(nil)
 //	POST /input_hook         set a connection's additional inputs
 //	GET  /outputs            a connection's additional outputs (Server-Sent Events)
 //	GET  /webrtc/config      the RTCConfiguration clients should use (ICE servers)
-//	GET  /stats              a connection's SessionInfo (media and network figures), JSON
+//	GET  /stats              a connection's figures, JSON {"id", "node", "stats": SessionStats}
 //	GET  /websocket/offer    audio over a WebSocket (audio streams)
 //	POST /telephone/incoming Twilio voice webhook (audio streams; see TelephoneOptions)
 //	GET  /telephone/handler  Twilio Media Streams (audio streams; see TelephoneOptions)

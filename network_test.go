@@ -353,3 +353,69 @@ func TestOneUDPPortIsOneSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionStatsRates: while one reader polls a session's Stats every 5 ms, another, every
+// half second, still gets a frame rate over at least the last second (about 30 fps): readers do not
+// reset each other's window. The stream's Stats count the session by transport, and
+// Lookup gives the same session's figures with its id.
+func TestSessionStatsRates(t *testing.T) {
+	t.Parallel()
+	s, srv := newTestStream(t, VideoFunc(flipHandler), Video, SendReceive)
+	c, err := client.Dial(context.Background(), srv.URL, &client.Options{SendVideo: true, ReceiveVideo: true, SettingEngine: loopbackOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := c.ReadVideo(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := 0; ctx.Err() == nil; i++ {
+			if c.SendVideo(ctx, testPattern(testW, testH, i%90), uint32(i%90*3000)) != nil {
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	sess := s.mustSession(t, c.ID())
+	polled := make(chan struct{})
+	go func() { // the fast reader
+		defer close(polled)
+		for ctx.Err() == nil && time.Since(sess.created) < 4*time.Second {
+			_ = sess.Stats()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var fps []float64
+	for i := 0; i < 6; i++ {
+		time.Sleep(500 * time.Millisecond)
+		if i >= 3 { // past the first second of media
+			fps = append(fps, sess.Stats().VideoFPSIn)
+		}
+	}
+	<-polled
+	for _, f := range fps {
+		if f < 15 || f > 45 {
+			t.Errorf("frame rates in at 30 fps under a 5 ms poller: %v", fps)
+			break
+		}
+	}
+	st := s.Stats()
+	if st.Sessions != 1 || st.SessionsByTransport["webrtc"] != 1 || st.CodecContexts == 0 || st.VideoFramesIn == 0 {
+		t.Errorf("stream stats: sessions %d by transport %v, codecs %d, frames in %d", st.Sessions, st.SessionsByTransport, st.CodecContexts, st.VideoFramesIn)
+	}
+	if info, err := s.Lookup(ctx, c.ID()); err != nil || info.ID != c.ID() || info.Transport != "webrtc" || info.VideoFramesIn == 0 {
+		t.Errorf("Lookup: %+v, %v", info, err)
+	}
+}

@@ -593,7 +593,7 @@ func TestPendingOffersBounded(t *testing.T) {
 	if got := reason(offer("c0", "198.51.100.3")); got != "pending" {
 		t.Fatalf("a 6th pending offer: reason %q, want pending", got)
 	}
-	if n := s.Metrics().Refusals["pending_limit"]; n != 2 {
+	if n := s.Stats().Refusals["pending_limit"]; n != 2 {
 		t.Fatalf("pending_limit refusals %d, want 2", n)
 	}
 	sess, err := s.Session("a0")

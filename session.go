@@ -59,7 +59,7 @@ type Session struct {
 	tr       transport // how the session reaches its client; set at creation
 	counters counters  // media counts for Stats
 	rtp      rtpIn     // the Opus track's receive statistics (audio streams)
-	rates    rates     // Stats' last sample
+	rates    rates     // the samples Stats' rates are measured from
 	created  time.Time
 	meta     map[string]string // transport metadata (telephone call details)
 
@@ -102,14 +102,26 @@ func (r *rtpIn) arrived(ts uint32, at time.Time, clock int) {
 	r.started, r.lastAt, r.lastTS = true, at, ts
 }
 
-// rates remembers the last Stats sample, for the frame and bit rates.
+// rates holds the session's rate samples: a new one at most once a second, so that a rate
+// covers the last one to two seconds whoever reads it, and no reader resets another's window.
 type rates struct {
-	mu              sync.Mutex
-	at              time.Time
-	vin, vout       int64
-	bin, bout       uint64
-	fpsIn, fpsOut   float64
-	bitsIn, bitsOut float64
+	mu        sync.Mutex
+	prev, cur rateSample
+}
+
+// rateSample is the session's counts at one moment.
+type rateSample struct {
+	at        time.Time
+	vin, vout int64
+	bin, bout uint64
+}
+
+// rate returns the change from r to now per second of dt.
+func rate[T int64 | uint64](now, then T, dt float64) float64 {
+	if now < then {
+		return 0
+	}
+	return float64(now-then) / dt
 }
 
 // counters are a session's media counts (Session.Stats).
@@ -122,6 +134,8 @@ type counters struct {
 // server's own; the network figures come from pion's statistics (WebRTC sessions only; zero
 // on the WebSocket routes).
 type SessionStats struct {
+	ID                string        `json:"-"` // the session's id
+	Node              string        `json:"-"` // the Cluster node that holds it ("" without a Cluster)
 	Transport         string        // "webrtc", "websocket" or "telephone"
 	VideoFramesIn     int64         // frames given to the handler
 	VideoFramesOut    int64         // frames the handler returned, encoded and sent
@@ -131,8 +145,10 @@ type SessionStats struct {
 	PacketsIn         uint64        // RTP packets received
 	PacketsLost       int64         // RTP packets the client sent that never arrived
 	Jitter            time.Duration // the largest interarrival jitter of the incoming streams
-	// Rates over the time since the previous Stats call (at least 1 s; the first call
-	// covers the session's life so far).
+	// Rates since the session's sample before its latest: the session samples its counts
+	// at most once a second when Stats is called, so a rate covers at least the last second
+	// (one to two seconds for a reader polling each second) and readers do not reset each
+	// other's window. In the first second, over the session's life so far.
 	VideoFPSIn, VideoFPSOut float64 // frames per second given to the handler, sent
 	BitrateIn, BitrateOut   float64 // bits per second on the selected candidate pair
 
@@ -158,6 +174,7 @@ type SessionStats struct {
 // from any goroutine, also after the session ended (the last figures).
 func (s *Session) Stats() SessionStats {
 	st := SessionStats{
+		ID: s.id, Node: s.stream.nodeID(),
 		VideoFramesIn: s.counters.videoIn.Load(), VideoFramesOut: s.counters.videoOut.Load(),
 		AudioIn: time.Duration(s.counters.audioIn.Load()), AudioOut: time.Duration(s.counters.audioOut.Load()),
 	}
@@ -174,19 +191,24 @@ func (s *Session) Stats() SessionStats {
 		st.PacketsLost += s.rtp.lost.Load()
 		st.Jitter = max(st.Jitter, time.Duration(s.rtp.jitter.Load()))
 	}
+	now := rateSample{at: time.Now(), vin: st.VideoFramesIn, vout: st.VideoFramesOut, bin: st.BytesIn, bout: st.BytesOut}
 	r := &s.rates
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if r.at.IsZero() {
-		r.at = s.created
+	if r.cur.at.IsZero() {
+		r.cur.at = s.created
 	}
-	if dt := now.Sub(r.at).Seconds(); dt >= 1 || r.fpsIn == 0 && r.bitsIn == 0 && dt > 0.05 {
-		r.fpsIn, r.fpsOut = float64(st.VideoFramesIn-r.vin)/dt, float64(st.VideoFramesOut-r.vout)/dt
-		r.bitsIn, r.bitsOut = float64(st.BytesIn-min(r.bin, st.BytesIn))*8/dt, float64(st.BytesOut-min(r.bout, st.BytesOut))*8/dt
-		r.at, r.vin, r.vout, r.bin, r.bout = now, st.VideoFramesIn, st.VideoFramesOut, st.BytesIn, st.BytesOut
+	if now.at.Sub(r.cur.at) >= time.Second {
+		r.prev, r.cur = r.cur, now
 	}
-	st.VideoFPSIn, st.VideoFPSOut, st.BitrateIn, st.BitrateOut = r.fpsIn, r.fpsOut, r.bitsIn, r.bitsOut
+	from := r.prev
+	if from.at.IsZero() {
+		from = rateSample{at: s.created}
+	}
+	r.mu.Unlock()
+	if dt := now.at.Sub(from.at).Seconds(); dt > 0.05 {
+		st.VideoFPSIn, st.VideoFPSOut = rate(now.vin, from.vin, dt), rate(now.vout, from.vout, dt)
+		st.BitrateIn, st.BitrateOut = rate(now.bin, from.bin, dt)*8, rate(now.bout, from.bout, dt)*8
+	}
 	return st
 }
 

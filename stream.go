@@ -131,21 +131,10 @@ func (s *Stream) Inputs() []Input { return s.cfg.inputs }
 // Logger returns the stream's logger (WithLogger; a discarding one without it).
 func (s *Stream) Logger() *slog.Logger { return s.log }
 
-// Stats is a snapshot of a Stream's resource use.
-type Stats struct {
-	Sessions         int   // live sessions
-	CodecContexts    int   // open encoder, decoder and VAD contexts
-	QueuedVideoBytes int64 // compressed video waiting for the sessions' decoders
-}
-
-// Stats returns the stream's current resource use; after every session ended, both counts
-// are zero.
-func (s *Stream) Stats() Stats {
-	s.mu.Lock()
-	n := len(s.sessions)
-	s.mu.Unlock()
-	return Stats{Sessions: n, CodecContexts: int(s.codecs.Load()), QueuedVideoBytes: s.videoQueued.Load()}
-}
+// Stats is the former name of StreamStats.
+//
+// Deprecated: use StreamStats.
+type Stats = StreamStats
 
 // SetInput validates values against the declared inputs and stores them for session id; the
 // handler sees them from its next call. It returns an error wrapping ErrUnknownConnection or

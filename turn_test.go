@@ -204,8 +204,8 @@ func TestTURNDefaultPeerPolicy(t *testing.T) {
 	if n := received(); n != 0 {
 		t.Fatalf("the loopback service received %d datagrams through the relay", n)
 	}
-	if n := s.Metrics().TURNRefusals[turnguard.ReasonPeer]; n < 5 {
-		t.Fatalf("peer refusals %d, want 5 (%v)", n, s.Metrics().TURNRefusals)
+	if n := s.Stats().TURNRefusals[turnguard.ReasonPeer]; n < 5 {
+		t.Fatalf("peer refusals %d, want 5 (%v)", n, s.Stats().TURNRefusals)
 	}
 }
 
@@ -239,7 +239,7 @@ func TestTURNRefusesTCPAllocations(t *testing.T) {
 					alloc.Close()
 					t.Fatal("a TCP allocation was granted")
 				}
-				if n := s.Metrics().TURNRefusals[turnguard.ReasonTCP]; n != 1 {
+				if n := s.Stats().TURNRefusals[turnguard.ReasonTCP]; n != 1 {
 					t.Fatalf("tcp refusals %d, want 1", n)
 				}
 				return
@@ -293,21 +293,21 @@ func TestTURNQuotas(t *testing.T) {
 	if _, err := turnClient(t, s, u2, p2).Allocate(); err == nil || !strings.Contains(err.Error(), "486") {
 		t.Fatalf("a fourth allocation from one address: %v, want 486 (quota)", err)
 	}
-	m := s.Metrics()
+	m := s.Stats()
 	if m.TURNAllocations != 3 || m.TURNRefusals[turnguard.ReasonQuotaUser] != 1 || m.TURNRefusals[turnguard.ReasonQuotaSource] != 1 {
 		t.Fatalf("allocations %d, refusals %v", m.TURNAllocations, m.TURNRefusals)
 	}
 	// Closing one frees its place.
 	relays[0].Close()
-	waitFor(t, 2*time.Second, func() bool { return s.Metrics().TURNAllocations == 2 })
+	waitFor(t, 2*time.Second, func() bool { return s.Stats().TURNAllocations == 2 })
 	r, err = turnClient(t, s, u1, p1).Allocate()
 	if err != nil {
 		t.Fatalf("after a close: %v", err)
 	}
 	defer r.Close()
 	// Nothing relayed: every allocation ends after the idle timeout.
-	waitFor(t, 6*time.Second, func() bool { return s.Metrics().TURNAllocations == 0 })
-	if n := s.Metrics().TURNRefusals[turnguard.ReasonIdle]; n != 3 {
+	waitFor(t, 6*time.Second, func() bool { return s.Stats().TURNAllocations == 0 })
+	if n := s.Stats().TURNRefusals[turnguard.ReasonIdle]; n != 3 {
 		t.Fatalf("idle refusals %d, want 3", n)
 	}
 	for _, r := range relays[1:] {

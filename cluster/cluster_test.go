@@ -393,7 +393,7 @@ func TestForwarding(t *testing.T) {
 		t.Error("SetInput of a string into a number: no error")
 	}
 	info, err := nodes[1].stream.Lookup(ctx, "s1")
-	if err != nil || info.Node != "A" || info.Stats.AudioIn == 0 {
+	if err != nil || info.Node != "A" || info.ID != "s1" || info.AudioIn == 0 {
 		t.Errorf("Lookup on B: %+v, %v; want node A with audio in", info, err)
 	}
 	if _, err := nodes[1].stream.Lookup(ctx, "nobody"); err == nil {

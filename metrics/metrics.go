@@ -3,7 +3,7 @@
 // audio in and out, and histograms of handler time, voice turn latency, codec time and
 // ICE timings, each labelled with the node (the Cluster's NodeID) and stream.
 //
-// The figures are read from Stream.Metrics at scrape time: nothing is added to the media
+// The figures are read from Stream.Stats at scrape time: nothing is added to the media
 // path beyond the stream's own atomic counters.
 //
 //	mux.Handle("/metrics", metrics.Handler("echo", stream))
@@ -85,21 +85,20 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads every stream's Metrics and sends them.
+// Collect reads every stream's Stats and sends them.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	streams := append([]named(nil), c.streams...)
 	c.mu.Unlock()
 	for _, n := range streams {
-		m := n.s.Metrics()
-		st := n.s.Stats()
+		m := n.s.Stats()
 		node := m.Node
 		if node == "" {
 			node = "local"
 		}
 		l := []string{node, n.name, string(m.Modality)}
 		with := func(extra ...string) []string { return append(append([]string{}, l...), extra...) }
-		for t, v := range m.Sessions {
+		for t, v := range m.SessionsByTransport {
 			ch <- prometheus.MustNewConstMetric(dSessions, prometheus.GaugeValue, float64(v), with(t)...)
 		}
 		for t, v := range m.Requests {
@@ -132,8 +131,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for k, h := range m.ICE {
 			ch <- hist(dICE, h, with(k)...)
 		}
-		ch <- prometheus.MustNewConstMetric(dContexts, prometheus.GaugeValue, float64(st.CodecContexts), l...)
-		ch <- prometheus.MustNewConstMetric(dQueued, prometheus.GaugeValue, float64(st.QueuedVideoBytes), l...)
+		ch <- prometheus.MustNewConstMetric(dContexts, prometheus.GaugeValue, float64(m.CodecContexts), l...)
+		ch <- prometheus.MustNewConstMetric(dQueued, prometheus.GaugeValue, float64(m.QueuedVideoBytes), l...)
 		for h, v := range m.VideoSendHeights {
 			ch <- prometheus.MustNewConstMetric(dSendH, prometheus.GaugeValue, float64(v), with(strconv.Itoa(h))...)
 		}

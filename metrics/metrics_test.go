@@ -162,7 +162,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var info fastrtc.SessionInfo
+	var info struct { // GET /stats: {"id", "node", "stats": SessionStats}
+		ID    string
+		Stats fastrtc.SessionStats
+	}
 	if err := json.NewDecoder(res.Body).Decode(&info); err != nil || info.ID != "m1" || info.Stats.Transport != "webrtc" || info.Stats.AudioIn < 500*time.Millisecond || info.Stats.PacketsIn < 40 || info.Stats.BitrateIn <= 0 {
 		t.Errorf("/stats: %+v %v", info, err)
 	}

@@ -339,7 +339,7 @@ func (c *testClient) receiveAudio(d time.Duration) *audioCapture {
 // counts each frame as the handler gets it): the audio a client sent was all taken.
 func heard(t testing.TB, s *fastrtc.Stream, d time.Duration) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() bool { return s.Metrics().AudioIn >= d })
+	waitFor(t, 10*time.Second, func() bool { return s.Stats().AudioIn >= d })
 }
 
 // pcmDuration is the length of n samples of 48 kHz mono in whole 20 ms frames.

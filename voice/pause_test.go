@@ -30,7 +30,7 @@ func TestReplyOnPauseTwoUtterances(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			defer func() { // the metrics timed both turns
-				if m := s.Metrics(); m.Turn.Count != 2 || m.Turn.Sum <= 0 || m.Turn.Sum > 2*time.Second {
+				if m := s.Stats(); m.Turn.Count != 2 || m.Turn.Sum <= 0 || m.Turn.Sum > 2*time.Second {
 					t.Errorf("turn latency histogram: %d turns, %v in all; want 2 (replies start at once)", m.Turn.Count, m.Turn.Sum)
 				}
 			}()
