@@ -112,7 +112,7 @@ func (h *hist) snapshot() Histogram {
 // The transports' names (SessionStats.Transport, the metrics' transport label).
 var transports = [...]string{"webrtc", "websocket", "telephone"}
 
-// Refusal reasons (Metrics.Refusals).
+// Refusal reasons (StreamStats.Refusals).
 var refusalReasons = [...]string{"node_limit", "cluster_limit", "pending_limit", "unauthorized", "draining", "exists", "closed", "invalid_id", "error"}
 
 // refusalIndex returns the index of a refusal reason.

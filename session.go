@@ -493,6 +493,9 @@ const (
 	MessageStopword = wire.TypeStopword
 	// MessageEndStream says the server ends the stream (data: a message). End sends it.
 	MessageEndStream = wire.TypeEndStream
+	// MessageTranscript carries a transcript line (data {"role", "text"}). Transcript
+	// sends it.
+	MessageTranscript = wire.TypeTranscript
 
 	// LogStartedTalking is logged when the user starts a turn.
 	LogStartedTalking = wire.LogStartedTalking
@@ -660,7 +663,7 @@ func (s *Session) CloseOnEnd(c io.Closer) { s.onEnd(s.stream.codecOpened(c.Close
 // Logger returns the session's logger: the stream's (WithLogger) with the session's id.
 func (s *Session) Logger() *slog.Logger { return s.log }
 
-// ReplyStarted records a voice agent's turn in the stream's metrics (Metrics.Turn): the
+// ReplyStarted records a voice agent's turn in the stream's metrics (StreamStats.Turn): the
 // user's turn ended (a pause was detected) at pausedAt, and the reply's first audio is
 // handed to the session now.
 func (s *Session) ReplyStarted(pausedAt time.Time) { s.stream.metrics.turn.since(pausedAt) }

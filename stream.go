@@ -52,7 +52,7 @@ type Stream struct {
 	netOnce     sync.Once
 	netErr      error
 
-	metrics streamMetrics // counters and histograms (Metrics)
+	metrics streamMetrics // counters and histograms (Stats)
 
 	pendingMu sync.Mutex
 	pending   int                // offers answered, not connected yet (WithPendingLimit)

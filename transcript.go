@@ -13,7 +13,7 @@ const (
 // that reads /outputs sees it too.
 func (s *Session) Transcript(role, text string) error {
 	line := map[string]string{"role": role, "text": text}
-	if err := s.Send("transcript", line); err != nil {
+	if err := s.Send(MessageTranscript, line); err != nil {
 		return err
 	}
 	return s.Emit(map[string]any{"transcript": line})

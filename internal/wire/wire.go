@@ -49,6 +49,9 @@ const (
 	TypeError = "error"
 	// TypeWarning is a Notice: a warning.
 	TypeWarning = "warning"
+	// TypeTranscript carries a transcript line (data {"role", "text"}); the built-in page
+	// shows it.
+	TypeTranscript = "transcript"
 	// TypeText is a client's TextMessage: text for the handler.
 	TypeText = "text"
 )
