@@ -32,11 +32,16 @@
 //
 // # Writing your own turn-taking handler
 //
-// ReplyOnPause is built on public hooks that any AudioHandler can use: Session.Go runs a
-// goroutine the session owns (its end waits for it; a panic ends only that session),
-// Session.Fail ends the session with an error its client is told, Session.InputsChanged wakes
-// a goroutine when the client posts inputs, Session.ClearAudio drops queued output on an
-// interruption, and a handler that implements ReplyTrigger answers Session.TriggerReply.
+// Package voice's ReplyOnPause is built on public hooks, and only on them, that any
+// AudioHandler can use: Session.Go runs a goroutine the session owns (its end waits for it; a
+// panic ends only that session), Session.Fail ends the session with an error its client is
+// told, Session.InputsChanged wakes a goroutine when the client posts inputs,
+// Session.RequestInputs asks the client for them and InputReceiver hears they were posted,
+// TextReceiver takes the client's text, Session.ClearAudio drops queued output on an
+// interruption, Session.ReplyStarted records a turn's latency, Session.CloseOnEnd and OnEnd
+// tie a detector's life to the session's, Session.Logger logs with the session's id, and a
+// handler that implements ReplyTrigger answers Session.TriggerReply. AudioAgent tells the
+// stream (and its built-in page) that the handler takes turns.
 //
 // # Go clients
 //
@@ -53,9 +58,16 @@
 //
 // # Voice agents
 //
-// NewReplyOnPause wraps a reply function in FastRTC's pause detection: the user's speech is
-// buffered until they pause, then the reply's audio is streamed back, and new speech can
-// interrupt it.
+// Package voice (github.com/fastrtc-go/fastrtc/voice) holds the voice-agent framework:
+// voice.NewReplyOnPause wraps a reply function in FastRTC's pause detection (the user's
+// speech is buffered until they pause, then the reply's audio is streamed back, and new
+// speech can interrupt it), with the WebRTC or Silero VAD, stop words and text input. This
+// package does not import it: a video-only program links none of it.
+//
+// # Process-wide settings
+//
+// The library changes nothing process-wide by itself and reads no environment variable.
+// LimitMallocArenas is the one process-level tuning it offers, for main to call.
 //
 // # Concurrency
 //

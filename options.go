@@ -364,7 +364,7 @@ func WithoutUI() Option { return func(c *config) { c.noUI = true } }
 // {"echoCancellation": true, "sampleRate": 48000} or {"width": {"ideal": 1280}}. A nil map
 // keeps the page's default for that kind. The device the user picks is added to them.
 //
-// The defaults: for a stream whose handler detects pauses (ReplyOnPause, a voice agent) the
+// The defaults: for a stream whose handler detects pauses (an AudioAgent such as voice.ReplyOnPause) the
 // microphone has echo cancellation, noise suppression and automatic gain control on (as
 // FastRTC does), so the agent does not hear itself on laptop speakers and cut itself off;
 // for other audio streams they are off, so that what the handler gets is what the
@@ -376,7 +376,7 @@ type TrackConstraints struct {
 }
 
 // WithOnInput calls fn after a client posted inputs (POST /input_hook, Stream.SetInput, or
-// ReplyOnPause's text input from the data channel), with the names posted, on a goroutine of
+// voice.ReplyOnPause's text input from the data channel), with the names posted, on a goroutine of
 // the session (Session.Go): it may block, and a panic in it ends only that session. Calls
 // for one session never overlap: inputs posted while fn runs are coalesced into one more
 // call, with every name posted meanwhile. A handler reacts there to a posted input, e.g. with
@@ -464,7 +464,7 @@ type TelephoneOptions struct {
 	// claims. Set it on a public server.
 	PublicURL string
 	// DTMF is called with every keypad digit pressed on a telephone session, after the
-	// handler's DTMF method if it has one (handlers such as ReplyOnPause, whose
+	// handler's DTMF method if it has one (handlers such as voice.ReplyOnPause, whose
 	// per-connection instances are not yours, get digits this way). It runs like
 	// DTMFReceiver.DTMF.
 	DTMF func(s *Session, digit string)

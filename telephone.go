@@ -38,7 +38,7 @@ import (
 // GET /telephone/handler speaks Twilio Media Streams. The session's id is the stream's
 // streamSid. Twilio's audio (8 kHz mu-law) is resampled to the handler's input rate, and the
 // handler's audio is sent back as 8 kHz mu-law media messages of 20 ms, paced in real time.
-// Session.ClearAudio (which ReplyOnPause calls on an interruption) also sends Twilio a
+// Session.ClearAudio (which voice.ReplyOnPause calls on an interruption) also sends Twilio a
 // "clear" message, so that the caller stops hearing the interrupted reply at once. DTMF
 // digits reach the handler (DTMFReceiver, TelephoneOptions.DTMF); "mark" events are accepted; "stop", or
 // the connection closing, ends the session. Control messages (Session.Send, Log, Warn, and

@@ -27,7 +27,7 @@ type uiConfig struct {
 	Pause      bool               `json:"pause_detection"`
 	Audio      map[string]any     `json:"audio_constraints"`
 	Video      map[string]any     `json:"video_constraints,omitempty"`
-	TextInput  string             `json:"text_input,omitempty"` // ReplyOnPause's WithTextInput: the page's text box
+	TextInput  string             `json:"text_input,omitempty"` // AudioAgent.TextInput (voice.WithTextInput): the page's text box
 }
 
 // UI returns the built-in page for trying the stream in a browser: camera and/or microphone,
