@@ -19,9 +19,9 @@ echo "== lint (scripts/lint.sh)"
 ./scripts/lint.sh
 
 # Every package under the race detector. The root package's tests are bound by real time
-# (media paced at 20 ms, timeouts), not CPU: here `go test ./...` took 2m07s and
-# `go test -race ./...` 2m11s (root 120 s vs 123 s), so the race run replaces the plain
-# one. Includes the fuzz targets' seed corpora (fuzz_test.go, testdata/fuzz/).
+# (media paced at 20 ms, timeouts), not CPU, and run in parallel within the package (~55 s
+# with -race here; package voice ~22 s), so the race run replaces a plain one. Includes the
+# fuzz targets' seed corpora (fuzz_test.go, testdata/fuzz/).
 # The network tests (netns_test.go) build namespaces (root, ip, nft) and one drives headless
 # Chromium from a client namespace (node, e2e/node_modules): make sure they run, not skip.
 if [ "$(id -u)" -eq 0 ]; then export FASTRTC_NETNS=1; fi
