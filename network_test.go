@@ -34,24 +34,27 @@ func candidates(sdp string) []string {
 	return out
 }
 
+// sendPattern sends the test pattern on c at 30 fps until ctx is done.
+func sendPattern(ctx context.Context, c *client.Conn) {
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+	for i := 0; ctx.Err() == nil; i++ {
+		if c.SendVideo(ctx, testPattern(testW, testH, i%90), uint32(i%90*3000)) != nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
 // flipRoundTrip sends frames on c and checks that flipped frames come back.
 func flipRoundTrip(t *testing.T, c *client.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	go func() {
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 0; ctx.Err() == nil; i++ {
-			if c.SendVideo(ctx, testPattern(testW, testH, i%90), uint32(i%90*3000)) != nil {
-				return
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-			}
-		}
-	}()
+	go sendPattern(ctx, c)
 	good := 0
 	for good < 10 {
 		f, err := c.ReadVideo(ctx)
@@ -375,19 +378,7 @@ func TestSessionStatsRates(t *testing.T) {
 			}
 		}
 	}()
-	go func() {
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 0; ctx.Err() == nil; i++ {
-			if c.SendVideo(ctx, testPattern(testW, testH, i%90), uint32(i%90*3000)) != nil {
-				return
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-			}
-		}
-	}()
+	go sendPattern(ctx, c)
 	sess := s.mustSession(t, c.ID())
 	polled := make(chan struct{})
 	go func() { // the fast reader
