@@ -98,8 +98,18 @@ func (s *Stream) forwarding(ctx context.Context) bool {
 // forward hands f to the cluster; it reports false (having written nothing) when no node
 // holds the session.
 func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter) bool {
+	held, err := s.sendForward(ctx, f, w)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "forwarding to the session's node: "+err.Error())
+	}
+	return held
+}
+
+// sendForward hands f to the cluster with the caller's identity. It reports whether a node
+// holds the session, and the cluster's own failure (logged) if it could not carry f.
+func (s *Stream) sendForward(ctx context.Context, f Forwarded, w http.ResponseWriter) (bool, error) {
 	if checkID(f.ID) != nil { // never a subject from an id that was not checked
-		return false
+		return false, nil
 	}
 	if id, ok := identityOf(ctx); ok {
 		f.Identity = &id
@@ -107,10 +117,9 @@ func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter
 	err := s.cfg.cluster.Forward(ctx, f, w)
 	if err != nil && !errors.Is(err, ErrUnknownConnection) {
 		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)
-		writeError(w, http.StatusBadGateway, "forwarding to the session's node: "+err.Error())
-		return true
+		return true, err
 	}
-	return err == nil
+	return err == nil, nil
 }
 
 // ServeForwarded answers f, which another node's Cluster forwarded here, as the route would
@@ -230,19 +239,11 @@ func (s *Stream) call(ctx context.Context, f Forwarded) (wire.ForwardReply, erro
 // cluster is w's err rather than an HTTP error response.
 func (s *Stream) forwardTyped(ctx context.Context, f Forwarded, w typedWriter) bool {
 	f.Typed = true
-	if checkID(f.ID) != nil { // never a subject from an id that was not checked
-		return false
-	}
-	if id, ok := identityOf(ctx); ok {
-		f.Identity = &id
-	}
-	err := s.cfg.cluster.Forward(ctx, f, w)
-	if err != nil && !errors.Is(err, ErrUnknownConnection) {
-		s.log.Warn("cluster forward failed", "route", f.Route, "session", f.ID, "err", err)
+	held, err := s.sendForward(ctx, f, w)
+	if err != nil {
 		w.fail(fmt.Errorf("%w: session %q: forwarding to the session's node: %w", ErrForwarding, f.ID, err))
-		return true
 	}
-	return err == nil
+	return held
 }
 
 // typedWriter is the http.ResponseWriter a typed answer is carried to (replyBuffer, and

@@ -282,15 +282,16 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"func for receive", VideoFunc(echoHandler), Video, Receive, nil, "VideoSource"},
 		{"nil handler", nil, Video, SendReceive, nil, "nil"},
 		{"nil func handler", VideoFunc(nil), Video, SendReceive, nil, "nil"},
-		{"audio handler for video", AudioFunc(nil), Video, Send, nil, "VideoFunc"},
+		{"audio handler for video", AudioFunc(silentAudio), Video, Send, nil, "VideoFunc"},
+		{"nil audio func", AudioFunc(nil), Audio, SendReceive, nil, "nil"},
 		{"video handler for audio", VideoFunc(echoHandler), Audio, SendReceive, nil, "AudioHandlerFactory"},
 		{"agent for receive", &AudioAgent{NewHandler: echoFactory()}, Audio, Receive, nil, "AudioSource"},
 		{"agent without factory", &AudioAgent{}, Audio, SendReceive, nil, "nil"},
 		{"agent's text input undeclared", &AudioAgent{NewHandler: echoFactory(), TextInput: "textbox"}, Audio, SendReceive, nil, "textbox"},
 		{"agent's check fails", &AudioAgent{NewHandler: echoFactory(), Check: func(*Stream) error { return fmt.Errorf("%w: no model", ErrInvalidConfig) }}, Audio, SendReceive, nil, "no model"},
 		{"audio-video receive", AudioVideoHandlerFactory(func() AudioVideoHandler { return nil }), AudioVideo, Receive, nil, "not receive"},
-		{"bad ws message limit", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{MaxMessageBytes: 10})}, "WebSocket max message"},
-		{"bad ws ping", AudioFunc(nil), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{PingInterval: time.Microsecond})}, "ping interval"},
+		{"bad ws message limit", AudioFunc(silentAudio), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{MaxMessageBytes: 10})}, "WebSocket max message"},
+		{"bad ws ping", AudioFunc(silentAudio), Audio, SendReceive, []Option{WithWebSocket(WebSocketOptions{PingInterval: time.Microsecond})}, "ping interval"},
 		{"bad connect timeout", VideoFunc(echoHandler), Video, SendReceive, []Option{WithConnectTimeout(-time.Second)}, "connect timeout"},
 		{"negative limit", VideoFunc(echoHandler), Video, SendReceive, []Option{WithConcurrencyLimit(-1)}, "concurrency"},
 		{"bad default", VideoFunc(echoHandler), Video, SendReceive, []Option{WithInputs(Slider("a", 0, 1, 0.1, 3))}, "outside"},
@@ -317,3 +318,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	s.Close()
 }
+
+// silentAudio is an AudioFunc that sends nothing back.
+func silentAudio(*Session, AudioFrame) (AudioFrame, error) { return AudioFrame{}, nil }
