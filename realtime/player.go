@@ -45,7 +45,9 @@ func NewPlayer(s *fastrtc.Session, rate int, onFirst func(item string)) *Player 
 	}
 }
 
-func (p *Player) dur(n int) time.Duration { return time.Duration(n) * time.Second / time.Duration(p.rate) }
+func (p *Player) dur(n int) time.Duration {
+	return time.Duration(n) * time.Second / time.Duration(p.rate)
+}
 
 // Push queues audio of reply item (samples are kept). Audio of an item that was interrupted
 // is dropped.

@@ -16,7 +16,9 @@ import (
 	"github.com/fastrtc-go/fastrtc/realtime/openai"
 )
 
-func sin(freq float64, i, rate int) float64 { return math.Sin(2 * math.Pi * freq * float64(i) / float64(rate)) }
+func sin(freq float64, i, rate int) float64 {
+	return math.Sin(2 * math.Pi * freq * float64(i) / float64(rate))
+}
 
 // toneShare is the share of s's energy at freq (Goertzel).
 func toneShare(s []int16, freq float64, rate int) float64 {

@@ -69,7 +69,9 @@ func newModelServer(t testing.TB) *modelServer {
 }
 
 // url is the endpoint for Options.BaseURL.
-func (m *modelServer) url() string { return "ws" + strings.TrimPrefix(m.srv.URL, "http") + "/v1/realtime" }
+func (m *modelServer) url() string {
+	return "ws" + strings.TrimPrefix(m.srv.URL, "http") + "/v1/realtime"
+}
 
 // accept waits for the bridge's next connection.
 func (m *modelServer) accept(ctx context.Context) *modelConn {
