@@ -26,7 +26,6 @@ package openai
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -109,11 +108,6 @@ func New(o Options) (*fastrtc.AudioAgent, error) {
 	if o.TranscriptionModel == "" {
 		o.TranscriptionModel = "gpt-4o-mini-transcribe"
 	}
-	if o.Dialer == nil {
-		d := *websocket.DefaultDialer
-		d.HandshakeTimeout = 10 * time.Second
-		o.Dialer = &d
-	}
 	tools := map[string]*realtime.Tool{}
 	for i := range o.Tools {
 		tools[o.Tools[i].Name] = &o.Tools[i]
@@ -134,14 +128,11 @@ type bridge struct {
 	tools    map[string]*realtime.Tool
 	s        *fastrtc.Session
 	player   *realtime.Player
+	link     realtime.Link
 
-	wmu  sync.Mutex
-	conn *websocket.Conn
-
-	mu         sync.Mutex
-	response   string // the response in progress ("" when none)
-	pausedAt   time.Time
-	reconnects int
+	mu       sync.Mutex
+	response string // the response in progress ("" when none)
+	pausedAt time.Time
 }
 
 // AudioLayout implements fastrtc.AudioLayouter: the core converts to and from the model's
@@ -162,18 +153,15 @@ func (b *bridge) Start(s *fastrtc.Session) error {
 		}
 		_ = s.Log(fastrtc.LogResponseStarting)
 	})
-	conn, err := b.dial(s.Context())
-	if err != nil {
+	b.link = realtime.Link{Session: s, Open: b.dial, Handle: b.handle, Reopened: func() {
+		b.player.Interrupt()
+		b.mu.Lock()
+		b.response = ""
+		b.mu.Unlock()
+	}}
+	if err := b.link.Start(); err != nil {
 		return err
 	}
-	b.conn = conn
-	s.Go(func() { // the end of the session closes the model's connection: the reader returns
-		<-s.Context().Done()
-		b.wmu.Lock()
-		defer b.wmu.Unlock()
-		_ = b.conn.Close()
-	})
-	s.Go(b.read)
 	if b.o.InstructionsInput != "" {
 		s.Go(b.watchInputs)
 	}
@@ -189,37 +177,15 @@ func (b *bridge) dial(ctx context.Context) (*websocket.Conn, error) {
 	if b.o.APIKey != "-" {
 		h.Set("Authorization", "Bearer "+b.o.APIKey)
 	}
-	conn, res, err := b.o.Dialer.DialContext(ctx, b.endpoint, h)
-	if res != nil && res.Body != nil {
-		_ = res.Body.Close()
-	}
+	conn, err := realtime.Dial(ctx, b.o.Dialer, b.endpoint, h)
 	if err != nil {
-		if res != nil {
-			return nil, fmt.Errorf("%w: %s: HTTP %d", realtime.ErrConnection, redact(b.endpoint), res.StatusCode)
-		}
-		return nil, fmt.Errorf("%w: %s: %w", realtime.ErrConnection, redact(b.endpoint), err)
+		return nil, err
 	}
-	conn.SetReadLimit(16 << 20)
-	if err := writeJSON(conn, map[string]any{"type": "session.update", "session": b.sessionConfig()}); err != nil {
+	if err := realtime.WriteJSON(conn, map[string]any{"type": "session.update", "session": b.sessionConfig()}); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("%w: session.update: %w", realtime.ErrConnection, err)
 	}
 	return conn, nil
-}
-
-// redact drops the query of a URL for error messages (a key may ride in it).
-func redact(endpoint string) string {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return "the model endpoint"
-	}
-	u.RawQuery = ""
-	return u.String()
-}
-
-func writeJSON(conn *websocket.Conn, v any) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return conn.WriteJSON(v)
 }
 
 // sessionConfig is session.update's session object (GA schema).
@@ -272,11 +238,7 @@ func (b *bridge) sessionConfig() map[string]any {
 }
 
 // send writes one client event to the model.
-func (b *bridge) send(v any) error {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	return writeJSON(b.conn, v)
-}
+func (b *bridge) send(v any) error { return b.link.Send(v) }
 
 // Receive sends the user's audio up (24 kHz mono PCM, base64).
 func (b *bridge) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
@@ -393,102 +355,58 @@ type event struct {
 // response ended before the cancel arrived): logged, not fatal.
 var benign = map[string]bool{"response_cancel_not_active": true}
 
-// read handles the model's events until the session ends; a dropped connection is
-// reopened once.
-func (b *bridge) read() {
+// handle handles one event of the model.
+func (b *bridge) handle(data []byte) error {
 	s := b.s
-	for {
-		b.wmu.Lock()
-		conn := b.conn
-		b.wmu.Unlock()
-		err := b.readConn(conn)
-		if s.Context().Err() != nil {
-			return
-		}
-		if errors.Is(err, realtime.ErrModel) {
-			s.Fail(err)
-			return
-		}
+	var ev event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		s.Logger().Warn("openai: unreadable event", "err", err)
+		return nil
+	}
+	switch ev.Type {
+	case "input_audio_buffer.speech_started":
+		_ = s.Log(fastrtc.LogStartedTalking)
+		b.interrupt()
+	case "input_audio_buffer.speech_stopped":
+		_ = s.Log(fastrtc.LogPauseDetected)
 		b.mu.Lock()
-		b.reconnects++
-		again := b.reconnects <= 1
-		b.response = ""
+		b.pausedAt = time.Now()
 		b.mu.Unlock()
-		if !again {
-			s.Fail(fmt.Errorf("%w: %w", realtime.ErrConnection, err))
-			return
+	case "response.created":
+		b.mu.Lock()
+		b.response = ev.Response.ID
+		b.mu.Unlock()
+	case "response.done":
+		b.mu.Lock()
+		if b.response == ev.Response.ID {
+			b.response = ""
 		}
-		s.Logger().Warn("openai: connection lost, reconnecting once", "err", err)
-		b.player.Interrupt()
-		next, derr := b.dial(s.Context())
-		if derr != nil {
-			s.Fail(derr)
-			return
-		}
-		b.wmu.Lock()
-		_ = b.conn.Close()
-		b.conn = next
-		b.wmu.Unlock()
-		_ = s.Warn("the model's connection dropped and was reopened: it does not remember the conversation")
-	}
-}
-
-func (b *bridge) readConn(conn *websocket.Conn) error {
-	s := b.s
-	for {
-		_, data, err := conn.ReadMessage()
+		b.mu.Unlock()
+	case "response.output_audio.delta":
+		pcm, err := realtime.DecodePCM(nil, ev.Delta)
 		if err != nil {
-			return err
+			s.Logger().Warn("openai: bad audio delta", "err", err)
+			return nil
 		}
-		var ev event
-		if err := json.Unmarshal(data, &ev); err != nil {
-			s.Logger().Warn("openai: unreadable event", "err", err)
-			continue
+		b.player.Push(ev.ItemID, pcm)
+	case "response.output_audio_transcript.done":
+		if t := strings.TrimSpace(ev.Transcript); t != "" {
+			_ = s.Transcript(fastrtc.RoleAssistant, t)
 		}
-		switch ev.Type {
-		case "input_audio_buffer.speech_started":
-			_ = s.Log(fastrtc.LogStartedTalking)
-			b.interrupt()
-		case "input_audio_buffer.speech_stopped":
-			_ = s.Log(fastrtc.LogPauseDetected)
-			b.mu.Lock()
-			b.pausedAt = time.Now()
-			b.mu.Unlock()
-		case "response.created":
-			b.mu.Lock()
-			b.response = ev.Response.ID
-			b.mu.Unlock()
-		case "response.done":
-			b.mu.Lock()
-			if b.response == ev.Response.ID {
-				b.response = ""
-			}
-			b.mu.Unlock()
-		case "response.output_audio.delta":
-			pcm, err := realtime.DecodePCM(nil, ev.Delta)
-			if err != nil {
-				s.Logger().Warn("openai: bad audio delta", "err", err)
-				continue
-			}
-			b.player.Push(ev.ItemID, pcm)
-		case "response.output_audio_transcript.done":
-			if t := strings.TrimSpace(ev.Transcript); t != "" {
-				_ = s.Transcript(fastrtc.RoleAssistant, t)
-			}
-		case "conversation.item.input_audio_transcription.completed":
-			if t := strings.TrimSpace(ev.Transcript); t != "" {
-				_ = s.Transcript(fastrtc.RoleUser, t)
-			}
-		case "response.function_call_arguments.done":
-			b.call(ev)
-		case "error":
-			if benign[ev.Error.Code] {
-				s.Logger().Debug("openai: benign error", "code", ev.Error.Code, "message", ev.Error.Message)
-				continue
-			}
-			return fmt.Errorf("%w: %s (%s)", realtime.ErrModel, ev.Error.Message, ev.Error.Code)
+	case "conversation.item.input_audio_transcription.completed":
+		if t := strings.TrimSpace(ev.Transcript); t != "" {
+			_ = s.Transcript(fastrtc.RoleUser, t)
 		}
+	case "response.function_call_arguments.done":
+		b.call(ev)
+	case "error":
+		if benign[ev.Error.Code] {
+			s.Logger().Debug("openai: benign error", "code", ev.Error.Code, "message", ev.Error.Message)
+			return nil
+		}
+		return fmt.Errorf("%w: %s (%s)", realtime.ErrModel, ev.Error.Message, ev.Error.Code)
 	}
+	return nil
 }
 
 // call runs a function call on a goroutine of the session and sends its result back.
