@@ -54,6 +54,7 @@ type config struct {
 	ws              WebSocketOptions
 	tel             TelephoneOptions
 	corsOrigins     []string
+	chatOutputs     bool // WithChatOutputs
 	candidateFilter func(netip.Addr) bool
 	net             netOptions
 	turn            *TURNOptions
@@ -389,6 +390,13 @@ func WithOnInput(fn func(s *Session, names []string)) Option {
 // (default 5 s; FastRTC pages may open their EventSource before they start the connection).
 // 0 keeps the default; a negative value answers 404 at once.
 func WithOutputsWait(d time.Duration) Option { return func(c *config) { c.outputsWait = d } }
+
+// WithChatOutputs makes Session.Transcript emit each line as the additional output FastRTC's
+// voice demos send on /outputs, {"message": {"role": role, "content": text}} (their pages,
+// such as send_text_or_audio's, talk_to_llama4's and hello_computer's, read that shape),
+// instead of {"transcript": {"role", "text"}}. The data-channel transcript message, which
+// the built-in page reads, is the same either way.
+func WithChatOutputs() Option { return func(c *config) { c.chatOutputs = true } }
 
 // WithTrackConstraints sets the built-in page's capture constraints. New fails if a value
 // cannot be encoded as JSON.

@@ -10,11 +10,15 @@ const (
 // said or typed) or RoleAssistant (the reply). It is sent as the control message
 // {"type": "transcript", "data": {"role": role, "text": text}} (the built-in page shows it)
 // and emitted as the additional output {"transcript": {"role": role, "text": text}}, so a page
-// that reads /outputs sees it too.
+// that reads /outputs sees it too; with WithChatOutputs, the output is FastRTC's chat
+// message instead: {"message": {"role": role, "content": text}}.
 func (s *Session) Transcript(role, text string) error {
 	line := map[string]string{"role": role, "text": text}
 	if err := s.Send(MessageTranscript, line); err != nil {
 		return err
+	}
+	if s.stream.cfg.chatOutputs {
+		return s.Emit(map[string]any{"message": map[string]string{"role": role, "content": text}})
 	}
 	return s.Emit(map[string]any{"transcript": line})
 }

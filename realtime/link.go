@@ -17,7 +17,9 @@ import (
 // Link is one session's WebSocket to a model: it dials (Open sends the bridge's
 // configuration), reads the model's messages on a goroutine of the session until the
 // session ends, reopens a dropped connection once, and serializes writes. A Handle error
-// wrapping ErrModel ends the session with it; a second drop ends it with ErrConnection.
+// wrapping ErrModel ends the session with it, as does a close frame that refuses the
+// request (1007 invalid argument, 1008 policy: the Live API's errors); a second drop ends it
+// with ErrConnection.
 //
 // Set the fields, then call Start from the handler's Start. Send is safe for concurrent use.
 type Link struct {
@@ -75,6 +77,10 @@ func (l *Link) read() {
 		err := l.readConn(conn)
 		if s.Context().Err() != nil {
 			return
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && (ce.Code == websocket.CloseInvalidFramePayloadData || ce.Code == websocket.ClosePolicyViolation) {
+			err = fmt.Errorf("%w: %s (close %d)", ErrModel, ce.Text, ce.Code) // a refused request: reopening would not help
 		}
 		if errors.Is(err, ErrModel) {
 			s.Fail(err)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs an example (default: flip) after installing the C libraries it needs.
-# Usage: ./scripts/run.sh [flip|detect|echo|parrot|phone|talk] [-addr 127.0.0.1:8000]
+# Usage: ./scripts/run.sh [flip|detect|echo|parrot|phone|talk|realtime] [-addr 127.0.0.1:8000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"

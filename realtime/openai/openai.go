@@ -3,9 +3,9 @@
 // model's audio comes back paced in real time, and the user can talk over it.
 //
 // It speaks the generally available Realtime protocol (not the beta), as OpenAI's API
-// reference and the openai-python SDK (types of openai/types/realtime, v1.107 and later,
-// September 2025) describe it, read on 2026-12-06: session.update with session.type
-// "realtime" and the audio.input / audio.output schema (audio/pcm at 24 kHz, server VAD,
+// reference and the openai-python SDK 3.3.1 (its types/realtime, 2026-08-21) describe it,
+// read on 2026-12-06 (no OpenAI-Beta header: the service refuses the beta shape):
+// session.update with session.type "realtime" and the audio.input / audio.output schema (audio/pcm at 24 kHz, server VAD,
 // input transcription), input_audio_buffer.append, response.output_audio.delta,
 // response.output_audio_transcript.done,
 // conversation.item.input_audio_transcription.completed, function calls
