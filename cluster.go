@@ -105,10 +105,13 @@ func (s *Stream) forward(ctx context.Context, f Forwarded, w http.ResponseWriter
 	return held
 }
 
+// validID reports whether id passes checkID.
+func validID(id string) bool { return checkID(id) == nil }
+
 // sendForward hands f to the cluster with the caller's identity. It reports whether a node
 // holds the session, and the cluster's own failure (logged) if it could not carry f.
 func (s *Stream) sendForward(ctx context.Context, f Forwarded, w http.ResponseWriter) (bool, error) {
-	if checkID(f.ID) != nil { // never a subject from an id that was not checked
+	if !validID(f.ID) { // never a subject from an id that was not checked: no node holds it
 		return false, nil
 	}
 	if id, ok := identityOf(ctx); ok {

@@ -126,7 +126,9 @@ func hasTransceiver(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType) bool {
 func (s *Stream) runVideoTrack(sess *Session, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, out *videoOut) {
 	in := &videoIn{s: s, sess: sess, pc: pc, ssrc: uint32(track.SSRC()),
 		frames: make(chan compressedFrame, 64), free: make(chan []byte, 8), needKey: true}
-	sess.goFn(func() { in.readRTP(track, recv) })
+	if !sess.goFn(func() { in.readRTP(track, recv) }) {
+		return // the session is ending: nothing would close the queue
+	}
 	dec, err := vpx.NewDecoder()
 	if err != nil {
 		sess.fail(err)
