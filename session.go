@@ -496,6 +496,9 @@ const (
 	// MessageTranscript carries a transcript line (data {"role", "text"}). Transcript
 	// sends it.
 	MessageTranscript = wire.TypeTranscript
+	// MessageTranscriptPartial carries a line still being spoken (data {"role", "text",
+	// "final"}). PartialTranscript sends it.
+	MessageTranscriptPartial = wire.TypeTranscriptPartial
 
 	// LogStartedTalking is logged when the user starts a turn.
 	LogStartedTalking = wire.LogStartedTalking

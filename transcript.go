@@ -22,3 +22,12 @@ func (s *Session) Transcript(role, text string) error {
 	}
 	return s.Emit(map[string]any{"transcript": line})
 }
+
+// PartialTranscript shows the client a line of the conversation while it is spoken: text is
+// the transcript so far (it replaces the previous partial of role), final says the speaker
+// finished (the line's Transcript may follow; "" clears the partial). It is sent as the
+// control message {"type": "transcript_partial", "data": {"role", "text", "final"}}, not as an
+// output; the built-in page shows it, in grey, until the line's transcript arrives.
+func (s *Session) PartialTranscript(role, text string, final bool) error {
+	return s.Send(MessageTranscriptPartial, map[string]any{"role": role, "text": text, "final": final})
+}

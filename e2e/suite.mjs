@@ -457,6 +457,59 @@ scenario('own-page-sse-first', { kind: 'blank', timeout: 40000 }, async ({ open 
   await page.evaluate(() => window.__wsSock.close());
 });
 
+// The OpenAI Realtime bridge against the server's fake model (cmd/e2eserver realtime.go): a
+// spoken question reaches the model as 24 kHz PCM, the model's 6 s reply (sent at once)
+// plays, the looped question comes again over it (barge-in): the reply's packets stop within
+// 100 ms of the model's speech_started, and the bridge truncates the reply item to the audio
+// the browser actually received (its RTP packets, 20 ms each).
+scenario('realtime-barge-in', { kind: 'realtime', audio: QUESTION, timeout: 60000 }, async ({ open }) => {
+  const page = await open();
+  await connect(page);
+  await page.evaluate(() => { // every increase of the received audio packets, with its time
+    const api = window.__fastrtc;
+    window.__rx = { n: 0, log: [] };
+    setInterval(async () => {
+      if (!api.pc) return;
+      (await api.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived > window.__rx.n) {
+          window.__rx.n = r.packetsReceived; window.__rx.log.push([Date.now(), r.packetsReceived]);
+        }
+      });
+    }, 10);
+  });
+  let dbg;
+  const t0 = Date.now();
+  for (;;) {
+    dbg = await (await fetch(base + '/debug/realtime')).json();
+    if (dbg.truncates.length && dbg.barge_ins.length) break;
+    if (Date.now() - t0 > 30000) throw new Error('no barge-in with a truncation: ' + JSON.stringify(dbg));
+    await sleep(200);
+  }
+  await sleep(600);
+  const rx = await page.evaluate(() => window.__rx.log);
+  const barge = dbg.barge_ins[0];
+  const reply = dbg.replies.find((r) => r.item === barge.item);
+  const trunc = dbg.truncates.find((t) => t.item === barge.item);
+  check(reply && trunc, 'the interrupted reply was truncated: ' + JSON.stringify(dbg));
+  log(`model: ${dbg.samples} samples appended at ${dbg.append_rate_hz} Hz; reply ${reply.item}; barge-in; truncate at ${trunc.audio_end_ms} ms`);
+  check(Math.abs(dbg.append_rate_hz - 24000) < 2400, `the question reached the model as 24 kHz PCM (measured ${dbg.append_rate_hz} Hz)`);
+  const before = rx.filter(([t]) => t < reply.at).map(([, n]) => n).pop() || 0;
+  const within = rx.filter(([t]) => t >= reply.at && t <= barge.at + 400);
+  check(within.length > 0, 'reply packets arrived');
+  const received = (within[within.length - 1][1] - before) * 20;
+  const lastAfter = within.filter(([t]) => t > barge.at).map(([t]) => t).pop();
+  const stop = lastAfter ? lastAfter - barge.at : 0;
+  log(`browser: ${received} ms of reply received; last reply packet ${stop} ms after speech_started; truncate says ${trunc.audio_end_ms} ms`);
+  check(stop <= 100, `the reply's audio stopped within 100 ms of the interruption (took ${stop} ms)`);
+  check(Math.abs(received - trunc.audio_end_ms) <= 100, `the truncation carries the played duration (${trunc.audio_end_ms} ms vs ${received} ms received)`);
+  check(trunc.audio_end_ms < 5000, 'played, not generated (6 s were generated)');
+  const lines = await waitFor(page, () => { const t = window.__fastrtc.transcript;
+    return t.some((l) => l.role === 'user') && t.some((l) => l.role === 'assistant' && l.text === 'It is sunny today.') ? t : null; },
+  null, 10000, 'transcripts of both sides');
+  log('transcript: ' + JSON.stringify(lines.slice(0, 2)));
+  await shot(page, 'realtime');
+});
+
 // ---------------------------------------------------------------------------------------
 async function runScenario(sc) {
   const { kind, video, audio, timeout = 45000 } = sc.opts;

@@ -274,6 +274,105 @@ func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (
 	return text, nil
 }
 
+// StartTranscription begins transcribing one utterance while it is spoken
+// (voice.StreamingTranscriber): Write feeds audio at rate Hz (mono) and returns the best
+// hypothesis so far, Close returns the final transcript. The stream holds one of the
+// decoders until Close; it waits for a free one (or ctx).
+//
+// The result is voice.TranscriptionStream, written out so that this package does not import
+// package voice.
+func (p *PocketSphinx) StartTranscription(ctx context.Context, rate int) (interface {
+	Write(samples []int16) (string, error)
+	Close() (string, error)
+}, error) {
+	p.mu.Lock()
+	select {
+	case <-p.closed:
+		p.mu.Unlock()
+		return nil, ErrClosed
+	default:
+	}
+	p.inUse.Add(1)
+	p.mu.Unlock()
+	var d *sphinx.Decoder
+	select {
+	case d = <-p.pool:
+	case <-ctx.Done():
+		p.inUse.Done()
+		return nil, ctx.Err()
+	case <-p.closed:
+		p.inUse.Done()
+		return nil, ErrClosed
+	}
+	st := &sphinxStream{p: p, d: d}
+	if rate != sphinx.SampleRate {
+		r, err := resample.New(rate, sphinx.SampleRate, 1)
+		if err != nil {
+			st.release()
+			return nil, fmt.Errorf("speech: %w", err)
+		}
+		st.res = r
+	}
+	if err := d.Start(); err != nil {
+		st.release()
+		return nil, fmt.Errorf("speech: start utterance: %w", err)
+	}
+	return st, nil
+}
+
+// sphinxStream is one utterance on a decoder of the pool. Not safe for concurrent use (one
+// goroutine writes, then closes).
+type sphinxStream struct {
+	p    *PocketSphinx
+	d    *sphinx.Decoder
+	res  *resample.Resampler
+	buf  []int16
+	done bool
+}
+
+func (st *sphinxStream) release() {
+	st.p.pool <- st.d
+	st.p.inUse.Done()
+}
+
+// Write adds mono audio and returns the hypothesis so far (lower-case words).
+func (st *sphinxStream) Write(samples []int16) (string, error) {
+	if st.done {
+		return "", ErrClosed
+	}
+	in := samples
+	if st.res != nil {
+		st.buf = st.res.Process(st.buf[:0], samples)
+		in = st.buf
+	}
+	if len(in) > 0 {
+		if err := st.d.Process(in); err != nil {
+			return "", fmt.Errorf("speech: transcribe: %w", err)
+		}
+	}
+	return st.d.Partial(), nil
+}
+
+// Close ends the utterance and returns the final transcript; the decoder goes back to the
+// pool. Later calls return "" and ErrClosed.
+func (st *sphinxStream) Close() (string, error) {
+	if st.done {
+		return "", ErrClosed
+	}
+	st.done = true
+	defer st.release()
+	if st.res != nil {
+		if rest := st.res.Flush(st.buf[:0]); len(rest) > 0 {
+			_ = st.d.Process(rest)
+		}
+	}
+	text, err := st.d.End()
+	if err != nil {
+		return "", fmt.Errorf("speech: transcribe: %w", err)
+	}
+	return text, nil
+}
+
 // Close frees the decoders once the transcriptions in progress returned; it is idempotent.
 func (p *PocketSphinx) Close() error {
 	p.once.Do(func() {

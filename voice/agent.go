@@ -19,6 +19,24 @@ type Transcriber interface {
 	Transcribe(ctx context.Context, audio fastrtc.AudioFrame) (string, error)
 }
 
+// StreamingTranscriber transcribes speech while it is spoken: partial results as the audio
+// comes, the final one at the end of the utterance (package speech's PocketSphinx is one).
+// ReplyOnPause with WithPartialTranscripts shows the partials live.
+type StreamingTranscriber interface {
+	// StartTranscription begins one utterance of mono audio at rate Hz; it may wait (for a
+	// free decoder, say) until ctx is done.
+	StartTranscription(ctx context.Context, rate int) (TranscriptionStream, error)
+}
+
+// TranscriptionStream is one utterance being transcribed: Write adds audio and returns the
+// best transcript so far; Close ends the utterance, returns the final transcript and frees
+// the stream. One goroutine uses a stream. (An alias of the interface literal, so that an
+// engine can implement StreamingTranscriber without importing this package.)
+type TranscriptionStream = interface {
+	Write(samples []int16) (string, error)
+	Close() (string, error)
+}
+
 // Synthesizer turns text into speech (text-to-speech), streaming audio frames at any rate as
 // they are made (package speech has espeak-ng; a cloud service's PCM response body becomes
 // frames with media.ReadPCMFrames). Ranging may stop early (an interruption); ctx cancels

@@ -76,8 +76,19 @@ type pauseConfig struct {
 	newVAD         func() (VAD, error) // nil: the WebRTC VAD
 	vadName        string              // for the log
 	minInterrupt   time.Duration
-	textInput      string        // a Text input whose posted value triggers a reply
-	gate           *stopWordGate // ReplyOnStopWords
+	textInput      string               // a Text input whose posted value triggers a reply
+	gate           *stopWordGate        // ReplyOnStopWords
+	partials       StreamingTranscriber // WithPartialTranscripts
+}
+
+// WithPartialTranscripts shows the user's words live while they speak: each turn's audio
+// goes to t as it comes, and its partial transcripts reach the client
+// (Session.PartialTranscript: the data channel, the built-in page) at most every 150 ms,
+// with the final one when the turn ends. Partials are best effort: when t has no free
+// decoder within 200 ms of a turn's start, that turn has none. The reply still gets the
+// whole utterance; a transcriber of its own is unchanged.
+func WithPartialTranscripts(t StreamingTranscriber) Option {
+	return func(c *pauseConfig) { c.partials = t }
 }
 
 // WithPauseChunk sets how much audio is judged at a time (default 0.6 s).
@@ -272,6 +283,102 @@ type pauseHandler struct {
 	gen         int                // current reply generation
 	cancel      context.CancelFunc // cancels the current reply
 	responding  bool
+	inTurn      bool            // a turn is in progress (partial transcripts)
+	partial     chan partialMsg // to the partial-transcript worker (WithPartialTranscripts)
+}
+
+// partialMsg is the partial-transcript worker's input: a turn's start (with the audio so
+// far), its audio, its end, or its cancellation.
+type partialMsg struct {
+	kind    partialKind
+	samples []int16
+}
+
+type partialKind int
+
+const (
+	partialStart partialKind = iota
+	partialAudio
+	partialEnd
+	partialCancel
+)
+
+// sendPartial hands m to the worker without blocking (a full queue drops it: partials are
+// best effort).
+func (h *pauseHandler) sendPartial(m partialMsg) {
+	if h.partial == nil {
+		return
+	}
+	select {
+	case h.partial <- m:
+	default:
+	}
+}
+
+// runPartials transcribes turns as they are spoken and sends their partials.
+func (h *pauseHandler) runPartials(s *fastrtc.Session, t StreamingTranscriber) {
+	var st TranscriptionStream
+	var last string
+	var sentAt time.Time
+	closeStream := func() string {
+		if st == nil {
+			return ""
+		}
+		text, _ := st.Close()
+		st = nil
+		return text
+	}
+	defer closeStream()
+	for {
+		var m partialMsg
+		select {
+		case m = <-h.partial:
+		case <-s.Context().Done():
+			return
+		}
+		switch m.kind {
+		case partialStart:
+			closeStream()
+			last = ""
+			ctx, cancel := context.WithTimeout(s.Context(), 200*time.Millisecond)
+			var err error
+			st, err = t.StartTranscription(ctx, h.cfg.inputRate)
+			cancel()
+			if err != nil {
+				st = nil
+				s.Logger().Debug("voice: no partial transcripts for this turn", "err", err)
+				continue
+			}
+			fallthrough
+		case partialAudio:
+			if st == nil {
+				continue
+			}
+			text, err := st.Write(m.samples)
+			if err != nil {
+				s.Logger().Debug("voice: partial transcript", "err", err)
+				closeStream()
+				continue
+			}
+			if text != last && time.Since(sentAt) >= 150*time.Millisecond {
+				last, sentAt = text, time.Now()
+				_ = s.PartialTranscript(fastrtc.RoleUser, text, false)
+			}
+		case partialEnd:
+			if st == nil {
+				continue
+			}
+			text := closeStream()
+			_ = s.PartialTranscript(fastrtc.RoleUser, text, true)
+			last = ""
+		case partialCancel:
+			if st != nil {
+				closeStream()
+				_ = s.PartialTranscript(fastrtc.RoleUser, "", true)
+			}
+			last = ""
+		}
+	}
 }
 
 // AudioLayout asks for mono input at the configured rate.
@@ -296,6 +403,12 @@ func (h *pauseHandler) Start(s *fastrtc.Session) error {
 	h.pendingText = ""
 	h.mu.Unlock()
 	s.CloseOnEnd(v)
+	if t := h.cfg.partials; t != nil {
+		h.mu.Lock()
+		h.partial = make(chan partialMsg, 256)
+		h.mu.Unlock()
+		s.Go(func() { h.runPartials(s, t) })
+	}
 	if h.cfg.startup != nil {
 		start := h.cfg.startup
 		h.startReply(func(ctx context.Context) iter.Seq2[fastrtc.AudioFrame, error] { return start(ctx, s) }, false, nil)
@@ -322,10 +435,17 @@ func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 	h.chunk = append(h.chunk, f.Samples...)
 	h.v16 = h.res.Process(h.v16[:0], f.Samples)
 	audible := h.responding || s.QueuedAudio() > 0
+	if h.inTurn {
+		h.sendPartial(partialMsg{kind: partialAudio, samples: append([]int16(nil), f.Samples...)})
+	}
 	return h.turn.process(h.v16, audible, func(ev turnEvent) {
 		switch ev {
 		case turnStarted:
 			_ = s.Log(fastrtc.LogStartedTalking)
+			if h.partial != nil {
+				h.inTurn = true
+				h.sendPartial(partialMsg{kind: partialStart, samples: append(append([]int16(nil), h.prev...), h.chunk...)})
+			}
 			if h.cfg.canInterrupt && h.cfg.cutInOnStart && !h.unaddressed() {
 				h.interruptLocked()
 			}
@@ -338,6 +458,10 @@ func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 			h.utter = append(h.utter, h.prev...)
 		case turnPause:
 			_ = s.Log(fastrtc.LogPauseDetected)
+			if h.inTurn {
+				h.inTurn = false
+				h.sendPartial(partialMsg{kind: partialEnd})
+			}
 			h.replyLocked()
 		}
 	})
@@ -345,6 +469,10 @@ func (h *pauseHandler) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 
 // resetTurn forgets the current turn's audio.
 func (h *pauseHandler) resetTurn() {
+	if h.inTurn {
+		h.inTurn = false
+		h.sendPartial(partialMsg{kind: partialCancel})
+	}
 	h.chunk, h.utter = h.chunk[:0], nil
 	h.turn.resetTurn()
 }

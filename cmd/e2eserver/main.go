@@ -24,6 +24,8 @@
 //	              without decoding, on the same offer protocol (the latency floor)
 //	talk          audio send-receive: examples/talk's agent (PocketSphinx, espeak-ng, text box)
 //	talk-wake     the same, answering only after "hello computer"
+//	realtime      audio send-receive: the OpenAI Realtime bridge to a local fake model
+//	              (GET /debug/realtime has what the model saw)
 //
 // GET /debug/stats returns {"<kind>": {"sessions": N, "codecs": N}, ..., "process":
 // {"goroutines": N}} so that tests and cmd/soak can
@@ -63,7 +65,7 @@ import (
 	"github.com/fastrtc-go/fastrtc/voice"
 )
 
-var allKinds = []string{"flip", "inputs", "echo", "pause", "video-source", "audio-source", "send", "error", "limit", "av", "identity", "stall", "forward", "talk", "talk-wake"}
+var allKinds = []string{"flip", "inputs", "echo", "pause", "video-source", "audio-source", "send", "error", "limit", "av", "identity", "stall", "forward", "talk", "talk-wake", "realtime"}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
@@ -154,6 +156,13 @@ func main() {
 		})
 	}
 	mux.HandleFunc("GET /blank", serveBlank)
+	mux.HandleFunc("GET /debug/realtime", func(w http.ResponseWriter, r *http.Request) {
+		if realtimeModel == nil {
+			http.NotFound(w, r)
+			return
+		}
+		realtimeModel.serveDebug(w, r)
+	})
 	mux.HandleFunc("GET /debug/stats", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]any{}
 		for k, s := range streams {
@@ -297,6 +306,8 @@ func newStream(kind string, opts []fastrtc.Option) (*fastrtc.Stream, error) {
 		more := append(talkagent.Options(wake), fastrtc.WithTrackConstraints(fastrtc.TrackConstraints{
 			Audio: map[string]any{"echoCancellation": false, "noiseSuppression": false, "autoGainControl": false}}))
 		return fastrtc.New(a.Handler(wake, vad...), fastrtc.Audio, fastrtc.SendReceive, with(more...)...)
+	case "realtime":
+		return realtimeStream(opts)
 	case "video-source":
 		return fastrtc.New(fastrtc.VideoSource(videoSource), fastrtc.Video, fastrtc.Receive, with(
 			fastrtc.WithTitle("Video source", "The server generates the picture."))...)

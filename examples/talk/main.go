@@ -64,7 +64,8 @@ func run(addr, wake, voice string, log *slog.Logger, node *netflags.Node, networ
 	if err != nil {
 		return err
 	}
-	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, vad, network, clusterOpt, fastrtc.WithLogger(log))
+	// WithChatOutputs: the chat on /outputs as FastRTC's voice demos send it, so their pages work.
+	stream, err := newStream(&talkagent.Agent{STT: stt, TTS: tts}, wake, vad, network, clusterOpt, fastrtc.WithLogger(log), fastrtc.WithChatOutputs())
 	if err != nil {
 		return err
 	}

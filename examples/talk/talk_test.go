@@ -57,6 +57,15 @@ type talkSession struct {
 	stops int
 	audio []int16
 	loud  time.Time // when the first loud reply frame arrived
+
+	partials []partialLine // the user's partial transcripts, in order
+}
+
+// partialLine is one transcript_partial message, with how many lines had arrived before it.
+type partialLine struct {
+	text        string
+	final       bool
+	linesBefore int
 }
 
 func dialTalk(t *testing.T, base string) *talkSession {
@@ -83,6 +92,13 @@ func dialTalk(t *testing.T, base string) *talkSession {
 				ts.lines = append(ts.lines, l.Role+": "+l.Text)
 			case "stopword":
 				ts.stops++
+			case "transcript_partial":
+				var l struct {
+					Role, Text string
+					Final      bool
+				}
+				_ = json.Unmarshal(m.Data, &l)
+				ts.partials = append(ts.partials, partialLine{l.Text, l.Final, len(ts.lines)})
 			}
 			ts.mu.Unlock()
 		}
@@ -195,6 +211,23 @@ func TestTalkByVoiceAndText(t *testing.T) {
 		t.Fatalf("input_hook: %v %v", err, res)
 	}
 	res.Body.Close()
+	// The user's words showed while they spoke: partials before the line, the last one final.
+	ts.mu.Lock()
+	partials := append([]partialLine(nil), ts.partials...)
+	ts.mu.Unlock()
+	t.Logf("partials: %+v", partials)
+	live, final := 0, ""
+	for _, p := range partials {
+		if p.linesBefore == 0 && !p.final && p.text != "" {
+			live++
+		}
+		if p.final && p.linesBefore == 0 {
+			final = p.text
+		}
+	}
+	if live == 0 || !strings.Contains(final, "weather") {
+		t.Errorf("partial transcripts %+v: want some while speaking, then a final one with the words", partials)
+	}
 	lines = waitLines(t, ts, 4, 10*time.Second)
 	if lines[2] != "user: hello from the keyboard" || lines[3] != "assistant: You said: hello from the keyboard" {
 		t.Errorf("typed turn: %q", lines[2:])

@@ -50,9 +50,12 @@ func (a *Agent) Reply(ctx context.Context, s *fastrtc.Session, utt fastrtc.Audio
 }
 
 // Handler is the agent's turn-taking: pause detection, or, with a wake phrase, stop words;
-// typed text is answered either way. opts are more of ReplyOnPause's (a detector).
+// typed text is answered either way; partial transcripts when the STT streams. opts are more of ReplyOnPause's (a detector).
 func (a *Agent) Handler(wake string, opts ...voice.Option) fastrtc.Handler {
 	opts = append([]voice.Option{voice.WithTextInput(TextInput)}, opts...)
+	if st, ok := a.STT.(voice.StreamingTranscriber); ok { // the user's words live, as they speak
+		opts = append(opts, voice.WithPartialTranscripts(st))
+	}
 	if wake != "" {
 		return voice.NewReplyOnStopWords(a.Reply, a.STT, []string{wake}, opts...)
 	}

@@ -52,6 +52,9 @@ const (
 	// TypeTranscript carries a transcript line (data {"role", "text"}); the built-in page
 	// shows it.
 	TypeTranscript = "transcript"
+	// TypeTranscriptPartial carries a transcript line still being spoken (data {"role",
+	// "text", "final"}); the built-in page shows it until the line's transcript arrives.
+	TypeTranscriptPartial = "transcript_partial"
 	// TypeText is a client's TextMessage: text for the handler.
 	TypeText = "text"
 )
