@@ -99,4 +99,3 @@ func resampleTo48k(t *testing.T, in []int16, rate int) []int16 {
 	}
 	return out
 }
-
