@@ -67,10 +67,16 @@ func (m *fakeModel) serveDebug(w http.ResponseWriter, r *http.Request) {
 	if d := m.lastAt.Sub(m.firstAt).Seconds(); d > 1 {
 		rate = float64(m.samples) / d
 	}
+	nonNil := func(e []fakeEvent) []fakeEvent {
+		if e == nil {
+			return []fakeEvent{}
+		}
+		return e
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"connections": m.conns, "samples": m.samples, "append_rate_hz": math.Round(rate),
-		"replies": m.replies, "barge_ins": m.bargeIns, "cancels": m.cancels, "truncates": m.truncates,
+		"replies": nonNil(m.replies), "barge_ins": nonNil(m.bargeIns), "cancels": nonNil(m.cancels), "truncates": nonNil(m.truncates),
 	})
 }
 
