@@ -435,3 +435,65 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }
+
+// TestChatOutputs: with WithChatOutputs, Session.Transcript's output is FastRTC's chat
+// message ({"message": {"role", "content"}}), the data channel still gets the transcript line,
+// and PartialTranscript reaches the data channel only.
+func TestChatOutputs(t *testing.T) {
+	t.Parallel()
+	talker := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return fastrtc.AudioFrame{}, nil })
+	stream, err := fastrtc.New(talker, fastrtc.Audio, fastrtc.SendReceive, fastrtc.WithSettingEngine(loopbackOnly), fastrtc.WithChatOutputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(stream.Handler())
+	defer func() { srv.Close(); _ = stream.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.URL, &client.Options{SendAudio: true, ReceiveAudio: true, SettingEngine: loopbackOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := stream.Session(c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := stream.Outputs(ctx, c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.PartialTranscript(fastrtc.RoleUser, "what is", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Transcript(fastrtc.RoleUser, "what is the weather"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-outs:
+		if string(o) != `{"message":{"content":"what is the weather","role":"user"}}` {
+			t.Errorf("output %s, want FastRTC's chat message", o)
+		}
+	case <-ctx.Done():
+		t.Fatal("no output")
+	}
+	var types []string
+	for len(types) < 2 {
+		m, err := c.Message(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m.Type {
+		case fastrtc.MessageTranscriptPartial:
+			if !strings.Contains(string(m.Data), `"text":"what is"`) || !strings.Contains(string(m.Data), `"final":false`) {
+				t.Errorf("partial %s", m.Data)
+			}
+			types = append(types, m.Type)
+		case fastrtc.MessageTranscript:
+			types = append(types, m.Type)
+		}
+	}
+	if types[0] != fastrtc.MessageTranscriptPartial || types[1] != fastrtc.MessageTranscript {
+		t.Errorf("data channel messages %v: want the partial, then the line", types)
+	}
+}

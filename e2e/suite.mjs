@@ -370,6 +370,9 @@ scenario('talk-voice-text', { kind: 'talk', audio: QUESTION, timeout: 60000 }, a
   log('by voice: ' + JSON.stringify(said.slice(0, 2)));
   check(said.find((l) => l.role === 'user').text.includes('weather'), 'the transcript has the spoken words (weather)');
   check(await page.locator('[data-testid=transcript-line]').count() >= 2, 'the page shows the transcript lines');
+  const partials = await page.evaluate(() => window.__fastrtc.partials);
+  log('partials: ' + JSON.stringify(partials.slice(0, 8)));
+  check(partials.some((p) => !p.final && p.text) && partials.some((p) => p.final), 'live partial transcripts came while speaking, then a final one');
   await waitFor(page, () => window.__peak > -40, null, 10000, 'the spoken reply is audible (> -40 dBFS)');
   log(`reply peak ${(await page.evaluate(() => window.__peak)).toFixed(1)} dBFS`);
   await page.fill('[data-testid=chat-text]', 'hello from the keyboard');
