@@ -441,7 +441,9 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 // and PartialTranscript reaches the data channel only.
 func TestChatOutputs(t *testing.T) {
 	t.Parallel()
-	talker := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) { return fastrtc.AudioFrame{}, nil })
+	talker := fastrtc.AudioFunc(func(s *fastrtc.Session, in fastrtc.AudioFrame) (fastrtc.AudioFrame, error) {
+		return fastrtc.AudioFrame{}, nil
+	})
 	stream, err := fastrtc.New(talker, fastrtc.Audio, fastrtc.SendReceive, fastrtc.WithSettingEngine(loopbackOnly), fastrtc.WithChatOutputs())
 	if err != nil {
 		t.Fatal(err)

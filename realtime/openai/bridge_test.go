@@ -181,8 +181,8 @@ func TestBridge(t *testing.T) {
 	if stop > 100*time.Millisecond {
 		t.Errorf("reply audio went on %v after the user spoke (want within 100 ms)", stop)
 	}
-	endMs := time.Duration(trunc.Raw["audio_end_ms"].(float64)) * time.Millisecond
-	if trunc.Raw["item_id"] != "item_a1" || trunc.Raw["content_index"] != 0.0 || (endMs-received).Abs() > 60*time.Millisecond {
+	audioEnd := time.Duration(trunc.Raw["audio_end_ms"].(float64) * float64(time.Millisecond))
+	if trunc.Raw["item_id"] != "item_a1" || trunc.Raw["content_index"] != 0.0 || (audioEnd-received).Abs() > 60*time.Millisecond {
 		t.Errorf("truncate %v: want item_a1 at the %v the client received", trunc.Raw, received)
 	}
 
