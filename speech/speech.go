@@ -136,6 +136,11 @@ type PocketSphinxOptions struct {
 	// Decoders is how many transcriptions may run at once (default 2; each decoder holds the
 	// language model).
 	Decoders int
+	// StreamDecoders is how many streaming transcriptions (StartTranscription: partial
+	// transcripts) may run at once (default 1). They have decoders of their own, made on
+	// first use: live decoding adapts a decoder's normalization as it goes, and a partial
+	// stream must neither hold nor change the decoders of final transcriptions.
+	StreamDecoders int
 	// HMM, LM and Dict override the model's paths (default: Debian's en-us model).
 	HMM, LM, Dict string
 	// SpotThreshold is SpotPhrase's keyword-spotting threshold, 1e-200 (hears the phrase
@@ -152,10 +157,15 @@ type PocketSphinx struct {
 	spots  map[string]*sphinx.Decoder // keyword-spotting decoders, made on first use per phrase
 	pool   chan *sphinx.Decoder
 	all    []*sphinx.Decoder
-	closed chan struct{}
-	once   sync.Once
-	mu     sync.Mutex // guards inUse
-	inUse  sync.WaitGroup
+	// The streaming decoders, made on the first StartTranscription.
+	streamOnce sync.Once
+	streams    chan *sphinx.Decoder
+	streamN    int
+	streamErr  error
+	closed     chan struct{}
+	once       sync.Once
+	mu         sync.Mutex // guards inUse
+	inUse      sync.WaitGroup
 }
 
 // NewPocketSphinx loads the model into o.Decoders decoders.
@@ -175,7 +185,11 @@ func NewPocketSphinx(o PocketSphinxOptions) (*PocketSphinx, error) {
 		o.SpotThreshold = sphinx.DefaultKeyphraseThreshold
 	}
 	cfg.KeyphraseThreshold = o.SpotThreshold
-	p := &PocketSphinx{cfg: cfg, spots: map[string]*sphinx.Decoder{}, pool: make(chan *sphinx.Decoder, n), closed: make(chan struct{})}
+	if o.StreamDecoders <= 0 {
+		o.StreamDecoders = 1
+	}
+	p := &PocketSphinx{cfg: cfg, spots: map[string]*sphinx.Decoder{}, pool: make(chan *sphinx.Decoder, n), closed: make(chan struct{}),
+		streamN: o.StreamDecoders}
 	for range n {
 		d, err := sphinx.New(cfg)
 		if err != nil {
@@ -277,7 +291,8 @@ func (p *PocketSphinx) Transcribe(ctx context.Context, audio media.AudioFrame) (
 // StartTranscription begins transcribing one utterance while it is spoken
 // (voice.StreamingTranscriber): Write feeds audio at rate Hz (mono) and returns the best
 // hypothesis so far, Close returns the final transcript. The stream holds one of the
-// decoders until Close; it waits for a free one (or ctx).
+// streaming decoders (StreamDecoders; not those of Transcribe) until Close; it waits for a
+// free one (or ctx).
 //
 // The result is voice.TranscriptionStream, written out so that this package does not import
 // package voice.
@@ -293,16 +308,38 @@ func (p *PocketSphinx) StartTranscription(ctx context.Context, rate int) (interf
 	default:
 	}
 	p.inUse.Add(1)
+	p.streamOnce.Do(func() {
+		p.streams = make(chan *sphinx.Decoder, p.streamN)
+		for range p.streamN {
+			d, err := sphinx.New(p.cfg)
+			if err != nil {
+				p.streamErr = fmt.Errorf("speech: PocketSphinx: %w", err)
+				return
+			}
+			p.all = append(p.all, d) // under mu: Close reads all after taking it
+			p.streams <- d
+		}
+	})
 	p.mu.Unlock()
+	if p.streamErr != nil {
+		p.inUse.Done()
+		return nil, p.streamErr
+	}
 	var d *sphinx.Decoder
 	select {
-	case d = <-p.pool:
-	case <-ctx.Done():
-		p.inUse.Done()
-		return nil, ctx.Err()
-	case <-p.closed:
-		p.inUse.Done()
-		return nil, ErrClosed
+	case d = <-p.streams: // a free decoder first, even if making it outlasted ctx
+	default:
+	}
+	if d == nil {
+		select {
+		case d = <-p.streams:
+		case <-ctx.Done():
+			p.inUse.Done()
+			return nil, ctx.Err()
+		case <-p.closed:
+			p.inUse.Done()
+			return nil, ErrClosed
+		}
 	}
 	st := &sphinxStream{p: p, d: d}
 	if rate != sphinx.SampleRate {
@@ -331,7 +368,7 @@ type sphinxStream struct {
 }
 
 func (st *sphinxStream) release() {
-	st.p.pool <- st.d
+	st.p.streams <- st.d
 	st.p.inUse.Done()
 }
 

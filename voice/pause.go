@@ -83,8 +83,8 @@ type pauseConfig struct {
 
 // WithPartialTranscripts shows the user's words live while they speak: each turn's audio
 // goes to t as it comes, and its partial transcripts reach the client
-// (Session.PartialTranscript: the data channel, the built-in page) at most every 150 ms,
-// with the final one when the turn ends. Partials are best effort: when t has no free
+// (Session.PartialTranscript: the data channel, the built-in page) at most every 150 ms of
+// audio, with the final one when the turn ends. Partials are best effort: when t has no free
 // decoder within 200 ms of a turn's start, that turn has none. The reply still gets the
 // whole utterance; a transcriber of its own is unchanged.
 func WithPartialTranscripts(t StreamingTranscriber) Option {
@@ -319,7 +319,8 @@ func (h *pauseHandler) sendPartial(m partialMsg) {
 func (h *pauseHandler) runPartials(s *fastrtc.Session, t StreamingTranscriber) {
 	var st TranscriptionStream
 	var last string
-	var sentAt time.Time
+	since := 0 // samples written since the last partial sent: partials at most every 150 ms of audio
+	every := h.cfg.inputRate * 150 / 1000
 	closeStream := func() string {
 		if st == nil {
 			return ""
@@ -339,7 +340,7 @@ func (h *pauseHandler) runPartials(s *fastrtc.Session, t StreamingTranscriber) {
 		switch m.kind {
 		case partialStart:
 			closeStream()
-			last = ""
+			last, since = "", 0
 			ctx, cancel := context.WithTimeout(s.Context(), 200*time.Millisecond)
 			var err error
 			st, err = t.StartTranscription(ctx, h.cfg.inputRate)
@@ -360,8 +361,9 @@ func (h *pauseHandler) runPartials(s *fastrtc.Session, t StreamingTranscriber) {
 				closeStream()
 				continue
 			}
-			if text != last && time.Since(sentAt) >= 150*time.Millisecond {
-				last, sentAt = text, time.Now()
+			since += len(m.samples)
+			if text != last && (last == "" || since >= every) {
+				last, since = text, 0
 				_ = s.PartialTranscript(fastrtc.RoleUser, text, false)
 			}
 		case partialEnd:

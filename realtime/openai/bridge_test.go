@@ -12,8 +12,10 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/client"
+	"github.com/fastrtc-go/fastrtc/internal/wav"
 	"github.com/fastrtc-go/fastrtc/realtime"
 	"github.com/fastrtc-go/fastrtc/realtime/openai"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 func sin(freq float64, i, rate int) float64 {
@@ -323,4 +325,66 @@ func TestNewOptions(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestBridgeLocalVAD: with Options.LocalVAD (here the WebRTC VAD), turn detection is off at
+// the model (turn_detection null); the end of each spoken utterance commits the audio and
+// asks for a response, and speech over the reply is barge-in (cancel, truncate to what the
+// client received).
+func TestBridgeLocalVAD(t *testing.T) {
+	t.Parallel()
+	pcm, rate, ch, err := wav.ReadFile("../../testdata/audio/two_utterances48k.wav")
+	if err != nil || rate != 48000 || ch != 1 {
+		t.Fatalf("fixture: %v (%d Hz, %d ch)", err, rate, ch)
+	}
+	model := newModelServer(t)
+	_, srv := newBridgeStream(t, model, openai.Options{LocalVAD: func() (voice.VAD, error) { return voice.NewWebRTCVAD(3) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.DialWebSocket(ctx, srv.URL, &client.WebSocketOptions{Encoding: client.EncodingPCM16, SampleRate: 48000, Channels: 1, PaceAudio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := model.accept(ctx)
+	up := m.next(ctx, "session.update")
+	if td, ok := up.Raw["session"].(map[string]any)["audio"].(map[string]any)["input"].(map[string]any)["turn_detection"]; !ok || td != nil {
+		t.Fatalf("turn_detection %v, want null", td)
+	}
+	go func() {
+		for i := 0; i+960 <= len(pcm) && ctx.Err() == nil; i += 960 {
+			if c.SendAudio(ctx, fastrtc.AudioFrame{SampleRate: 48000, Channels: 1, Samples: pcm[i : i+960]}) != nil {
+				return
+			}
+		}
+	}()
+	m.next(ctx, "input_audio_buffer.commit") // the first utterance ended (2.16 s, then 600 ms)
+	m.next(ctx, "response.create")
+	m.send(map[string]any{"type": "response.created", "response": map[string]any{"id": "resp_1"}})
+	m.audioDeltas("resp_1", "item_1", 600, 3*time.Second)
+	var received time.Duration
+	done := make(chan struct{})
+	go func() { // count the reply the client gets
+		defer close(done)
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			f, err := c.ReadAudio(rctx)
+			rcancel()
+			if err != nil {
+				return
+			}
+			if toneShare(f.Samples, 600, f.SampleRate) > 0.5 {
+				received += time.Duration(len(f.Samples)) * time.Second / time.Duration(f.SampleRate)
+			}
+		}
+	}()
+	m.next(ctx, "response.cancel") // the second utterance (3.66 s) over the reply
+	trunc := m.next(ctx, "conversation.item.truncate")
+	m.next(ctx, "input_audio_buffer.commit")
+	<-done
+	audioEnd := time.Duration(trunc.Raw["audio_end_ms"].(float64) * float64(time.Millisecond))
+	t.Logf("truncate at %v; the client received %v", audioEnd, received)
+	if trunc.Raw["item_id"] != "item_1" || audioEnd <= 0 || audioEnd >= 3*time.Second || (audioEnd-received).Abs() > 60*time.Millisecond {
+		t.Errorf("truncate %v: want item_1 at the %v received", trunc.Raw, received)
+	}
 }

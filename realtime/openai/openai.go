@@ -13,10 +13,11 @@
 // response.create), input_audio_buffer.speech_started, response.cancel and
 // conversation.item.truncate, error. The default model is "gpt-realtime".
 //
-// Barge-in: when the model's server VAD says the user started speaking over a reply, the
-// session's queued audio is dropped at once, the response is cancelled, and the reply item
-// is truncated to the audio the session actually sent (audio_end_ms: played, not
-// generated), so the model remembers only what the user heard.
+// Barge-in: when the model's server VAD (or Options.LocalVAD, this library's own turn
+// detection) says the user started speaking over a reply, the session's queued audio is
+// dropped at once, the response is cancelled, and the reply item is truncated to the audio
+// the session actually sent (audio_end_ms: played, not generated), so the model remembers
+// only what the user heard.
 //
 // OpenAI's service is not reachable from the machines this library is tested on: the tests
 // run the bridge against a local server that speaks the protocol as the reference
@@ -37,6 +38,7 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/realtime"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // DefaultBaseURL is the Realtime API's WebSocket endpoint; DefaultModel the model.
@@ -70,6 +72,12 @@ type Options struct {
 	// TurnDetection replaces the session's audio.input.turn_detection object (default
 	// {"type": "server_vad"}, which also cancels a response when the user speaks).
 	TurnDetection json.RawMessage
+	// LocalVAD, if set, detects the user's turns in this process instead of the model's
+	// server VAD (turn_detection is sent as null): each session gets its own VAD (the Silero
+	// VAD: model.NewVAD(voice.SileroOptions{}); or voice.NewWebRTCVAD), speech over a
+	// reply is barge-in as above, and the end of a turn commits the audio and asks for a
+	// response.
+	LocalVAD func() (voice.VAD, error)
 	// Tools are Go functions the model may call (realtime.Func makes one with typed
 	// arguments).
 	Tools []realtime.Tool
@@ -130,6 +138,8 @@ type bridge struct {
 	player   *realtime.Player
 	link     realtime.Link
 
+	turns *realtime.Turns // Options.LocalVAD's detector (nil: the server's VAD)
+
 	mu       sync.Mutex
 	response string // the response in progress ("" when none)
 	pausedAt time.Time
@@ -153,6 +163,19 @@ func (b *bridge) Start(s *fastrtc.Session) error {
 		}
 		_ = s.Log(fastrtc.LogResponseStarting)
 	})
+	if b.o.LocalVAD != nil {
+		v, err := b.o.LocalVAD()
+		if err != nil {
+			return fmt.Errorf("openai: local VAD: %w", err)
+		}
+		t, err := realtime.NewTurns(v, Rate)
+		if err != nil {
+			_ = v.Close()
+			return err
+		}
+		b.turns = t
+		s.CloseOnEnd(t)
+	}
 	b.link = realtime.Link{Session: s, Open: b.dial, Handle: b.handle, Reopened: func() {
 		b.player.Interrupt()
 		b.mu.Lock()
@@ -203,7 +226,10 @@ func (b *bridge) sessionConfig() map[string]any {
 		}
 	}
 	turn := any(map[string]any{"type": "server_vad"})
-	if len(b.o.TurnDetection) > 0 {
+	switch {
+	case b.o.LocalVAD != nil:
+		turn = nil // turns are detected here: commit and response.create at their ends
+	case len(b.o.TurnDetection) > 0:
 		turn = b.o.TurnDetection
 	}
 	input := map[string]any{
@@ -240,11 +266,28 @@ func (b *bridge) sessionConfig() map[string]any {
 // send writes one client event to the model.
 func (b *bridge) send(v any) error { return b.link.Send(v) }
 
-// Receive sends the user's audio up (24 kHz mono PCM, base64).
+// Receive sends the user's audio up (24 kHz mono PCM, base64), and runs the local turn
+// detection if there is one.
 func (b *bridge) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 	if err := b.send(map[string]string{"type": "input_audio_buffer.append", "audio": realtime.EncodePCM(f.Samples)}); err != nil {
 		if s.Context().Err() == nil {
 			s.Logger().Debug("openai: append failed (the reader reconnects or ends the session)", "err", err)
+		}
+	}
+	if b.turns != nil {
+		err := b.turns.Feed(f.Samples, func() {
+			_ = s.Log(fastrtc.LogStartedTalking)
+			b.interrupt()
+		}, func() {
+			_ = s.Log(fastrtc.LogPauseDetected)
+			b.mu.Lock()
+			b.pausedAt = time.Now()
+			b.mu.Unlock()
+			_ = b.send(map[string]string{"type": "input_audio_buffer.commit"})
+			_ = b.send(map[string]string{"type": "response.create"})
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
