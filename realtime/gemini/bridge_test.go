@@ -16,8 +16,10 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/client"
+	"github.com/fastrtc-go/fastrtc/internal/wav"
 	"github.com/fastrtc-go/fastrtc/realtime"
 	"github.com/fastrtc-go/fastrtc/realtime/gemini"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // liveServer is a local stand-in for the Live API's BidiGenerateContent endpoint, speaking
@@ -333,5 +335,75 @@ func TestBadKey(t *testing.T) {
 	}
 	if _, err := gemini.New(gemini.Options{}); !errors.Is(err, realtime.ErrNoKey) {
 		t.Errorf("no key: %v", err)
+	}
+}
+
+// TestBridgeLocalVAD: with Options.LocalVAD (the WebRTC VAD here), setup disables the
+// service's activity detection, each spoken utterance is framed by activityStart and
+// activityEnd, and speech over a reply drops its queued audio at once.
+func TestBridgeLocalVAD(t *testing.T) {
+	t.Parallel()
+	pcm, rate, ch, err := wav.ReadFile("../../testdata/audio/two_utterances48k.wav")
+	if err != nil || rate != 48000 || ch != 1 {
+		t.Fatalf("fixture: %v (%d Hz, %d ch)", err, rate, ch)
+	}
+	live := newLiveServer(t)
+	_, srv := serve(t, live, gemini.Options{LocalVAD: func() (voice.VAD, error) { return voice.NewWebRTCVAD(3) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.DialWebSocket(ctx, srv.URL, &client.WebSocketOptions{Encoding: client.EncodingPCM16, SampleRate: 48000, Channels: 1, PaceAudio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := live.accept(t, ctx)
+	b, _ := json.Marshal(m.setup)
+	if !strings.Contains(string(b), `"realtimeInputConfig":{"automaticActivityDetection":{"disabled":true}}`) {
+		t.Fatalf("setup %s: want the service's activity detection disabled", b)
+	}
+	go func() {
+		for i := 0; i+960 <= len(pcm) && ctx.Err() == nil; i += 960 {
+			if c.SendAudio(ctx, fastrtc.AudioFrame{SampleRate: 48000, Channels: 1, Samples: pcm[i : i+960]}) != nil {
+				return
+			}
+		}
+	}()
+	activity := func() string {
+		in := m.next(ctx, "realtimeInput")
+		for k := range in {
+			return k
+		}
+		return ""
+	}
+	if a, e := activity(), activity(); a != "activityStart" || e != "activityEnd" {
+		t.Fatalf("first utterance: %s, %s; want activityStart, activityEnd", a, e)
+	}
+	m.reply(600, 3*time.Second)
+	var received time.Duration
+	var last time.Time
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+			f, err := c.ReadAudio(rctx)
+			rcancel()
+			if err != nil {
+				return
+			}
+			if toneShare(f.Samples, 600, f.SampleRate) > 0.5 {
+				received += time.Duration(len(f.Samples)) * time.Second / time.Duration(f.SampleRate)
+				last = time.Now()
+			}
+		}
+	}()
+	if a := activity(); a != "activityStart" { // the second utterance, over the reply
+		t.Fatalf("second utterance: %s", a)
+	}
+	barge := time.Now()
+	<-done
+	t.Logf("reply received %v, last reply audio %v after activityStart", received, last.Sub(barge))
+	if received <= 0 || received >= 2500*time.Millisecond || last.Sub(barge) > 100*time.Millisecond {
+		t.Errorf("the reply was not cut: %v received, last audio %v after the user spoke", received, last.Sub(barge))
 	}
 }

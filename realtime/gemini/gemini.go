@@ -39,6 +39,7 @@ import (
 
 	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/realtime"
+	"github.com/fastrtc-go/fastrtc/voice"
 )
 
 // DefaultBaseURL is the Live API's WebSocket endpoint; DefaultModel the model.
@@ -69,6 +70,12 @@ type Options struct {
 	// Tools are Go functions the model may call (realtime.Func makes one with typed
 	// arguments).
 	Tools []realtime.Tool
+	// LocalVAD, if set, detects the user's turns in this process instead of the service's
+	// automatic activity detection (which setup then disables): each session gets its own
+	// VAD (the Silero VAD: model.NewVAD(voice.SileroOptions{}); or voice.NewWebRTCVAD); a
+	// turn's start is sent as realtimeInput.activityStart (and over a reply is barge-in: the
+	// queued audio is dropped at once), its end as activityEnd.
+	LocalVAD func() (voice.VAD, error)
 	// Header is added to the WebSocket handshake; Dialer dials it (default
 	// websocket.DefaultDialer with a 10 s handshake timeout).
 	Header http.Header
@@ -118,6 +125,7 @@ type bridge struct {
 	s      *fastrtc.Session
 	player *realtime.Player
 	link   realtime.Link
+	turns  *realtime.Turns // Options.LocalVAD's detector (nil: the service's)
 
 	mu        sync.Mutex
 	turn      int             // the model's turn: the item of its audio
@@ -144,6 +152,19 @@ func (b *bridge) Start(s *fastrtc.Session) error {
 		}
 		_ = s.Log(fastrtc.LogResponseStarting)
 	})
+	if b.o.LocalVAD != nil {
+		v, err := b.o.LocalVAD()
+		if err != nil {
+			return fmt.Errorf("gemini: local VAD: %w", err)
+		}
+		t, err := realtime.NewTurns(v, InputRate)
+		if err != nil {
+			_ = v.Close()
+			return err
+		}
+		b.turns = t
+		s.CloseOnEnd(t)
+	}
 	b.link = realtime.Link{Session: s, Open: b.dial, Handle: b.handle, Reopened: func() {
 		b.player.Interrupt()
 		b.mu.Lock()
@@ -205,6 +226,9 @@ func (b *bridge) setup() map[string]any {
 		gen["speechConfig"] = map[string]any{"voiceConfig": map[string]any{"prebuiltVoiceConfig": map[string]any{"voiceName": voice}}}
 	}
 	setup := map[string]any{"model": b.o.Model, "generationConfig": gen}
+	if b.o.LocalVAD != nil {
+		setup["realtimeInputConfig"] = map[string]any{"automaticActivityDetection": map[string]any{"disabled": true}}
+	}
 	if instr != "" {
 		setup["systemInstruction"] = map[string]any{"parts": []map[string]string{{"text": instr}}}
 	}
@@ -229,6 +253,19 @@ func (b *bridge) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 	}}})
 	if err != nil && s.Context().Err() == nil {
 		s.Logger().Debug("gemini: audio not sent (the reader reopens or ends the session)", "err", err)
+	}
+	if b.turns != nil {
+		return b.turns.Feed(f.Samples, func() {
+			_ = s.Log(fastrtc.LogStartedTalking)
+			b.interrupt()
+			_ = b.link.Send(map[string]any{"realtimeInput": map[string]any{"activityStart": map[string]any{}}})
+		}, func() {
+			_ = s.Log(fastrtc.LogPauseDetected)
+			b.mu.Lock()
+			b.pausedAt = time.Now()
+			b.mu.Unlock()
+			_ = b.link.Send(map[string]any{"realtimeInput": map[string]any{"activityEnd": map[string]any{}}})
+		})
 	}
 	return nil
 }
