@@ -468,6 +468,12 @@ scenario('own-page-sse-first', { kind: 'blank', timeout: 40000 }, async ({ open 
 scenario('realtime-barge-in', { kind: 'realtime', audio: QUESTION, timeout: 60000 }, async ({ open }) => {
   const page = await open();
   await connect(page);
+  await page.evaluate(() => { // FastRTC's voice demos' chat, as their pages read /outputs
+    window.__chat = [];
+    const es = new EventSource(location.pathname + 'outputs?webrtc_id=' + encodeURIComponent(window.__fastrtc.webrtcId));
+    es.addEventListener('output', (event) => { const eventJson = JSON.parse(event.data);
+      window.__chat.push({ role: eventJson.message.role, content: eventJson.audio ?? eventJson.message.content }); });
+  });
   await page.evaluate(() => { // every increase of the received audio packets, with its time
     const api = window.__fastrtc;
     window.__rx = { n: 0, log: [] };
@@ -510,6 +516,9 @@ scenario('realtime-barge-in', { kind: 'realtime', audio: QUESTION, timeout: 6000
     return t.some((l) => l.role === 'user') && t.some((l) => l.role === 'assistant' && l.text === 'It is sunny today.') ? t : null; },
   null, 10000, 'transcripts of both sides');
   log('transcript: ' + JSON.stringify(lines.slice(0, 2)));
+  const chat = await waitFor(page, () => window.__chat.some((m) => m.role === 'assistant' && m.content === 'It is sunny today.') ? window.__chat : null,
+    null, 5000, "the chat on /outputs in FastRTC's {message: {role, content}} shape");
+  check(chat.some((m) => m.role === 'user'), 'the user turn is in the chat outputs too');
   await shot(page, 'realtime');
 });
 

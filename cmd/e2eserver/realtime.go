@@ -200,7 +200,7 @@ func realtimeStream(opts []fastrtc.Option) (*fastrtc.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fastrtc.New(agent, fastrtc.Audio, fastrtc.SendReceive, append(opts,
+	return fastrtc.New(agent, fastrtc.Audio, fastrtc.SendReceive, append(opts, fastrtc.WithChatOutputs(),
 		fastrtc.WithTitle("Realtime", "OpenAI's Realtime protocol, against a local fake model: speak, and talk over its reply."),
 		// The fake microphone plays espeak-ng's voice, unprocessed (as for talk).
 		fastrtc.WithTrackConstraints(fastrtc.TrackConstraints{
