@@ -28,7 +28,7 @@ type Player struct {
 	generated map[string]time.Duration
 	base      time.Duration // the session's audio sent when the player was made
 	dropped   map[string]bool
-	onFirst   func(item string) // called when an item's first audio is handed
+	pausedAt  time.Time // when the user's turn last ended (Paused)
 }
 
 type chunk struct {
@@ -36,12 +36,13 @@ type chunk struct {
 	samples []int16
 }
 
-// NewPlayer makes the player of session s for mono audio at rate (Hz). onFirst, if not nil,
-// is called (on the Emit goroutine) when an item's first audio is handed to the session.
-func NewPlayer(s *fastrtc.Session, rate int, onFirst func(item string)) *Player {
+// NewPlayer makes the player of session s for mono audio at rate (Hz). When an item's first
+// audio is handed to the session, the player logs fastrtc.LogResponseStarting and records
+// the turn's latency (Session.ReplyStarted) from the time given to Paused.
+func NewPlayer(s *fastrtc.Session, rate int) *Player {
 	return &Player{
 		s: s, rate: rate, notify: make(chan struct{}, 1), generated: map[string]time.Duration{},
-		dropped: map[string]bool{}, base: s.Stats().AudioOut, onFirst: onFirst,
+		dropped: map[string]bool{}, base: s.Stats().AudioOut,
 	}
 }
 
@@ -83,9 +84,13 @@ func (p *Player) Next(ctx context.Context) (fastrtc.AudioFrame, error) {
 				p.item, p.itemStart = c.item, p.handed
 			}
 			p.handed += p.dur(len(c.samples))
+			pausedAt := p.pausedAt
 			p.mu.Unlock()
-			if first && p.onFirst != nil {
-				p.onFirst(c.item)
+			if first {
+				if !pausedAt.IsZero() {
+					p.s.ReplyStarted(pausedAt)
+				}
+				_ = p.s.Log(fastrtc.LogResponseStarting)
 			}
 			return fastrtc.AudioFrame{SampleRate: p.rate, Channels: 1, Samples: c.samples}, nil
 		}
@@ -96,6 +101,14 @@ func (p *Player) Next(ctx context.Context) (fastrtc.AudioFrame, error) {
 			return fastrtc.AudioFrame{}, ctx.Err()
 		}
 	}
+}
+
+// Paused records that the user's turn ended now (the model's VAD, the local one, or typed
+// text): the next reply's first audio measures the turn's latency from it.
+func (p *Player) Paused() {
+	p.mu.Lock()
+	p.pausedAt = time.Now()
+	p.mu.Unlock()
 }
 
 // Interrupt drops the queued audio (the player's and the session's) and returns the item

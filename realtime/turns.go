@@ -3,6 +3,7 @@ package realtime
 import (
 	"fmt"
 
+	"github.com/fastrtc-go/fastrtc"
 	"github.com/fastrtc-go/fastrtc/internal/resample"
 	"github.com/fastrtc-go/fastrtc/voice"
 )
@@ -71,6 +72,25 @@ func (t *Turns) Feed(samples []int16, started, ended func()) error {
 		}
 	}
 	return nil
+}
+
+// StartTurns makes the detector of session s for audio at rate Hz from newVAD (nil: no
+// local detection, nil Turns); the session closes it when it ends.
+func StartTurns(s *fastrtc.Session, newVAD func() (voice.VAD, error), rate int) (*Turns, error) {
+	if newVAD == nil {
+		return nil, nil
+	}
+	v, err := newVAD()
+	if err != nil {
+		return nil, fmt.Errorf("realtime: local VAD: %w", err)
+	}
+	t, err := NewTurns(v, rate)
+	if err != nil {
+		_ = v.Close()
+		return nil, err
+	}
+	s.CloseOnEnd(t)
+	return t, nil
 }
 
 // Close frees the VAD.

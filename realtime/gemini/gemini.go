@@ -131,7 +131,6 @@ type bridge struct {
 	turn      int             // the model's turn: the item of its audio
 	userText  strings.Builder // the user's transcript of this turn, so far
 	modelText strings.Builder // the model's
-	pausedAt  time.Time
 }
 
 // AudioLayout implements fastrtc.AudioLayouter: the core converts to and from the model's
@@ -143,28 +142,12 @@ func (b *bridge) AudioLayout() fastrtc.AudioLayout {
 // Start connects to the model and sends the setup.
 func (b *bridge) Start(s *fastrtc.Session) error {
 	b.s = s
-	b.player = realtime.NewPlayer(s, OutputRate, func(string) {
-		b.mu.Lock()
-		at := b.pausedAt
-		b.mu.Unlock()
-		if !at.IsZero() {
-			s.ReplyStarted(at)
-		}
-		_ = s.Log(fastrtc.LogResponseStarting)
-	})
-	if b.o.LocalVAD != nil {
-		v, err := b.o.LocalVAD()
-		if err != nil {
-			return fmt.Errorf("gemini: local VAD: %w", err)
-		}
-		t, err := realtime.NewTurns(v, InputRate)
-		if err != nil {
-			_ = v.Close()
-			return err
-		}
-		b.turns = t
-		s.CloseOnEnd(t)
+	b.player = realtime.NewPlayer(s, OutputRate)
+	turns, err := realtime.StartTurns(s, b.o.LocalVAD, InputRate)
+	if err != nil {
+		return err
 	}
+	b.turns = turns
 	b.link = realtime.Link{Session: s, Open: b.dial, Handle: b.handle, Reopened: func() {
 		b.player.Interrupt()
 		b.mu.Lock()
@@ -261,9 +244,7 @@ func (b *bridge) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 			_ = b.link.Send(map[string]any{"realtimeInput": map[string]any{"activityStart": map[string]any{}}})
 		}, func() {
 			_ = s.Log(fastrtc.LogPauseDetected)
-			b.mu.Lock()
-			b.pausedAt = time.Now()
-			b.mu.Unlock()
+			b.player.Paused()
 			_ = b.link.Send(map[string]any{"realtimeInput": map[string]any{"activityEnd": map[string]any{}}})
 		})
 	}
@@ -292,9 +273,7 @@ func (b *bridge) InputsPosted(s *fastrtc.Session, names []string) {
 func (b *bridge) sendText(text string) {
 	b.interrupt()
 	_ = b.s.Transcript(fastrtc.RoleUser, text)
-	b.mu.Lock()
-	b.pausedAt = time.Now()
-	b.mu.Unlock()
+	b.player.Paused()
 	_ = b.link.Send(map[string]any{"clientContent": map[string]any{
 		"turns": []map[string]any{{"role": "user", "parts": []map[string]string{{"text": text}}}}, "turnComplete": true,
 	}})

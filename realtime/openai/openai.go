@@ -32,7 +32,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -142,7 +141,6 @@ type bridge struct {
 
 	mu       sync.Mutex
 	response string // the response in progress ("" when none)
-	pausedAt time.Time
 }
 
 // AudioLayout implements fastrtc.AudioLayouter: the core converts to and from the model's
@@ -154,28 +152,12 @@ func (b *bridge) AudioLayout() fastrtc.AudioLayout {
 // Start connects to the model and configures the session.
 func (b *bridge) Start(s *fastrtc.Session) error {
 	b.s = s
-	b.player = realtime.NewPlayer(s, Rate, func(string) {
-		b.mu.Lock()
-		at := b.pausedAt
-		b.mu.Unlock()
-		if !at.IsZero() {
-			s.ReplyStarted(at)
-		}
-		_ = s.Log(fastrtc.LogResponseStarting)
-	})
-	if b.o.LocalVAD != nil {
-		v, err := b.o.LocalVAD()
-		if err != nil {
-			return fmt.Errorf("openai: local VAD: %w", err)
-		}
-		t, err := realtime.NewTurns(v, Rate)
-		if err != nil {
-			_ = v.Close()
-			return err
-		}
-		b.turns = t
-		s.CloseOnEnd(t)
+	b.player = realtime.NewPlayer(s, Rate)
+	turns, err := realtime.StartTurns(s, b.o.LocalVAD, Rate)
+	if err != nil {
+		return err
 	}
+	b.turns = turns
 	b.link = realtime.Link{Session: s, Open: b.dial, Handle: b.handle, Reopened: func() {
 		b.player.Interrupt()
 		b.mu.Lock()
@@ -280,9 +262,7 @@ func (b *bridge) Receive(s *fastrtc.Session, f fastrtc.AudioFrame) error {
 			b.interrupt()
 		}, func() {
 			_ = s.Log(fastrtc.LogPauseDetected)
-			b.mu.Lock()
-			b.pausedAt = time.Now()
-			b.mu.Unlock()
+			b.player.Paused()
 			_ = b.send(map[string]string{"type": "input_audio_buffer.commit"})
 			_ = b.send(map[string]string{"type": "response.create"})
 		})
@@ -322,9 +302,7 @@ func (b *bridge) sendText(text string) {
 	_ = b.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{
 		"type": "message", "role": "user", "content": []map[string]string{{"type": "input_text", "text": text}},
 	}})
-	b.mu.Lock()
-	b.pausedAt = time.Now()
-	b.mu.Unlock()
+	b.player.Paused()
 	_ = b.send(map[string]string{"type": "response.create"})
 }
 
@@ -412,9 +390,7 @@ func (b *bridge) handle(data []byte) error {
 		b.interrupt()
 	case "input_audio_buffer.speech_stopped":
 		_ = s.Log(fastrtc.LogPauseDetected)
-		b.mu.Lock()
-		b.pausedAt = time.Now()
-		b.mu.Unlock()
+		b.player.Paused()
 	case "response.created":
 		b.mu.Lock()
 		b.response = ev.Response.ID
